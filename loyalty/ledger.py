@@ -1,0 +1,441 @@
+"""The ledger: the one module every writer of points goes through.
+
+Posting protocol (one database transaction, owned by the caller):
+1. insert the transaction row with ON CONFLICT (idempotency_key) DO NOTHING; when the key exists,
+   the stored request hash tells a true replay (return the original) from a conflicting reuse;
+2. move the wallet with one conditional UPDATE (`... WHERE balance + amount - held - held_delta
+   >= 0`); zero rows means not enough points.
+
+Functions here take an AsyncConnection inside a transaction and never commit. When one raises a
+LoyaltyError the caller must roll back (`async with engine.begin()` does): a failed step may have
+written part of the posting.
+
+Holds are two-phase: `hold` reserves points, then exactly one of `capture` (posted as a burn)
+or `release` resolves it. The hold row is locked first, and a partial unique index allows one
+resolving row per hold, so racing capture / release / expiry cannot both win.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from loyalty.errors import (
+    HoldNotOpen,
+    IdempotencyConflict,
+    InsufficientPoints,
+    NotFound,
+    ValidationFailed,
+    WalletNotFound,
+)
+
+MAX_POINTS = 10**12  # far above any real balance; rejects overflow-sized requests
+
+TX_TYPES = ("earn", "burn", "refund", "adjustment", "hold", "capture", "release", "expire",
+            "clawback")
+
+
+@dataclass(frozen=True)
+class WalletState:
+    wallet_id: uuid.UUID
+    user_id: str
+    balance: int
+    held: int
+    tier: str
+    lifetime_points: int
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def available(self) -> int:
+        return self.balance - self.held
+
+
+@dataclass(frozen=True)
+class Posting:
+    tx_id: int
+    wallet_id: uuid.UUID
+    type: str
+    amount: int
+    held_delta: int
+    currency_amount: int | None
+    currency: str | None
+    counter_account: str
+    booking_id: str | None
+    payment_id: str | None
+    hold_id: uuid.UUID | None
+    idempotency_key: str
+    description: str | None
+    metadata: dict[str, Any]
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class PostingResult:
+    posting: Posting
+    wallet: WalletState
+    replayed: bool  # True when the idempotency key had already been posted with this request
+
+
+@dataclass(frozen=True)
+class HoldState:
+    hold_id: uuid.UUID
+    wallet_id: uuid.UUID
+    amount: int
+    booking_id: str | None
+    status: str
+    expires_at: datetime
+    created_at: datetime
+    resolved_at: datetime | None
+
+
+_WALLET_COLUMNS = (
+    "wallet_id, user_id, balance, held, tier, lifetime_points, version, created_at, updated_at"
+)
+_TX_COLUMNS = (
+    "tx_id, wallet_id, type, amount, held_delta, currency_amount, currency, counter_account, "
+    "booking_id, payment_id, hold_id, idempotency_key, description, metadata, created_at"
+)
+
+
+def _wallet(row: RowMapping) -> WalletState:
+    return WalletState(**{k: row[k] for k in WalletState.__dataclass_fields__})
+
+
+def _posting(row: RowMapping) -> Posting:
+    return Posting(**{k: row[k] for k in Posting.__dataclass_fields__})
+
+
+def _hold(row: RowMapping) -> HoldState:
+    return HoldState(**{k: row[k] for k in HoldState.__dataclass_fields__})
+
+
+def request_hash(request: Mapping[str, Any]) -> str:
+    """Stable hash of what the caller asked for, to tell a replay from a conflicting key reuse."""
+    canonical = json.dumps(request, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _check_points(points: int, *, allow_negative: bool = False) -> None:
+    # bool is an int subclass; a caller passing True means a bug, not one point.
+    if not isinstance(points, int) or isinstance(points, bool):
+        raise ValidationFailed("points must be an integer", points=repr(points))
+    if points == 0 or (points < 0 and not allow_negative):
+        raise ValidationFailed("points must be positive" if not allow_negative
+                               else "points must not be zero", points=points)
+    if abs(points) > MAX_POINTS:
+        raise ValidationFailed(f"points must be at most {MAX_POINTS}", points=points)
+
+
+def _check_key(key: str) -> None:
+    if not key or len(key) > 255:
+        raise ValidationFailed("idempotency key must be 1 to 255 characters")
+
+
+# --- wallets ---------------------------------------------------------------------------------
+
+
+async def find_wallet(conn: AsyncConnection, user_id: str) -> WalletState | None:
+    row = (await conn.execute(
+        text(f"SELECT {_WALLET_COLUMNS} FROM wallets WHERE user_id = :u"), {"u": user_id}
+    )).mappings().first()
+    return _wallet(row) if row else None
+
+
+async def get_wallet(conn: AsyncConnection, user_id: str) -> WalletState:
+    wallet = await find_wallet(conn, user_id)
+    if wallet is None:
+        raise WalletNotFound(f"no wallet for user {user_id!r}", user_id=user_id)
+    return wallet
+
+
+async def open_wallet(conn: AsyncConnection, user_id: str) -> WalletState:
+    """The user's wallet, created (on the entry tier) if it does not exist yet."""
+    wallet = await find_wallet(conn, user_id)
+    if wallet is not None:
+        return wallet
+    if not user_id or len(user_id) > 128:
+        raise ValidationFailed("user id must be 1 to 128 characters")
+    await conn.execute(
+        text("INSERT INTO wallets (user_id, tier) "
+             "VALUES (:u, (SELECT code FROM loyalty_tiers ORDER BY rank LIMIT 1)) "
+             "ON CONFLICT (user_id) DO NOTHING"),
+        {"u": user_id},
+    )
+    return await get_wallet(conn, user_id)
+
+
+# --- posting ---------------------------------------------------------------------------------
+
+
+async def _insert_or_replay(
+    conn: AsyncConnection, *, wallet_id: uuid.UUID, tx_type: str, amount: int, held_delta: int,
+    counter_account: str, idempotency_key: str, request: Mapping[str, Any],
+    booking_id: str | None = None, payment_id: str | None = None,
+    hold_id: uuid.UUID | None = None, currency_amount: int | None = None,
+    currency: str | None = None, description: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> tuple[Posting, bool]:
+    """Insert the transaction row, or return the row already posted under this key."""
+    _check_key(idempotency_key)
+    digest = request_hash(request)
+    row = (await conn.execute(
+        text(
+            "INSERT INTO wallet_transactions (wallet_id, type, amount, held_delta, "
+            "currency_amount, currency, counter_account, booking_id, payment_id, hold_id, "
+            "idempotency_key, request_hash, description, metadata) "
+            "VALUES (:wallet_id, :type, :amount, :held_delta, :currency_amount, :currency, "
+            ":counter_account, :booking_id, :payment_id, :hold_id, :key, :hash, :description, "
+            "CAST(:metadata AS jsonb)) "
+            f"ON CONFLICT (idempotency_key) DO NOTHING RETURNING {_TX_COLUMNS}"
+        ),
+        {
+            "wallet_id": wallet_id, "type": tx_type, "amount": amount, "held_delta": held_delta,
+            "currency_amount": currency_amount, "currency": currency,
+            "counter_account": counter_account, "booking_id": booking_id,
+            "payment_id": payment_id, "hold_id": hold_id, "key": idempotency_key,
+            "hash": digest, "description": description,
+            "metadata": json.dumps(dict(metadata or {}), default=str),
+        },
+    )).mappings().first()
+    if row is not None:
+        return _posting(row), False
+    existing = (await conn.execute(
+        text(f"SELECT {_TX_COLUMNS}, request_hash FROM wallet_transactions "
+             "WHERE idempotency_key = :key"),
+        {"key": idempotency_key},
+    )).mappings().one()
+    if existing["request_hash"] != digest:
+        raise IdempotencyConflict(
+            "this idempotency key was already used for a different request",
+            idempotency_key=idempotency_key,
+        )
+    return _posting(existing), True
+
+
+async def _move_wallet(conn: AsyncConnection, wallet_id: uuid.UUID, *, amount: int,
+                       held_delta: int, lifetime_delta: int = 0) -> WalletState:
+    row = (await conn.execute(
+        text(
+            "UPDATE wallets SET balance = balance + :amount, held = held + :held_delta, "
+            "lifetime_points = lifetime_points + :lifetime_delta, version = version + 1, "
+            "updated_at = now() "
+            "WHERE wallet_id = :w AND balance + :amount - held - :held_delta >= 0 "
+            f"RETURNING {_WALLET_COLUMNS}"
+        ),
+        {"w": wallet_id, "amount": amount, "held_delta": held_delta,
+         "lifetime_delta": lifetime_delta},
+    )).mappings().first()
+    if row is None:
+        available = (await conn.execute(
+            text("SELECT balance - held FROM wallets WHERE wallet_id = :w"), {"w": wallet_id}
+        )).scalar_one()
+        raise InsufficientPoints(
+            f"not enough points: {available} available, {-(amount - held_delta)} needed",
+            available=available, requested=-(amount - held_delta),
+        )
+    return _wallet(row)
+
+
+async def _wallet_by_id(conn: AsyncConnection, wallet_id: uuid.UUID) -> WalletState:
+    row = (await conn.execute(
+        text(f"SELECT {_WALLET_COLUMNS} FROM wallets WHERE wallet_id = :w"), {"w": wallet_id}
+    )).mappings().one()
+    return _wallet(row)
+
+
+async def earn(
+    conn: AsyncConnection, *, user_id: str, points: int, idempotency_key: str,
+    booking_id: str | None = None, payment_id: str | None = None,
+    currency_amount: int | None = None, currency: str | None = None,
+    counter_account: str = "issuance:base", description: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> PostingResult:
+    """Credit earned points (creating the wallet on first earn)."""
+    _check_points(points)
+    wallet = await open_wallet(conn, user_id)
+    request = {"type": "earn", "user_id": user_id, "points": points, "booking_id": booking_id,
+               "payment_id": payment_id, "currency_amount": currency_amount}
+    posting, replayed = await _insert_or_replay(
+        conn, wallet_id=wallet.wallet_id, tx_type="earn", amount=points, held_delta=0,
+        counter_account=counter_account, idempotency_key=idempotency_key, request=request,
+        booking_id=booking_id, payment_id=payment_id, currency_amount=currency_amount,
+        currency=currency, description=description, metadata=metadata,
+    )
+    if replayed:
+        return PostingResult(posting, await _wallet_by_id(conn, wallet.wallet_id), True)
+    wallet = await _move_wallet(conn, wallet.wallet_id, amount=points, held_delta=0,
+                                lifetime_delta=points)
+    return PostingResult(posting, wallet, False)
+
+
+async def adjust(
+    conn: AsyncConnection, *, user_id: str, points: int, reason: str, idempotency_key: str,
+    actor: str | None = None,
+) -> PostingResult:
+    """Admin adjustment (signed). A debit can never take available points below zero."""
+    _check_points(points, allow_negative=True)
+    if not reason or not reason.strip():
+        raise ValidationFailed("a reason is required for an adjustment")
+    wallet = await get_wallet(conn, user_id)
+    request = {"type": "adjustment", "user_id": user_id, "points": points, "reason": reason}
+    posting, replayed = await _insert_or_replay(
+        conn, wallet_id=wallet.wallet_id, tx_type="adjustment", amount=points, held_delta=0,
+        counter_account="adjustment", idempotency_key=idempotency_key, request=request,
+        description=reason, metadata={"actor": actor} if actor else None,
+    )
+    if replayed:
+        return PostingResult(posting, await _wallet_by_id(conn, wallet.wallet_id), True)
+    wallet = await _move_wallet(conn, wallet.wallet_id, amount=points, held_delta=0)
+    return PostingResult(posting, wallet, False)
+
+
+async def hold(
+    conn: AsyncConnection, *, user_id: str, points: int, idempotency_key: str,
+    expires_at: datetime, booking_id: str | None = None, hold_id: uuid.UUID | None = None,
+    description: str | None = None, metadata: Mapping[str, Any] | None = None,
+) -> tuple[HoldState, PostingResult]:
+    """Reserve points: they stay in the balance but are no longer available."""
+    _check_points(points)
+    wallet = await get_wallet(conn, user_id)
+    hold_id = hold_id or uuid.uuid5(uuid.NAMESPACE_URL, f"loyalty-hold:{idempotency_key}")
+    request = {"type": "hold", "user_id": user_id, "points": points, "booking_id": booking_id}
+    await conn.execute(
+        text("INSERT INTO holds (hold_id, wallet_id, amount, booking_id, expires_at) "
+             "VALUES (:h, :w, :amount, :booking_id, :expires_at) "
+             "ON CONFLICT (hold_id) DO NOTHING"),
+        {"h": hold_id, "w": wallet.wallet_id, "amount": points, "booking_id": booking_id,
+         "expires_at": expires_at},
+    )
+    posting, replayed = await _insert_or_replay(
+        conn, wallet_id=wallet.wallet_id, tx_type="hold", amount=0, held_delta=points,
+        counter_account="redemption", idempotency_key=idempotency_key, request=request,
+        booking_id=booking_id, hold_id=hold_id, description=description, metadata=metadata,
+    )
+    if replayed:
+        if posting.hold_id is None:
+            raise IdempotencyConflict("this idempotency key was used for a different posting")
+        return (await get_hold(conn, posting.hold_id),
+                PostingResult(posting, await _wallet_by_id(conn, wallet.wallet_id), True))
+    wallet = await _move_wallet(conn, wallet.wallet_id, amount=0, held_delta=points)
+    return await get_hold(conn, hold_id), PostingResult(posting, wallet, False)
+
+
+async def get_hold(conn: AsyncConnection, hold_id: uuid.UUID) -> HoldState:
+    row = (await conn.execute(
+        text("SELECT * FROM holds WHERE hold_id = :h"), {"h": hold_id}
+    )).mappings().first()
+    if row is None:
+        raise NotFound(f"no hold {hold_id}", hold_id=str(hold_id))
+    return _hold(row)
+
+
+async def _resolve_hold(
+    conn: AsyncConnection, *, hold_id: uuid.UUID, outcome: str, idempotency_key: str,
+    currency_amount: int | None, currency: str | None, description: str | None,
+    metadata: Mapping[str, Any] | None,
+) -> PostingResult:
+    row = (await conn.execute(
+        text("SELECT * FROM holds WHERE hold_id = :h FOR UPDATE"), {"h": hold_id}
+    )).mappings().first()
+    if row is None:
+        raise NotFound(f"no hold {hold_id}", hold_id=str(hold_id))
+    the_hold = _hold(row)
+    tx_type = "capture" if outcome == "captured" else "release"
+    amount = -the_hold.amount if tx_type == "capture" else 0
+    request = {"type": tx_type, "hold_id": str(hold_id)}
+    if the_hold.status != "open":
+        existing = (await conn.execute(
+            text(f"SELECT {_TX_COLUMNS}, request_hash FROM wallet_transactions "
+                 "WHERE idempotency_key = :key"), {"key": idempotency_key},
+        )).mappings().first()
+        if existing is not None and existing["request_hash"] == request_hash(request):
+            wallet = await _wallet_by_id(conn, the_hold.wallet_id)
+            return PostingResult(_posting(existing), wallet, True)
+        raise HoldNotOpen(f"hold {hold_id} is already {the_hold.status}",
+                          hold_id=str(hold_id), status=the_hold.status)
+    posting, replayed = await _insert_or_replay(
+        conn, wallet_id=the_hold.wallet_id, tx_type=tx_type, amount=amount,
+        held_delta=-the_hold.amount, counter_account="redemption",
+        idempotency_key=idempotency_key, request=request, booking_id=the_hold.booking_id,
+        hold_id=hold_id, currency_amount=currency_amount, currency=currency,
+        description=description, metadata=metadata,
+    )
+    if replayed:  # the key names a posting of another hold (an open hold has no resolution)
+        raise IdempotencyConflict("this idempotency key was already used for another posting")
+    await conn.execute(
+        text("UPDATE holds SET status = :s, resolved_at = now() WHERE hold_id = :h"),
+        {"s": outcome, "h": hold_id},
+    )
+    wallet = await _move_wallet(conn, the_hold.wallet_id, amount=amount,
+                                held_delta=-the_hold.amount)
+    return PostingResult(posting, wallet, False)
+
+
+async def capture(
+    conn: AsyncConnection, *, hold_id: uuid.UUID, idempotency_key: str,
+    currency_amount: int | None = None, currency: str | None = None,
+    description: str | None = None, metadata: Mapping[str, Any] | None = None,
+) -> PostingResult:
+    """Post the held points as spent (a burn against the redemption account)."""
+    return await _resolve_hold(
+        conn, hold_id=hold_id, outcome="captured", idempotency_key=idempotency_key,
+        currency_amount=currency_amount, currency=currency, description=description,
+        metadata=metadata,
+    )
+
+
+async def release(
+    conn: AsyncConnection, *, hold_id: uuid.UUID, idempotency_key: str,
+    description: str | None = None, metadata: Mapping[str, Any] | None = None,
+) -> PostingResult:
+    """Void the hold: the points become available again."""
+    return await _resolve_hold(
+        conn, hold_id=hold_id, outcome="released", idempotency_key=idempotency_key,
+        currency_amount=None, currency=None, description=description, metadata=metadata,
+    )
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+
+async def list_transactions(
+    conn: AsyncConnection, wallet_id: uuid.UUID, *, limit: int, before_tx_id: int | None = None,
+    types: Sequence[str] | None = None, since: datetime | None = None,
+    until: datetime | None = None, booking_id: str | None = None,
+) -> list[Posting]:
+    """Newest first, keyset-paginated on tx_id: rows never repeat across pages, even while
+    new rows are being inserted (new rows only appear on a fresh first page)."""
+    clauses = ["wallet_id = :w"]
+    params: dict[str, Any] = {"w": wallet_id, "limit": limit}
+    if before_tx_id is not None:
+        clauses.append("tx_id < :before")
+        params["before"] = before_tx_id
+    if types:
+        clauses.append("type = ANY(:types)")
+        params["types"] = list(types)
+    if since is not None:
+        clauses.append("created_at >= :since")
+        params["since"] = since
+    if until is not None:
+        clauses.append("created_at < :until")
+        params["until"] = until
+    if booking_id is not None:
+        clauses.append("booking_id = :booking_id")
+        params["booking_id"] = booking_id
+    rows = (await conn.execute(
+        text(f"SELECT {_TX_COLUMNS} FROM wallet_transactions WHERE {' AND '.join(clauses)} "
+             "ORDER BY tx_id DESC LIMIT :limit"),
+        params,
+    )).mappings().all()
+    return [_posting(r) for r in rows]

