@@ -164,4 +164,4 @@ def run_migrations(database_url: str) -> None:
     cfg.set_main_option("script_location", str(PROJECT_ROOT / "migrations"))
     # env.py reads -x url=...; mimic it.
     cfg.cmd_opts = type("Opts", (), {"x": [f"url={database_url}"]})()
-    command.upgrade(cfg, "head")
+    command.upgrade(cfg, "heads")

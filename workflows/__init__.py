@@ -1,0 +1,7 @@
+"""Deterministic orchestration only: no I/O, no clock, no randomness outside Temporal's APIs.
+
+WORKFLOWS lists every workflow class the worker registers; add new ones here."""
+
+from __future__ import annotations
+
+WORKFLOWS: list[type] = []
