@@ -21,4 +21,8 @@ class Dependencies:
 
 
 def build_activities(deps: Dependencies) -> list[Callable[..., Any]]:
-    return []
+    # Imported here: activity modules import Dependencies from this package.
+    from activities.maintenance import MaintenanceActivities
+
+    maintenance = MaintenanceActivities(deps)
+    return [maintenance.check_ledger_invariants]

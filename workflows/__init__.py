@@ -4,4 +4,6 @@ WORKFLOWS lists every workflow class the worker registers; add new ones here."""
 
 from __future__ import annotations
 
-WORKFLOWS: list[type] = []
+from workflows.maintenance import InvariantCheckWorkflow
+
+WORKFLOWS: list[type] = [InvariantCheckWorkflow]

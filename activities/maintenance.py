@@ -1,0 +1,47 @@
+"""Activities behind the maintenance workflows."""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+from temporalio import activity
+
+from activities import Dependencies
+from loyalty.invariants import CHECKS, find_violations
+from workflows.maintenance import (
+    CHECK_LEDGER_INVARIANTS,
+    InvariantCheckInput,
+    InvariantReport,
+    InvariantViolation,
+)
+
+_COUNTS = """
+    SELECT (SELECT count(*) FROM wallets),
+           (SELECT count(*) FROM wallet_transactions),
+           (SELECT count(*) FROM holds WHERE status = 'open')"""
+
+
+class MaintenanceActivities:
+    def __init__(self, deps: Dependencies) -> None:
+        self._engine = deps.engine
+
+    @activity.defn(name=CHECK_LEDGER_INVARIANTS)
+    async def check_ledger_invariants(self, params: InvariantCheckInput) -> InvariantReport:
+        async with self._engine.connect() as conn:
+            # One snapshot for every check, so postings in flight cannot show as violations.
+            await conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
+            violations = await find_violations(conn, limit=params.max_violations_per_check)
+            wallets, transactions, open_holds = (await conn.execute(text(_COUNTS))).one()
+        for v in violations:
+            activity.logger.warning("ledger invariant violated: %s", v)
+        return InvariantReport(
+            checks=list(CHECKS),
+            wallets=wallets,
+            transactions=transactions,
+            open_holds=open_holds,
+            violations=[
+                InvariantViolation(
+                    check=v.check, subject=v.subject, actual=str(v.actual), expected=str(v.expected)
+                )
+                for v in violations
+            ],
+        )

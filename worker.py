@@ -1,0 +1,110 @@
+"""The Temporal worker: every workflow in workflows.WORKFLOWS and every activity from
+activities.build_activities, on settings.temporal_task_queue.
+
+    python worker.py
+
+Reads the same settings as the API (DATABASE_URL, TEMPORAL_ADDRESS, ...). Exits non-zero with a
+one-line message when PostgreSQL or Temporal cannot be reached; SIGINT / SIGTERM stop it cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from datetime import timedelta
+
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+import activities
+import workflows
+from loyalty.db import make_engine
+from loyalty.settings import Settings
+from loyalty.temporal import connect
+
+
+def build_worker(client: Client, deps: activities.Dependencies, task_queue: str) -> Worker:
+    """The one place that decides what a worker runs; tests use it too."""
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=workflows.WORKFLOWS,
+        activities=activities.build_activities(deps),
+        graceful_shutdown_timeout=timedelta(seconds=10),
+    )
+
+
+def _say(message: str) -> None:
+    print(f"worker: {message}", file=sys.stderr, flush=True)
+
+
+async def run(settings: Settings) -> int:
+    if not settings.database_url:
+        _say("DATABASE_URL is not set (`make run` sets it; see README)")
+        return 2
+    db_label = make_url(settings.database_url).render_as_string(hide_password=True)
+    temporal_target = settings.temporal_address or f"127.0.0.1:{settings.temporal_port}"
+
+    engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
+    try:
+        try:
+            async with asyncio.timeout(10), engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except Exception as exc:
+            _say(f"cannot reach PostgreSQL at {db_label}: {_reason(exc)}")
+            return 1
+        try:
+            async with asyncio.timeout(15):
+                client = await connect(settings)
+        except (RuntimeError, TimeoutError) as exc:
+            _say(
+                f"cannot reach Temporal at {temporal_target} "
+                f"(namespace {settings.temporal_namespace}): {_reason(exc)}"
+            )
+            return 1
+
+        deps = activities.Dependencies(settings=settings, engine=engine)
+        worker = build_worker(client, deps, settings.temporal_task_queue)
+
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+
+        async with worker:
+            _say(
+                f"started on task queue {settings.temporal_task_queue!r} at {temporal_target}; "
+                f"workflows: {', '.join(w.__name__ for w in workflows.WORKFLOWS) or 'none'}"
+            )
+            await stop.wait()
+            _say("stopping (waiting for running activities up to 10s)")
+        _say("stopped")
+        return 0
+    finally:
+        await engine.dispose()
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    return " ".join(str(exc).split())[:300] or type(exc).__name__
+
+
+def main() -> None:
+    try:
+        status = asyncio.run(run(Settings()))
+    except KeyboardInterrupt:
+        status = 130
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # The Temporal SDK can abort during interpreter shutdown (temporalio/sdk-python#300),
+    # turning a clean stop into status 134; leave without running finalizers.
+    os._exit(status)
+
+
+if __name__ == "__main__":
+    main()
