@@ -1,0 +1,28 @@
+# One image for the API, the worker and the migrate job (docker-compose.yml picks the command).
+FROM python:3.11-slim
+
+ENV PYTHONUNBUFFERED=1 \
+    UV_PYTHON_DOWNLOADS=never \
+    UV_PROJECT_ENVIRONMENT=/app/.venv \
+    PATH=/app/.venv/bin:$PATH
+
+WORKDIR /app
+RUN python -m pip install --no-cache-dir "uv==0.13.8"
+
+# Dependencies first (cached while only the code changes), exactly as locked.
+COPY pyproject.toml uv.lock ./
+RUN uv sync --frozen --no-dev --no-install-project --python python3
+
+COPY alembic.ini worker.py ./
+COPY loyalty ./loyalty
+COPY api ./api
+COPY workflows ./workflows
+COPY activities ./activities
+COPY migrations ./migrations
+COPY scripts ./scripts
+
+RUN useradd --system --uid 10001 loyalty
+USER loyalty
+
+EXPOSE 8000
+CMD ["python", "scripts/serve_api.py"]
