@@ -27,6 +27,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -83,8 +84,11 @@ class Child:
         log_dir: Path,
         color: str,
         ready_text: str | None = None,
+        quiet_when_stopping: bool = False,
     ) -> None:
         self.name = name
+        self.stopping = False
+        self._quiet_when_stopping = quiet_when_stopping
         self.color = color
         self.log_path = log_dir / f"{name}.log"
         self.ready = threading.Event()
@@ -108,11 +112,13 @@ class Child:
                 line = raw.decode(errors="replace").rstrip()
                 log.write(line + "\n")
                 log.flush()
-                emit(self.name, line, self.color)
+                if not (self.stopping and self._quiet_when_stopping):
+                    emit(self.name, line, self.color)
                 if self._ready_text and self._ready_text in line:
                     self.ready.set()
 
     def stop(self, timeout: float = 20) -> None:
+        self.stopping = True
         if self.proc.poll() is None:
             self._signal_group(signal.SIGTERM)
             try:
@@ -144,11 +150,9 @@ class Stack:
 
     # --- starting -----------------------------------------------------------------------------
 
-    def spawn(self, name: str, cmd: Sequence[str], ready_text: str | None = None) -> Child:
+    def spawn(self, name: str, cmd: Sequence[str], **options: Any) -> Child:
         color = COLORS[len(self.children) % len(COLORS)]
-        child = Child(
-            name, cmd, env=self.env, log_dir=self.log_dir, color=color, ready_text=ready_text
-        )
+        child = Child(name, cmd, env=self.env, log_dir=self.log_dir, color=color, **options)
         self.children.append(child)
         return child
 
@@ -211,7 +215,9 @@ class Stack:
             db_file=db_file,
             namespace=s.temporal_namespace,
         )
-        child = self.spawn("temporal", cmd)
+        # Its internal workers log a burst of poll errors while it shuts down: keep those in
+        # var/logs/temporal.log only.
+        child = self.spawn("temporal", cmd, quiet_when_stopping=True)
         devstack.wait_for_port(
             "127.0.0.1", s.temporal_port, timeout=60, proc=child.proc, name="Temporal dev server"
         )
