@@ -40,8 +40,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for_port(host: str, port: int, *, timeout: float, proc: subprocess.Popen | None = None,
-                  name: str = "") -> None:
+def wait_for_port(
+    host: str, port: int, *, timeout: float, proc: subprocess.Popen | None = None, name: str = ""
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -98,10 +99,22 @@ class EmbeddedPostgres:
         self._server.cleanup()
 
 
-def temporal_dev_server_command(*, port: int, ui_port: int | None, db_file: Path | None,
-                                namespace: str = "default") -> list[str]:
-    cmd = [venv_bin("temporal"), "server", "start-dev", "--ip", "127.0.0.1",
-           "--port", str(port), "--namespace", namespace, "--log-level", "warn"]
+def temporal_dev_server_command(
+    *, port: int, ui_port: int | None, db_file: Path | None, namespace: str = "default"
+) -> list[str]:
+    cmd = [
+        venv_bin("temporal"),
+        "server",
+        "start-dev",
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--namespace",
+        namespace,
+        "--log-level",
+        "warn",
+    ]
     if ui_port is None:
         cmd.append("--headless")
     else:
@@ -116,11 +129,15 @@ def temporal_dev_server_command(*, port: int, ui_port: int | None, db_file: Path
     return cmd
 
 
-def start_process(cmd: Sequence[str], *, log_file: Path | None = None,
-                  env: dict[str, str] | None = None) -> subprocess.Popen:
+def start_process(
+    cmd: Sequence[str], *, log_file: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.Popen:
     out = open(log_file, "ab") if log_file is not None else subprocess.DEVNULL  # noqa: SIM115
     return subprocess.Popen(
-        list(cmd), stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+        list(cmd),
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **(env or {})},
         start_new_session=True,
     )
 
@@ -136,16 +153,24 @@ def stop_process(proc: subprocess.Popen, *, timeout: float = 10) -> None:
         proc.wait()
 
 
-def start_temporal(*, port: int, ui_port: int | None, db_file: Path | None,
-                   log_file: Path | None = None, timeout: float = 60) -> subprocess.Popen:
-    proc = start_process(temporal_dev_server_command(port=port, ui_port=ui_port, db_file=db_file),
-                         log_file=log_file)
+def start_temporal(
+    *,
+    port: int,
+    ui_port: int | None,
+    db_file: Path | None,
+    log_file: Path | None = None,
+    timeout: float = 60,
+) -> subprocess.Popen:
+    proc = start_process(
+        temporal_dev_server_command(port=port, ui_port=ui_port, db_file=db_file), log_file=log_file
+    )
     wait_for_port("127.0.0.1", port, timeout=timeout, proc=proc, name="temporal dev server")
     return proc
 
 
-def start_localstripe(*, port: int, log_file: Path | None = None,
-                      timeout: float = 30) -> subprocess.Popen:
+def start_localstripe(
+    *, port: int, log_file: Path | None = None, timeout: float = 30
+) -> subprocess.Popen:
     proc = start_process([venv_bin("localstripe"), "--port", str(port)], log_file=log_file)
     wait_for_port("127.0.0.1", port, timeout=timeout, proc=proc, name="localstripe")
     return proc

@@ -68,6 +68,14 @@ class Forbidden(LoyaltyError):
 
 ERRORS_BY_CODE: dict[str, type[LoyaltyError]] = {
     cls.code: cls
-    for cls in (ValidationFailed, WalletNotFound, NotFound, InsufficientPoints,
-                IdempotencyConflict, HoldNotOpen, Unauthorized, Forbidden)
+    for cls in (
+        ValidationFailed,
+        WalletNotFound,
+        NotFound,
+        InsufficientPoints,
+        IdempotencyConflict,
+        HoldNotOpen,
+        Unauthorized,
+        Forbidden,
+    )
 }

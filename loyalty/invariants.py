@@ -84,8 +84,10 @@ async def _main(database_url: str) -> int:
         await engine.dispose()
     for v in violations:
         print(f"VIOLATION {v}")
-    print(f"checked {len(CHECKS)} invariants over {wallets} wallets: "
-          f"{'OK' if not violations else f'{len(violations)} violation(s)'}")
+    print(
+        f"checked {len(CHECKS)} invariants over {wallets} wallets: "
+        f"{'OK' if not violations else f'{len(violations)} violation(s)'}"
+    )
     return 1 if violations else 0
 
 

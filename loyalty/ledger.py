@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import TextClause, text
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -40,8 +40,17 @@ from loyalty.errors import (
 
 MAX_POINTS = 10**12  # far above any real balance; rejects overflow-sized requests
 
-TX_TYPES = ("earn", "burn", "refund", "adjustment", "hold", "capture", "release", "expire",
-            "clawback")
+TX_TYPES = (
+    "earn",
+    "burn",
+    "refund",
+    "adjustment",
+    "hold",
+    "capture",
+    "release",
+    "expire",
+    "clawback",
+)
 
 
 @dataclass(frozen=True)
@@ -120,6 +129,22 @@ def _hold(row: RowMapping) -> HoldState:
     return HoldState(**{k: row[k] for k in HoldState.__dataclass_fields__})
 
 
+async def _first(
+    conn: AsyncConnection, sql: TextClause, params: Mapping[str, Any]
+) -> RowMapping | None:
+    return (await conn.execute(sql, params)).mappings().first()
+
+
+async def _one(conn: AsyncConnection, sql: TextClause, params: Mapping[str, Any]) -> RowMapping:
+    return (await conn.execute(sql, params)).mappings().one()
+
+
+async def _all(
+    conn: AsyncConnection, sql: TextClause, params: Mapping[str, Any]
+) -> list[RowMapping]:
+    return list((await conn.execute(sql, params)).mappings().all())
+
+
 def request_hash(request: Mapping[str, Any]) -> str:
     """Stable hash of what the caller asked for, to tell a replay from a conflicting key reuse."""
     canonical = json.dumps(request, sort_keys=True, separators=(",", ":"), default=str)
@@ -131,8 +156,10 @@ def _check_points(points: int, *, allow_negative: bool = False) -> None:
     if not isinstance(points, int) or isinstance(points, bool):
         raise ValidationFailed("points must be an integer", points=repr(points))
     if points == 0 or (points < 0 and not allow_negative):
-        raise ValidationFailed("points must be positive" if not allow_negative
-                               else "points must not be zero", points=points)
+        raise ValidationFailed(
+            "points must be positive" if not allow_negative else "points must not be zero",
+            points=points,
+        )
     if abs(points) > MAX_POINTS:
         raise ValidationFailed(f"points must be at most {MAX_POINTS}", points=points)
 
@@ -146,9 +173,9 @@ def _check_key(key: str) -> None:
 
 
 async def find_wallet(conn: AsyncConnection, user_id: str) -> WalletState | None:
-    row = (await conn.execute(
-        text(f"SELECT {_WALLET_COLUMNS} FROM wallets WHERE user_id = :u"), {"u": user_id}
-    )).mappings().first()
+    row = await _first(
+        conn, text(f"SELECT {_WALLET_COLUMNS} FROM wallets WHERE user_id = :u"), {"u": user_id}
+    )
     return _wallet(row) if row else None
 
 
@@ -167,9 +194,11 @@ async def open_wallet(conn: AsyncConnection, user_id: str) -> WalletState:
     if not user_id or len(user_id) > 128:
         raise ValidationFailed("user id must be 1 to 128 characters")
     await conn.execute(
-        text("INSERT INTO wallets (user_id, tier) "
-             "VALUES (:u, (SELECT code FROM loyalty_tiers ORDER BY rank LIMIT 1)) "
-             "ON CONFLICT (user_id) DO NOTHING"),
+        text(
+            "INSERT INTO wallets (user_id, tier) "
+            "VALUES (:u, (SELECT code FROM loyalty_tiers ORDER BY rank LIMIT 1)) "
+            "ON CONFLICT (user_id) DO NOTHING"
+        ),
         {"u": user_id},
     )
     return await get_wallet(conn, user_id)
@@ -179,17 +208,28 @@ async def open_wallet(conn: AsyncConnection, user_id: str) -> WalletState:
 
 
 async def _insert_or_replay(
-    conn: AsyncConnection, *, wallet_id: uuid.UUID, tx_type: str, amount: int, held_delta: int,
-    counter_account: str, idempotency_key: str, request: Mapping[str, Any],
-    booking_id: str | None = None, payment_id: str | None = None,
-    hold_id: uuid.UUID | None = None, currency_amount: int | None = None,
-    currency: str | None = None, description: str | None = None,
+    conn: AsyncConnection,
+    *,
+    wallet_id: uuid.UUID,
+    tx_type: str,
+    amount: int,
+    held_delta: int,
+    counter_account: str,
+    idempotency_key: str,
+    request: Mapping[str, Any],
+    booking_id: str | None = None,
+    payment_id: str | None = None,
+    hold_id: uuid.UUID | None = None,
+    currency_amount: int | None = None,
+    currency: str | None = None,
+    description: str | None = None,
     metadata: Mapping[str, Any] | None = None,
 ) -> tuple[Posting, bool]:
     """Insert the transaction row, or return the row already posted under this key."""
     _check_key(idempotency_key)
     digest = request_hash(request)
-    row = (await conn.execute(
+    row = await _first(
+        conn,
         text(
             "INSERT INTO wallet_transactions (wallet_id, type, amount, held_delta, "
             "currency_amount, currency, counter_account, booking_id, payment_id, hold_id, "
@@ -200,21 +240,32 @@ async def _insert_or_replay(
             f"ON CONFLICT (idempotency_key) DO NOTHING RETURNING {_TX_COLUMNS}"
         ),
         {
-            "wallet_id": wallet_id, "type": tx_type, "amount": amount, "held_delta": held_delta,
-            "currency_amount": currency_amount, "currency": currency,
-            "counter_account": counter_account, "booking_id": booking_id,
-            "payment_id": payment_id, "hold_id": hold_id, "key": idempotency_key,
-            "hash": digest, "description": description,
+            "wallet_id": wallet_id,
+            "type": tx_type,
+            "amount": amount,
+            "held_delta": held_delta,
+            "currency_amount": currency_amount,
+            "currency": currency,
+            "counter_account": counter_account,
+            "booking_id": booking_id,
+            "payment_id": payment_id,
+            "hold_id": hold_id,
+            "key": idempotency_key,
+            "hash": digest,
+            "description": description,
             "metadata": json.dumps(dict(metadata or {}), default=str),
         },
-    )).mappings().first()
+    )
     if row is not None:
         return _posting(row), False
-    existing = (await conn.execute(
-        text(f"SELECT {_TX_COLUMNS}, request_hash FROM wallet_transactions "
-             "WHERE idempotency_key = :key"),
+    existing = await _one(
+        conn,
+        text(
+            f"SELECT {_TX_COLUMNS}, request_hash FROM wallet_transactions "
+            "WHERE idempotency_key = :key"
+        ),
         {"key": idempotency_key},
-    )).mappings().one()
+    )
     if existing["request_hash"] != digest:
         raise IdempotencyConflict(
             "this idempotency key was already used for a different request",
@@ -223,9 +274,16 @@ async def _insert_or_replay(
     return _posting(existing), True
 
 
-async def _move_wallet(conn: AsyncConnection, wallet_id: uuid.UUID, *, amount: int,
-                       held_delta: int, lifetime_delta: int = 0) -> WalletState:
-    row = (await conn.execute(
+async def _move_wallet(
+    conn: AsyncConnection,
+    wallet_id: uuid.UUID,
+    *,
+    amount: int,
+    held_delta: int,
+    lifetime_delta: int = 0,
+) -> WalletState:
+    row = await _first(
+        conn,
         text(
             "UPDATE wallets SET balance = balance + :amount, held = held + :held_delta, "
             "lifetime_points = lifetime_points + :lifetime_delta, version = version + 1, "
@@ -233,54 +291,92 @@ async def _move_wallet(conn: AsyncConnection, wallet_id: uuid.UUID, *, amount: i
             "WHERE wallet_id = :w AND balance + :amount - held - :held_delta >= 0 "
             f"RETURNING {_WALLET_COLUMNS}"
         ),
-        {"w": wallet_id, "amount": amount, "held_delta": held_delta,
-         "lifetime_delta": lifetime_delta},
-    )).mappings().first()
+        {
+            "w": wallet_id,
+            "amount": amount,
+            "held_delta": held_delta,
+            "lifetime_delta": lifetime_delta,
+        },
+    )
     if row is None:
-        available = (await conn.execute(
-            text("SELECT balance - held FROM wallets WHERE wallet_id = :w"), {"w": wallet_id}
-        )).scalar_one()
+        available = (
+            await conn.execute(
+                text("SELECT balance - held FROM wallets WHERE wallet_id = :w"), {"w": wallet_id}
+            )
+        ).scalar_one()
         raise InsufficientPoints(
             f"not enough points: {available} available, {-(amount - held_delta)} needed",
-            available=available, requested=-(amount - held_delta),
+            available=available,
+            requested=-(amount - held_delta),
         )
     return _wallet(row)
 
 
 async def _wallet_by_id(conn: AsyncConnection, wallet_id: uuid.UUID) -> WalletState:
-    row = (await conn.execute(
-        text(f"SELECT {_WALLET_COLUMNS} FROM wallets WHERE wallet_id = :w"), {"w": wallet_id}
-    )).mappings().one()
+    row = await _one(
+        conn,
+        text(f"SELECT {_WALLET_COLUMNS} FROM wallets WHERE wallet_id = :w"),
+        {"w": wallet_id},
+    )
     return _wallet(row)
 
 
 async def earn(
-    conn: AsyncConnection, *, user_id: str, points: int, idempotency_key: str,
-    booking_id: str | None = None, payment_id: str | None = None,
-    currency_amount: int | None = None, currency: str | None = None,
-    counter_account: str = "issuance:base", description: str | None = None,
+    conn: AsyncConnection,
+    *,
+    user_id: str,
+    points: int,
+    idempotency_key: str,
+    booking_id: str | None = None,
+    payment_id: str | None = None,
+    currency_amount: int | None = None,
+    currency: str | None = None,
+    counter_account: str = "issuance:base",
+    description: str | None = None,
     metadata: Mapping[str, Any] | None = None,
 ) -> PostingResult:
     """Credit earned points (creating the wallet on first earn)."""
     _check_points(points)
     wallet = await open_wallet(conn, user_id)
-    request = {"type": "earn", "user_id": user_id, "points": points, "booking_id": booking_id,
-               "payment_id": payment_id, "currency_amount": currency_amount}
+    request = {
+        "type": "earn",
+        "user_id": user_id,
+        "points": points,
+        "booking_id": booking_id,
+        "payment_id": payment_id,
+        "currency_amount": currency_amount,
+    }
     posting, replayed = await _insert_or_replay(
-        conn, wallet_id=wallet.wallet_id, tx_type="earn", amount=points, held_delta=0,
-        counter_account=counter_account, idempotency_key=idempotency_key, request=request,
-        booking_id=booking_id, payment_id=payment_id, currency_amount=currency_amount,
-        currency=currency, description=description, metadata=metadata,
+        conn,
+        wallet_id=wallet.wallet_id,
+        tx_type="earn",
+        amount=points,
+        held_delta=0,
+        counter_account=counter_account,
+        idempotency_key=idempotency_key,
+        request=request,
+        booking_id=booking_id,
+        payment_id=payment_id,
+        currency_amount=currency_amount,
+        currency=currency,
+        description=description,
+        metadata=metadata,
     )
     if replayed:
         return PostingResult(posting, await _wallet_by_id(conn, wallet.wallet_id), True)
-    wallet = await _move_wallet(conn, wallet.wallet_id, amount=points, held_delta=0,
-                                lifetime_delta=points)
+    wallet = await _move_wallet(
+        conn, wallet.wallet_id, amount=points, held_delta=0, lifetime_delta=points
+    )
     return PostingResult(posting, wallet, False)
 
 
 async def adjust(
-    conn: AsyncConnection, *, user_id: str, points: int, reason: str, idempotency_key: str,
+    conn: AsyncConnection,
+    *,
+    user_id: str,
+    points: int,
+    reason: str,
+    idempotency_key: str,
     actor: str | None = None,
 ) -> PostingResult:
     """Admin adjustment (signed). A debit can never take available points below zero."""
@@ -290,9 +386,16 @@ async def adjust(
     wallet = await get_wallet(conn, user_id)
     request = {"type": "adjustment", "user_id": user_id, "points": points, "reason": reason}
     posting, replayed = await _insert_or_replay(
-        conn, wallet_id=wallet.wallet_id, tx_type="adjustment", amount=points, held_delta=0,
-        counter_account="adjustment", idempotency_key=idempotency_key, request=request,
-        description=reason, metadata={"actor": actor} if actor else None,
+        conn,
+        wallet_id=wallet.wallet_id,
+        tx_type="adjustment",
+        amount=points,
+        held_delta=0,
+        counter_account="adjustment",
+        idempotency_key=idempotency_key,
+        request=request,
+        description=reason,
+        metadata={"actor": actor} if actor else None,
     )
     if replayed:
         return PostingResult(posting, await _wallet_by_id(conn, wallet.wallet_id), True)
@@ -301,9 +404,16 @@ async def adjust(
 
 
 async def hold(
-    conn: AsyncConnection, *, user_id: str, points: int, idempotency_key: str,
-    expires_at: datetime, booking_id: str | None = None, hold_id: uuid.UUID | None = None,
-    description: str | None = None, metadata: Mapping[str, Any] | None = None,
+    conn: AsyncConnection,
+    *,
+    user_id: str,
+    points: int,
+    idempotency_key: str,
+    expires_at: datetime,
+    booking_id: str | None = None,
+    hold_id: uuid.UUID | None = None,
+    description: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
 ) -> tuple[HoldState, PostingResult]:
     """Reserve points: they stay in the balance but are no longer available."""
     _check_points(points)
@@ -311,43 +421,65 @@ async def hold(
     hold_id = hold_id or uuid.uuid5(uuid.NAMESPACE_URL, f"loyalty-hold:{idempotency_key}")
     request = {"type": "hold", "user_id": user_id, "points": points, "booking_id": booking_id}
     await conn.execute(
-        text("INSERT INTO holds (hold_id, wallet_id, amount, booking_id, expires_at) "
-             "VALUES (:h, :w, :amount, :booking_id, :expires_at) "
-             "ON CONFLICT (hold_id) DO NOTHING"),
-        {"h": hold_id, "w": wallet.wallet_id, "amount": points, "booking_id": booking_id,
-         "expires_at": expires_at},
+        text(
+            "INSERT INTO holds (hold_id, wallet_id, amount, booking_id, expires_at) "
+            "VALUES (:h, :w, :amount, :booking_id, :expires_at) "
+            "ON CONFLICT (hold_id) DO NOTHING"
+        ),
+        {
+            "h": hold_id,
+            "w": wallet.wallet_id,
+            "amount": points,
+            "booking_id": booking_id,
+            "expires_at": expires_at,
+        },
     )
     posting, replayed = await _insert_or_replay(
-        conn, wallet_id=wallet.wallet_id, tx_type="hold", amount=0, held_delta=points,
-        counter_account="redemption", idempotency_key=idempotency_key, request=request,
-        booking_id=booking_id, hold_id=hold_id, description=description, metadata=metadata,
+        conn,
+        wallet_id=wallet.wallet_id,
+        tx_type="hold",
+        amount=0,
+        held_delta=points,
+        counter_account="redemption",
+        idempotency_key=idempotency_key,
+        request=request,
+        booking_id=booking_id,
+        hold_id=hold_id,
+        description=description,
+        metadata=metadata,
     )
     if replayed:
         if posting.hold_id is None:
             raise IdempotencyConflict("this idempotency key was used for a different posting")
-        return (await get_hold(conn, posting.hold_id),
-                PostingResult(posting, await _wallet_by_id(conn, wallet.wallet_id), True))
+        return (
+            await get_hold(conn, posting.hold_id),
+            PostingResult(posting, await _wallet_by_id(conn, wallet.wallet_id), True),
+        )
     wallet = await _move_wallet(conn, wallet.wallet_id, amount=0, held_delta=points)
     return await get_hold(conn, hold_id), PostingResult(posting, wallet, False)
 
 
 async def get_hold(conn: AsyncConnection, hold_id: uuid.UUID) -> HoldState:
-    row = (await conn.execute(
-        text("SELECT * FROM holds WHERE hold_id = :h"), {"h": hold_id}
-    )).mappings().first()
+    row = await _first(conn, text("SELECT * FROM holds WHERE hold_id = :h"), {"h": hold_id})
     if row is None:
         raise NotFound(f"no hold {hold_id}", hold_id=str(hold_id))
     return _hold(row)
 
 
 async def _resolve_hold(
-    conn: AsyncConnection, *, hold_id: uuid.UUID, outcome: str, idempotency_key: str,
-    currency_amount: int | None, currency: str | None, description: str | None,
+    conn: AsyncConnection,
+    *,
+    hold_id: uuid.UUID,
+    outcome: str,
+    idempotency_key: str,
+    currency_amount: int | None,
+    currency: str | None,
+    description: str | None,
     metadata: Mapping[str, Any] | None,
 ) -> PostingResult:
-    row = (await conn.execute(
-        text("SELECT * FROM holds WHERE hold_id = :h FOR UPDATE"), {"h": hold_id}
-    )).mappings().first()
+    row = await _first(
+        conn, text("SELECT * FROM holds WHERE hold_id = :h FOR UPDATE"), {"h": hold_id}
+    )
     if row is None:
         raise NotFound(f"no hold {hold_id}", hold_id=str(hold_id))
     the_hold = _hold(row)
@@ -355,21 +487,37 @@ async def _resolve_hold(
     amount = -the_hold.amount if tx_type == "capture" else 0
     request = {"type": tx_type, "hold_id": str(hold_id)}
     if the_hold.status != "open":
-        existing = (await conn.execute(
-            text(f"SELECT {_TX_COLUMNS}, request_hash FROM wallet_transactions "
-                 "WHERE idempotency_key = :key"), {"key": idempotency_key},
-        )).mappings().first()
+        existing = await _first(
+            conn,
+            text(
+                f"SELECT {_TX_COLUMNS}, request_hash FROM wallet_transactions "
+                "WHERE idempotency_key = :key"
+            ),
+            {"key": idempotency_key},
+        )
         if existing is not None and existing["request_hash"] == request_hash(request):
             wallet = await _wallet_by_id(conn, the_hold.wallet_id)
             return PostingResult(_posting(existing), wallet, True)
-        raise HoldNotOpen(f"hold {hold_id} is already {the_hold.status}",
-                          hold_id=str(hold_id), status=the_hold.status)
+        raise HoldNotOpen(
+            f"hold {hold_id} is already {the_hold.status}",
+            hold_id=str(hold_id),
+            status=the_hold.status,
+        )
     posting, replayed = await _insert_or_replay(
-        conn, wallet_id=the_hold.wallet_id, tx_type=tx_type, amount=amount,
-        held_delta=-the_hold.amount, counter_account="redemption",
-        idempotency_key=idempotency_key, request=request, booking_id=the_hold.booking_id,
-        hold_id=hold_id, currency_amount=currency_amount, currency=currency,
-        description=description, metadata=metadata,
+        conn,
+        wallet_id=the_hold.wallet_id,
+        tx_type=tx_type,
+        amount=amount,
+        held_delta=-the_hold.amount,
+        counter_account="redemption",
+        idempotency_key=idempotency_key,
+        request=request,
+        booking_id=the_hold.booking_id,
+        hold_id=hold_id,
+        currency_amount=currency_amount,
+        currency=currency,
+        description=description,
+        metadata=metadata,
     )
     if replayed:  # the key names a posting of another hold (an open hold has no resolution)
         raise IdempotencyConflict("this idempotency key was already used for another posting")
@@ -377,32 +525,53 @@ async def _resolve_hold(
         text("UPDATE holds SET status = :s, resolved_at = now() WHERE hold_id = :h"),
         {"s": outcome, "h": hold_id},
     )
-    wallet = await _move_wallet(conn, the_hold.wallet_id, amount=amount,
-                                held_delta=-the_hold.amount)
+    wallet = await _move_wallet(
+        conn, the_hold.wallet_id, amount=amount, held_delta=-the_hold.amount
+    )
     return PostingResult(posting, wallet, False)
 
 
 async def capture(
-    conn: AsyncConnection, *, hold_id: uuid.UUID, idempotency_key: str,
-    currency_amount: int | None = None, currency: str | None = None,
-    description: str | None = None, metadata: Mapping[str, Any] | None = None,
+    conn: AsyncConnection,
+    *,
+    hold_id: uuid.UUID,
+    idempotency_key: str,
+    currency_amount: int | None = None,
+    currency: str | None = None,
+    description: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
 ) -> PostingResult:
     """Post the held points as spent (a burn against the redemption account)."""
     return await _resolve_hold(
-        conn, hold_id=hold_id, outcome="captured", idempotency_key=idempotency_key,
-        currency_amount=currency_amount, currency=currency, description=description,
+        conn,
+        hold_id=hold_id,
+        outcome="captured",
+        idempotency_key=idempotency_key,
+        currency_amount=currency_amount,
+        currency=currency,
+        description=description,
         metadata=metadata,
     )
 
 
 async def release(
-    conn: AsyncConnection, *, hold_id: uuid.UUID, idempotency_key: str,
-    description: str | None = None, metadata: Mapping[str, Any] | None = None,
+    conn: AsyncConnection,
+    *,
+    hold_id: uuid.UUID,
+    idempotency_key: str,
+    description: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
 ) -> PostingResult:
     """Void the hold: the points become available again."""
     return await _resolve_hold(
-        conn, hold_id=hold_id, outcome="released", idempotency_key=idempotency_key,
-        currency_amount=None, currency=None, description=description, metadata=metadata,
+        conn,
+        hold_id=hold_id,
+        outcome="released",
+        idempotency_key=idempotency_key,
+        currency_amount=None,
+        currency=None,
+        description=description,
+        metadata=metadata,
     )
 
 
@@ -410,9 +579,15 @@ async def release(
 
 
 async def list_transactions(
-    conn: AsyncConnection, wallet_id: uuid.UUID, *, limit: int, before_tx_id: int | None = None,
-    types: Sequence[str] | None = None, since: datetime | None = None,
-    until: datetime | None = None, booking_id: str | None = None,
+    conn: AsyncConnection,
+    wallet_id: uuid.UUID,
+    *,
+    limit: int,
+    before_tx_id: int | None = None,
+    types: Sequence[str] | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    booking_id: str | None = None,
 ) -> list[Posting]:
     """Newest first, keyset-paginated on tx_id: rows never repeat across pages, even while
     new rows are being inserted (new rows only appear on a fresh first page)."""
@@ -433,9 +608,12 @@ async def list_transactions(
     if booking_id is not None:
         clauses.append("booking_id = :booking_id")
         params["booking_id"] = booking_id
-    rows = (await conn.execute(
-        text(f"SELECT {_TX_COLUMNS} FROM wallet_transactions WHERE {' AND '.join(clauses)} "
-             "ORDER BY tx_id DESC LIMIT :limit"),
+    rows = await _all(
+        conn,
+        text(
+            f"SELECT {_TX_COLUMNS} FROM wallet_transactions WHERE {' AND '.join(clauses)} "
+            "ORDER BY tx_id DESC LIMIT :limit"
+        ),
         params,
-    )).mappings().all()
+    )
     return [_posting(r) for r in rows]

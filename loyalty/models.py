@@ -55,8 +55,9 @@ loyalty_tiers = Table(
 wallets = Table(
     "wallets",
     metadata,
-    Column("wallet_id", UUID(as_uuid=True), primary_key=True,
-           server_default=text("gen_random_uuid()")),
+    Column(
+        "wallet_id", UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")
+    ),
     Column("user_id", Text, nullable=False, unique=True),
     Column("balance", BigInteger, nullable=False, server_default="0"),
     Column("held", BigInteger, nullable=False, server_default="0"),

@@ -51,8 +51,9 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
 @pytest.fixture(scope="session")
 def temporal_address(stack_dir: Path) -> Iterator[str]:
     port = devstack.free_port()
-    proc = devstack.start_temporal(port=port, ui_port=None, db_file=None,
-                                   log_file=stack_dir / "temporal.log")
+    proc = devstack.start_temporal(
+        port=port, ui_port=None, db_file=None, log_file=stack_dir / "temporal.log"
+    )
     yield f"127.0.0.1:{port}"
     devstack.stop_process(proc)
 
@@ -93,9 +94,13 @@ def make_wallet(engine: AsyncEngine) -> Callable[..., Awaitable[str]]:
         user = user_id or f"user-{uuid.uuid4().hex[:12]}"
         async with engine.begin() as conn:
             if points:
-                await ledger.earn(conn, user_id=user, points=points,
-                                  idempotency_key=f"test-seed:{user}:{uuid.uuid4()}",
-                                  description="test seed")
+                await ledger.earn(
+                    conn,
+                    user_id=user,
+                    points=points,
+                    idempotency_key=f"test-seed:{user}:{uuid.uuid4()}",
+                    description="test seed",
+                )
             else:
                 await ledger.open_wallet(conn, user)
         return user

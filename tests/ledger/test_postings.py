@@ -40,25 +40,34 @@ async def test_triggers_reject_changes_to_posted_rows(engine, make_wallet, state
             await conn.execute(text(statement), {"w": wallet.wallet_id})
         await conn.rollback()
     async with engine.connect() as conn:
-        rows = (await conn.execute(
-            text("SELECT count(*), sum(amount) FROM wallet_transactions WHERE wallet_id = :w"),
-            {"w": wallet.wallet_id},
-        )).one()
+        rows = (
+            await conn.execute(
+                text("SELECT count(*), sum(amount) FROM wallet_transactions WHERE wallet_id = :w"),
+                {"w": wallet.wallet_id},
+            )
+        ).one()
     assert tuple(rows) == (1, 500)
 
 
 async def test_earn_twice_with_same_key_posts_once(engine, user_id):
     for attempt in range(2):
         async with engine.begin() as conn:
-            result = await ledger.earn(conn, user_id=user_id, points=120,
-                                       idempotency_key=f"earn:{user_id}:b1", booking_id="b1")
+            result = await ledger.earn(
+                conn,
+                user_id=user_id,
+                points=120,
+                idempotency_key=f"earn:{user_id}:b1",
+                booking_id="b1",
+            )
         assert result.replayed is (attempt == 1)
         assert result.wallet.balance == 120
     async with engine.connect() as conn:
-        count = (await conn.execute(
-            text("SELECT count(*) FROM wallet_transactions WHERE idempotency_key = :k"),
-            {"k": f"earn:{user_id}:b1"},
-        )).scalar_one()
+        count = (
+            await conn.execute(
+                text("SELECT count(*) FROM wallet_transactions WHERE idempotency_key = :k"),
+                {"k": f"earn:{user_id}:b1"},
+            )
+        ).scalar_one()
     assert count == 1
 
 
@@ -75,8 +84,9 @@ async def test_same_key_other_amount_is_a_conflict(engine, user_id):
 async def test_concurrent_same_key_earns_post_once(engine, user_id):
     async def one() -> ledger.PostingResult:
         async with engine.begin() as conn:
-            return await ledger.earn(conn, user_id=user_id, points=75,
-                                     idempotency_key=f"race:{user_id}")
+            return await ledger.earn(
+                conn, user_id=user_id, points=75, idempotency_key=f"race:{user_id}"
+            )
 
     results = await asyncio.gather(*(one() for _ in range(10)))
     assert sum(not r.replayed for r in results) == 1
@@ -90,8 +100,14 @@ async def test_fifty_concurrent_holds_never_overdraw(engine, make_wallet):
     async def one(i: int) -> bool:
         try:
             async with engine.begin() as conn:
-                await ledger.hold(conn, user_id=user, points=100, expires_at=_later(),
-                                  idempotency_key=f"hold:{user}:{i}", booking_id=f"b{i}")
+                await ledger.hold(
+                    conn,
+                    user_id=user,
+                    points=100,
+                    expires_at=_later(),
+                    idempotency_key=f"hold:{user}:{i}",
+                    booking_id=f"b{i}",
+                )
             return True
         except InsufficientPoints:
             return False
@@ -106,24 +122,33 @@ async def test_fifty_concurrent_holds_never_overdraw(engine, make_wallet):
 async def test_hold_capture_and_release_are_exclusive(engine, make_wallet):
     user = await make_wallet(1000)
     async with engine.begin() as conn:
-        held, _ = await ledger.hold(conn, user_id=user, points=300, expires_at=_later(),
-                                    idempotency_key=f"h:{user}", booking_id="b1")
+        held, _ = await ledger.hold(
+            conn,
+            user_id=user,
+            points=300,
+            expires_at=_later(),
+            idempotency_key=f"h:{user}",
+            booking_id="b1",
+        )
 
     async def resolve(kind: str, n: int) -> str:
         try:
             async with engine.begin() as conn:
                 if kind == "capture":
-                    await ledger.capture(conn, hold_id=held.hold_id,
-                                         idempotency_key=f"capture:{held.hold_id}:{n}")
+                    await ledger.capture(
+                        conn, hold_id=held.hold_id, idempotency_key=f"capture:{held.hold_id}:{n}"
+                    )
                 else:
-                    await ledger.release(conn, hold_id=held.hold_id,
-                                         idempotency_key=f"release:{held.hold_id}:{n}")
+                    await ledger.release(
+                        conn, hold_id=held.hold_id, idempotency_key=f"release:{held.hold_id}:{n}"
+                    )
             return kind
         except HoldNotOpen:
             return "refused"
 
-    outcomes = await asyncio.gather(*(resolve(k, n) for n in range(5)
-                                      for k in ("capture", "release")))
+    outcomes = await asyncio.gather(
+        *(resolve(k, n) for n in range(5) for k in ("capture", "release"))
+    )
     winners = [o for o in outcomes if o != "refused"]
     assert len(winners) == 1
     async with engine.connect() as conn:
@@ -137,13 +162,19 @@ async def test_hold_capture_and_release_are_exclusive(engine, make_wallet):
 async def test_capture_replay_returns_the_original(engine, make_wallet):
     user = await make_wallet(1000)
     async with engine.begin() as conn:
-        held, _ = await ledger.hold(conn, user_id=user, points=250, expires_at=_later(),
-                                    idempotency_key=f"h:{user}")
+        held, _ = await ledger.hold(
+            conn, user_id=user, points=250, expires_at=_later(), idempotency_key=f"h:{user}"
+        )
     first = second = None
     for _ in range(2):
         async with engine.begin() as conn:
-            result = await ledger.capture(conn, hold_id=held.hold_id, currency_amount=250,
-                                          currency="VND", idempotency_key=f"c:{held.hold_id}")
+            result = await ledger.capture(
+                conn,
+                hold_id=held.hold_id,
+                currency_amount=250,
+                currency="VND",
+                idempotency_key=f"c:{held.hold_id}",
+            )
         first, second = (result, None) if first is None else (first, result)
     assert first is not None and second is not None
     assert not first.replayed and second.replayed
@@ -157,15 +188,26 @@ async def test_capture_replay_returns_the_original(engine, make_wallet):
 async def test_adjustment_cannot_take_available_below_zero(engine, make_wallet):
     user = await make_wallet(100)
     async with engine.begin() as conn:
-        await ledger.hold(conn, user_id=user, points=60, expires_at=_later(),
-                          idempotency_key=f"h:{user}")
+        await ledger.hold(
+            conn, user_id=user, points=60, expires_at=_later(), idempotency_key=f"h:{user}"
+        )
     with pytest.raises(InsufficientPoints):
         async with engine.begin() as conn:
-            await ledger.adjust(conn, user_id=user, points=-41, reason="goodwill reversal",
-                                idempotency_key=f"adj:{user}")
+            await ledger.adjust(
+                conn,
+                user_id=user,
+                points=-41,
+                reason="goodwill reversal",
+                idempotency_key=f"adj:{user}",
+            )
     async with engine.begin() as conn:
-        result = await ledger.adjust(conn, user_id=user, points=-40, reason="goodwill reversal",
-                                     idempotency_key=f"adj:{user}")
+        result = await ledger.adjust(
+            conn,
+            user_id=user,
+            points=-40,
+            reason="goodwill reversal",
+            idempotency_key=f"adj:{user}",
+        )
     assert (result.wallet.balance, result.wallet.held, result.wallet.available) == (60, 60, 0)
 
 
@@ -181,5 +223,10 @@ async def test_bad_points_are_rejected_before_any_write(engine, user_id, points)
 async def test_unknown_wallet(engine):
     async with engine.connect() as conn:
         with pytest.raises(WalletNotFound):
-            await ledger.adjust(conn, user_id=f"nobody-{uuid.uuid4()}", points=5, reason="x",
-                                idempotency_key=str(uuid.uuid4()))
+            await ledger.adjust(
+                conn,
+                user_id=f"nobody-{uuid.uuid4()}",
+                points=5,
+                reason="x",
+                idempotency_key=str(uuid.uuid4()),
+            )
