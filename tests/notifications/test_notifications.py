@@ -1,0 +1,164 @@
+"""Notifications reach a real local HTTP receiver exactly once per event, through a real
+Temporal worker that retries the activity while the receiver fails its first attempts."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+import pytest
+from sqlalchemy import text
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+
+from activities.notifications import NotificationActivities
+from loyalty.notifications import Notification, NotificationKind
+
+
+@dataclass
+class Receiver:
+    url: str
+    fail_first: int = 0
+    status_when_failing: int = 503
+    received: list[dict] = field(default_factory=list)
+    attempts: int = 0
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    state = Receiver(url="")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            state.attempts += 1
+            if state.attempts <= state.fail_first:
+                self.send_response(state.status_when_failing)
+                self.end_headers()
+                return
+            state.received.append({**body, "key": self.headers["Idempotency-Key"]})
+            self.send_response(202)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    state.url = f"http://127.0.0.1:{server.server_address[1]}/notify"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield state
+    server.shutdown()
+
+
+@workflow.defn(sandboxed=False)
+class NotifyTwiceWorkflow:
+    """Test-only: sends the same notification twice, as a replayed or retried saga would."""
+
+    @workflow.run
+    async def run(self, note: Notification) -> list[str]:
+        results = []
+        for _ in range(2):
+            results.append(
+                await workflow.execute_activity(
+                    "send_notification",
+                    note,
+                    start_to_close_timeout=timedelta(seconds=10),
+                    retry_policy=RetryPolicy(
+                        initial_interval=timedelta(milliseconds=50), backoff_coefficient=1.0
+                    ),
+                    result_type=str,
+                )
+            )
+        return results
+
+
+def _note(user_id: str) -> Notification:
+    return Notification(
+        idempotency_key=f"points_earned:{user_id}:b1",
+        kind=NotificationKind.POINTS_EARNED,
+        user_id=user_id,
+        payload={"points": 120, "booking_id": "b1"},
+    )
+
+
+async def _run(temporal_client, task_queue, engine, url, note) -> list[str]:
+    async with httpx.AsyncClient(timeout=5) as http:
+        acts = NotificationActivities(engine, url, http)
+        async with Worker(
+            temporal_client,
+            task_queue=task_queue,
+            workflows=[NotifyTwiceWorkflow],
+            activities=[acts.send],
+            workflow_runner=UnsandboxedWorkflowRunner(),
+        ):
+            return await temporal_client.execute_workflow(
+                NotifyTwiceWorkflow.run, note, id=f"notify-{uuid.uuid4()}", task_queue=task_queue
+            )
+
+
+async def test_delivered_once_although_receiver_fails_first_attempts(
+    temporal_client, task_queue, engine, receiver, user_id
+):
+    receiver.fail_first = 3
+    results = await _run(temporal_client, task_queue, engine, receiver.url, _note(user_id))
+    assert results == ["delivered", "already_delivered"]
+    assert receiver.attempts == 4
+    assert receiver.received == [
+        {
+            "id": f"points_earned:{user_id}:b1",
+            "kind": "points_earned",
+            "user_id": user_id,
+            "payload": {"points": 120, "booking_id": "b1"},
+            "key": f"points_earned:{user_id}:b1",
+        }
+    ]
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                text(
+                    "SELECT attempts, delivered_at IS NOT NULL, last_error "
+                    "FROM notification_outbox WHERE user_id = :u"
+                ),
+                {"u": user_id},
+            )
+        ).one()
+    assert tuple(row) == (4, True, None)
+
+
+async def test_without_url_the_outbox_keeps_one_row(temporal_client, task_queue, engine, user_id):
+    results = await _run(temporal_client, task_queue, engine, None, _note(user_id))
+    assert results == ["queued", "queued"]
+    async with engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                text(
+                    "SELECT kind, payload, delivered_at FROM notification_outbox WHERE user_id = :u"
+                ),
+                {"u": user_id},
+            )
+        ).all()
+    assert [tuple(r) for r in rows] == [
+        ("points_earned", {"points": 120, "booking_id": "b1"}, None)
+    ]
+
+
+async def test_a_permanent_refusal_is_not_retried(engine, receiver, user_id):
+    receiver.fail_first = 100
+    receiver.status_when_failing = 422
+    async with httpx.AsyncClient(timeout=5) as http:
+        acts = NotificationActivities(engine, receiver.url, http)
+        from temporalio.exceptions import ApplicationError
+        from temporalio.testing import ActivityEnvironment
+
+        with pytest.raises(ApplicationError) as refused:
+            await ActivityEnvironment().run(acts.send, _note(user_id))
+    assert refused.value.non_retryable
+    assert receiver.attempts == 1 and receiver.received == []
