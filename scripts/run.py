@@ -269,7 +269,15 @@ class Stack:
         try:
             devstack.wait_for_http(url, timeout=60, proc=child.proc)
         except (RuntimeError, TimeoutError) as exc:
-            raise StartupError(f"the API did not come up at {url}: {exc} (output above)") from exc
+            why = (
+                f"it exited with status {child.proc.returncode}"
+                if child.proc.poll() is not None
+                else "it did not answer within 60s"
+            )
+            raise StartupError(
+                f"the API did not come up at {url}: {why} (its output is above and in "
+                f"{child.log_path})"
+            ) from exc
 
     # --- watching and stopping ----------------------------------------------------------------
 
