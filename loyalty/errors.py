@@ -56,6 +56,11 @@ class HoldNotOpen(LoyaltyError):
     status_code = 409
 
 
+class RefundExceedsSpending(LoyaltyError):
+    code = "refund_exceeds_spending"
+    status_code = 409
+
+
 class Unauthorized(LoyaltyError):
     code = "unauthorized"
     status_code = 401
@@ -75,6 +80,7 @@ ERRORS_BY_CODE: dict[str, type[LoyaltyError]] = {
         InsufficientPoints,
         IdempotencyConflict,
         HoldNotOpen,
+        RefundExceedsSpending,
         Unauthorized,
         Forbidden,
     )

@@ -44,6 +44,11 @@ CHECKS: dict[str, str] = {
             (h.status = 'open' AND COUNT(t.tx_id) = 0)
             OR (h.status = 'captured' AND COUNT(t.tx_id) = 1 AND MIN(t.type) = 'capture')
             OR (h.status = 'released' AND COUNT(t.tx_id) = 1 AND MIN(t.type) = 'release'))""",
+    "refunds never exceed the spending they reverse": """
+        SELECT s.tx_id::text AS user_id, SUM(r.amount) AS actual, -s.amount AS expected
+        FROM wallet_transactions s JOIN wallet_transactions r
+            ON r.reverses_tx_id = s.tx_id AND r.type = 'refund'
+        GROUP BY s.tx_id, s.amount HAVING SUM(r.amount) > -s.amount""",
     "lifetime points equal the points earned": """
         SELECT w.user_id, w.lifetime_points AS actual,
                COALESCE(SUM(t.amount) FILTER (WHERE t.type = 'earn'), 0) AS expected

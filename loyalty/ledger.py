@@ -34,6 +34,7 @@ from loyalty.errors import (
     IdempotencyConflict,
     InsufficientPoints,
     NotFound,
+    RefundExceedsSpending,
     ValidationFailed,
     WalletNotFound,
 )
@@ -83,6 +84,7 @@ class Posting:
     booking_id: str | None
     payment_id: str | None
     hold_id: uuid.UUID | None
+    reverses_tx_id: int | None
     idempotency_key: str
     description: str | None
     metadata: dict[str, Any]
@@ -113,7 +115,8 @@ _WALLET_COLUMNS = (
 )
 _TX_COLUMNS = (
     "tx_id, wallet_id, type, amount, held_delta, currency_amount, currency, counter_account, "
-    "booking_id, payment_id, hold_id, idempotency_key, description, metadata, created_at"
+    "booking_id, payment_id, hold_id, reverses_tx_id, idempotency_key, description, metadata, "
+    "created_at"
 )
 
 
@@ -220,6 +223,7 @@ async def _insert_or_replay(
     booking_id: str | None = None,
     payment_id: str | None = None,
     hold_id: uuid.UUID | None = None,
+    reverses_tx_id: int | None = None,
     currency_amount: int | None = None,
     currency: str | None = None,
     description: str | None = None,
@@ -233,10 +237,10 @@ async def _insert_or_replay(
         text(
             "INSERT INTO wallet_transactions (wallet_id, type, amount, held_delta, "
             "currency_amount, currency, counter_account, booking_id, payment_id, hold_id, "
-            "idempotency_key, request_hash, description, metadata) "
+            "reverses_tx_id, idempotency_key, request_hash, description, metadata) "
             "VALUES (:wallet_id, :type, :amount, :held_delta, :currency_amount, :currency, "
-            ":counter_account, :booking_id, :payment_id, :hold_id, :key, :hash, :description, "
-            "CAST(:metadata AS jsonb)) "
+            ":counter_account, :booking_id, :payment_id, :hold_id, :reverses, :key, :hash, "
+            ":description, CAST(:metadata AS jsonb)) "
             f"ON CONFLICT (idempotency_key) DO NOTHING RETURNING {_TX_COLUMNS}"
         ),
         {
@@ -250,6 +254,7 @@ async def _insert_or_replay(
             "booking_id": booking_id,
             "payment_id": payment_id,
             "hold_id": hold_id,
+            "reverses": reverses_tx_id,
             "key": idempotency_key,
             "hash": digest,
             "description": description,
@@ -400,6 +405,112 @@ async def adjust(
     if replayed:
         return PostingResult(posting, await _wallet_by_id(conn, wallet.wallet_id), True)
     wallet = await _move_wallet(conn, wallet.wallet_id, amount=points, held_delta=0)
+    return PostingResult(posting, wallet, False)
+
+
+async def burn(
+    conn: AsyncConnection,
+    *,
+    user_id: str,
+    points: int,
+    idempotency_key: str,
+    counter_account: str,
+    booking_id: str | None = None,
+    currency_amount: int | None = None,
+    currency: str | None = None,
+    description: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> PostingResult:
+    """Spend points at once (no hold), e.g. a voucher bought with points."""
+    _check_points(points)
+    wallet = await get_wallet(conn, user_id)
+    request = {
+        "type": "burn",
+        "user_id": user_id,
+        "points": points,
+        "booking_id": booking_id,
+        "counter_account": counter_account,
+    }
+    posting, replayed = await _insert_or_replay(
+        conn,
+        wallet_id=wallet.wallet_id,
+        tx_type="burn",
+        amount=-points,
+        held_delta=0,
+        counter_account=counter_account,
+        idempotency_key=idempotency_key,
+        request=request,
+        booking_id=booking_id,
+        currency_amount=currency_amount,
+        currency=currency,
+        description=description,
+        metadata=metadata,
+    )
+    if replayed:
+        return PostingResult(posting, await _wallet_by_id(conn, wallet.wallet_id), True)
+    wallet = await _move_wallet(conn, wallet.wallet_id, amount=-points, held_delta=0)
+    return PostingResult(posting, wallet, False)
+
+
+async def refund(
+    conn: AsyncConnection,
+    *,
+    reverses_tx_id: int,
+    points: int,
+    idempotency_key: str,
+    description: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> PostingResult:
+    """Give back points spent by a burn or capture, in full or in part. All refunds of one
+    spending together never exceed it."""
+    _check_points(points)
+    original = await _first(
+        conn,
+        text(f"SELECT {_TX_COLUMNS} FROM wallet_transactions WHERE tx_id = :t"),
+        {"t": reverses_tx_id},
+    )
+    if original is None or original["type"] not in ("burn", "capture"):
+        raise NotFound(f"no burn or capture with tx id {reverses_tx_id}", tx_id=reverses_tx_id)
+    spent = _posting(original)
+    # Every posting of a wallet updates its row, so this lock orders refunds of one spending.
+    await conn.execute(
+        text("SELECT 1 FROM wallets WHERE wallet_id = :w FOR UPDATE"), {"w": spent.wallet_id}
+    )
+    request = {"type": "refund", "reverses_tx_id": reverses_tx_id, "points": points}
+    posting, replayed = await _insert_or_replay(
+        conn,
+        wallet_id=spent.wallet_id,
+        tx_type="refund",
+        amount=points,
+        held_delta=0,
+        counter_account=spent.counter_account,
+        idempotency_key=idempotency_key,
+        request=request,
+        booking_id=spent.booking_id,
+        reverses_tx_id=reverses_tx_id,
+        currency=spent.currency,
+        description=description,
+        metadata=metadata,
+    )
+    if replayed:
+        return PostingResult(posting, await _wallet_by_id(conn, spent.wallet_id), True)
+    refunded = (
+        await conn.execute(
+            text(
+                "SELECT COALESCE(SUM(amount), 0) FROM wallet_transactions "
+                "WHERE reverses_tx_id = :t AND type = 'refund'"
+            ),
+            {"t": reverses_tx_id},
+        )
+    ).scalar_one()
+    if refunded > -spent.amount:
+        raise RefundExceedsSpending(
+            f"refunds would total {refunded} points but only {-spent.amount} were spent",
+            spent=-spent.amount,
+            refunded=refunded - points,
+            requested=points,
+        )
+    wallet = await _move_wallet(conn, spent.wallet_id, amount=points, held_delta=0)
     return PostingResult(posting, wallet, False)
 
 

@@ -101,6 +101,8 @@ wallet_transactions = Table(
     Column("booking_id", Text, nullable=True),
     Column("payment_id", Text, nullable=True),
     Column("hold_id", UUID(as_uuid=True), ForeignKey("holds.hold_id"), nullable=True),
+    # A refund or clawback names the posting it (partly) reverses.
+    Column("reverses_tx_id", BigInteger, ForeignKey("wallet_transactions.tx_id"), nullable=True),
     Column("idempotency_key", Text, nullable=False),
     Column("request_hash", Text, nullable=False),
     Column("description", Text, nullable=True),

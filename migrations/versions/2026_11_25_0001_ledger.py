@@ -89,6 +89,7 @@ CREATE TABLE wallet_transactions (
     booking_id text,
     payment_id text,
     hold_id uuid,
+    reverses_tx_id bigint,
     idempotency_key text NOT NULL,
     request_hash text NOT NULL,
     description text,
@@ -98,6 +99,8 @@ CREATE TABLE wallet_transactions (
         FOREIGN KEY (wallet_id) REFERENCES wallets (wallet_id),
     CONSTRAINT fk_wallet_transactions_hold_id_holds
         FOREIGN KEY (hold_id) REFERENCES holds (hold_id),
+    CONSTRAINT fk_wallet_transactions_reverses_tx_id_wallet_transactions
+        FOREIGN KEY (reverses_tx_id) REFERENCES wallet_transactions (tx_id),
     CONSTRAINT uq_wallet_transactions_idempotency_key UNIQUE (idempotency_key),
     CONSTRAINT ck_wallet_transactions_type_known CHECK (type IN
         ('earn', 'burn', 'refund', 'adjustment', 'hold', 'capture', 'release', 'expire',
@@ -107,6 +110,9 @@ CREATE TABLE wallet_transactions (
 CREATE INDEX ix_wallet_transactions_wallet_tx ON wallet_transactions (wallet_id, tx_id);
 
 CREATE INDEX ix_wallet_transactions_booking ON wallet_transactions (booking_id);
+
+CREATE INDEX ix_wallet_transactions_reverses ON wallet_transactions (reverses_tx_id)
+    WHERE reverses_tx_id IS NOT NULL;
 
 -- A hold is resolved (captured or released) by at most one row, whatever the key.
 CREATE UNIQUE INDEX uq_wallet_transactions_hold_resolution ON wallet_transactions (hold_id)

@@ -15,6 +15,7 @@ from loyalty.errors import (
     HoldNotOpen,
     IdempotencyConflict,
     InsufficientPoints,
+    RefundExceedsSpending,
     ValidationFailed,
     WalletNotFound,
 )
@@ -230,3 +231,63 @@ async def test_unknown_wallet(engine):
                 reason="x",
                 idempotency_key=str(uuid.uuid4()),
             )
+
+
+async def test_burn_spends_at_once_and_refuses_overdraw(engine, make_wallet):
+    user = await make_wallet(300)
+    async with engine.begin() as conn:
+        result = await ledger.burn(
+            conn,
+            user_id=user,
+            points=200,
+            counter_account="voucher_sales",
+            idempotency_key=f"burn:{user}",
+        )
+    assert (result.posting.type, result.posting.amount, result.wallet.balance) == (
+        "burn",
+        -200,
+        100,
+    )
+    with pytest.raises(InsufficientPoints):
+        async with engine.begin() as conn:
+            await ledger.burn(
+                conn,
+                user_id=user,
+                points=101,
+                counter_account="voucher_sales",
+                idempotency_key=f"burn2:{user}",
+            )
+
+
+async def test_refunds_never_exceed_what_was_spent(engine, make_wallet):
+    user = await make_wallet(1000)
+    async with engine.begin() as conn:
+        held, _ = await ledger.hold(
+            conn,
+            user_id=user,
+            points=400,
+            expires_at=_later(),
+            idempotency_key=f"h:{user}",
+            booking_id="b9",
+        )
+        captured = await ledger.capture(conn, hold_id=held.hold_id, idempotency_key=f"c:{user}")
+    spent_tx = captured.posting.tx_id
+
+    async def refund(points: int, key: str) -> ledger.PostingResult:
+        async with engine.begin() as conn:
+            return await ledger.refund(
+                conn, reverses_tx_id=spent_tx, points=points, idempotency_key=key
+            )
+
+    first = await refund(150, f"r1:{user}")
+    again = await refund(150, f"r1:{user}")
+    assert not first.replayed and again.replayed and again.posting.tx_id == first.posting.tx_id
+    assert first.posting.booking_id == "b9" and first.posting.reverses_tx_id == spent_tx
+    outcomes = await asyncio.gather(
+        *(refund(100, f"r-race-{i}:{user}") for i in range(5)), return_exceptions=True
+    )
+    assert sum(isinstance(o, ledger.PostingResult) for o in outcomes) == 2
+    assert all(isinstance(o, (ledger.PostingResult, RefundExceedsSpending)) for o in outcomes)
+    async with engine.connect() as conn:
+        wallet = await ledger.get_wallet(conn, user)
+    assert wallet.balance == 1000 - 400 + 150 + 200
