@@ -1,0 +1,167 @@
+"""Earn arithmetic as plain unit and property tests (no database)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from loyalty.earning import (
+    BookingFacts,
+    Campaign,
+    clawback_due,
+    compute_earn,
+    prorata,
+)
+from loyalty.rules import earn_points
+
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def booking(
+    amount: int, *, at: datetime = T0, product: str | None = "hotel", category: str | None = "city"
+) -> BookingFacts:
+    return BookingFacts(amount_paid=amount, paid_at=at, product_type=product, category=category)
+
+
+def campaign(**overrides) -> Campaign:
+    values = dict(
+        campaign_id="c1",
+        name="Double points",
+        starts_at=T0 - timedelta(days=1),
+        ends_at=T0 + timedelta(days=1),
+        kind="multiplier",
+        multiplier_pct=200,
+    )
+    values.update(overrides)
+    return Campaign(**values)
+
+
+def earn(amount: int, tier_pct: int = 100, campaigns=(), **kw) -> tuple[int, list[str]]:
+    result = compute_earn(
+        booking(amount, **kw),
+        currency_per_point=1000,
+        tier_code="t",
+        tier_multiplier_pct=tier_pct,
+        campaigns=campaigns,
+    )
+    return result.total, [line.rule for line in result.lines]
+
+
+@pytest.mark.parametrize(
+    ("amount", "tier_pct", "expected"),
+    [
+        (0, 100, 0),
+        (999, 100, 0),
+        (1000, 100, 1),
+        (1999, 100, 1),
+        (149_999, 100, 149),
+        (149_999, 125, 187),  # 187.49875 rounds down
+        (150_000, 150, 225),
+        (799, 125, 0),  # 0.99875
+        (800, 125, 1),
+    ],
+)
+def test_base_and_tier_round_down_at_the_boundaries(amount, tier_pct, expected):
+    assert earn(amount, tier_pct)[0] == expected
+
+
+def test_multiplier_campaign_doubles_the_base_not_the_tier_bonus():
+    total, rules = earn(100_000, 150, [campaign()])
+    assert total == 100 + 50 + 100
+    assert rules == ["base", "tier:t", "campaign:c1"]
+
+
+def test_campaign_window_is_half_open():
+    window = campaign(starts_at=T0, ends_at=T0 + timedelta(hours=1))
+    assert earn(10_000, campaigns=[window], at=T0)[0] == 20
+    assert earn(10_000, campaigns=[window], at=T0 - timedelta(microseconds=1))[0] == 10
+    assert earn(10_000, campaigns=[window], at=T0 + timedelta(hours=1))[0] == 10
+
+
+def test_product_and_category_filters():
+    hotels_only = campaign(product_types=frozenset({"hotel"}))
+    flights_only = campaign(campaign_id="c2", product_types=frozenset({"flight"}))
+    beach_only = campaign(campaign_id="c3", categories=frozenset({"beach"}))
+    total, rules = earn(10_000, campaigns=[hotels_only, flights_only, beach_only])
+    assert (total, rules) == (20, ["base", "campaign:c1"])
+
+
+def test_bonus_campaign_and_cap_per_booking():
+    bonus = campaign(
+        campaign_id="b",
+        kind="bonus",
+        multiplier_pct=100,
+        bonus_points=500,
+        cap_points_per_booking=300,
+    )
+    capped_double = campaign(cap_points_per_booking=40)
+    result = compute_earn(
+        booking(100_000),
+        currency_per_point=1000,
+        tier_code="gold",
+        tier_multiplier_pct=100,
+        campaigns=[capped_double, bonus],
+    )
+    assert result.total == 100 + 300 + 40
+    assert result.as_metadata()["rules"][1] == {
+        "rule": "campaign:b",
+        "points": 300,
+        "detail": "Double points: bonus, capped at 300",
+    }
+
+
+def test_campaign_validation():
+    with pytest.raises(ValueError, match="end after"):
+        campaign(ends_at=T0 - timedelta(days=2))
+    with pytest.raises(ValueError, match="above 100"):
+        campaign(multiplier_pct=100)
+    with pytest.raises(ValueError, match="positive bonus"):
+        campaign(kind="bonus", bonus_points=0)
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, True, "100"])
+def test_amount_must_be_a_non_negative_integer(bad):
+    with pytest.raises((TypeError, ValueError)):
+        compute_earn(booking(bad), currency_per_point=1000, tier_code="t", tier_multiplier_pct=100)
+
+
+@given(amount=st.integers(0, 10**12), tier_pct=st.integers(1, 1000), rate=st.integers(1, 10**6))
+def test_base_plus_tier_equals_the_single_rounding(amount, tier_pct, rate):
+    result = compute_earn(
+        booking(amount), currency_per_point=rate, tier_code="t", tier_multiplier_pct=tier_pct
+    )
+    expected = earn_points(amount, earn_multiplier_pct=tier_pct, currency_per_point=rate)
+    # With a multiplier below 100 the tier line would be negative; it is dropped, so the
+    # total is the base alone.
+    assert result.total == max(expected, amount // rate)
+    assert result.total * rate * 100 <= amount * max(tier_pct, 100)
+
+
+@given(amount=st.integers(0, 10**9), pct=st.integers(101, 1000))
+def test_earn_is_monotonic_in_amount(amount, pct):
+    c = [campaign(multiplier_pct=pct)]
+    assert earn(amount, 125, c)[0] <= earn(amount + 1, 125, c)[0]
+
+
+@given(earned=st.integers(0, 10**9), paid=st.integers(1, 10**9), data=st.data())
+def test_partial_clawbacks_add_up_to_the_full_clawback(earned, paid, data):
+    cuts = sorted(data.draw(st.lists(st.integers(0, paid), max_size=6)))
+    clawed = 0
+    for refunded_total in [*cuts, paid]:
+        step = clawback_due(earned, paid, refunded_total, clawed)
+        assert step >= 0
+        clawed += step
+        assert clawed <= earned
+    assert clawed == earned
+
+
+def test_prorata_rounds_down_and_rejects_nonsense():
+    assert prorata(100, 1, 3) == 33
+    assert prorata(100, 3, 3) == 100
+    with pytest.raises(ValueError):
+        prorata(100, 4, 3)
+    with pytest.raises(ValueError):
+        prorata(100, 1, 0)
