@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import stripe
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from loyalty.settings import Settings
@@ -18,11 +19,24 @@ from loyalty.settings import Settings
 class Dependencies:
     settings: Settings
     engine: AsyncEngine
+    stripe: stripe.StripeClient | None = None  # None: made from settings (localstripe in dev)
 
 
 def build_activities(deps: Dependencies) -> list[Callable[..., Any]]:
     # Imported here: activity modules import Dependencies from this package.
     from activities.maintenance import MaintenanceActivities
+    from activities.redemption import RedemptionActivities
+    from activities.stripe_payments import StripePaymentActivities
+    from loyalty.stripe_client import make_stripe_client
 
     maintenance = MaintenanceActivities(deps)
-    return [maintenance.check_ledger_invariants]
+    redemption = RedemptionActivities(deps.engine, deps.settings)
+    payments = StripePaymentActivities(deps.stripe or make_stripe_client(deps.settings))
+    return [
+        maintenance.check_ledger_invariants,
+        redemption.place_hold,
+        redemption.capture,
+        redemption.release,
+        payments.create_payment_intent,
+        payments.cancel_payment_intent,
+    ]

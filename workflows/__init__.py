@@ -5,5 +5,6 @@ WORKFLOWS lists every workflow class the worker registers; add new ones here."""
 from __future__ import annotations
 
 from workflows.maintenance import InvariantCheckWorkflow
+from workflows.redemption import RedemptionWorkflow
 
-WORKFLOWS: list[type] = [InvariantCheckWorkflow]
+WORKFLOWS: list[type] = [InvariantCheckWorkflow, RedemptionWorkflow]

@@ -1,0 +1,73 @@
+"""Redemption saga fixtures: settings pointing at the session's PostgreSQL, Temporal dev server
+and localstripe; an in-process worker built exactly as worker.py builds it, on the test's own
+task queue; a Stripe client for playing the customer; histories saved for the replay test."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+import stripe
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.client import Client
+
+from activities import Dependencies
+from loyalty.settings import Settings
+from loyalty.stripe_client import make_stripe_client
+from worker import build_worker
+
+HISTORIES = Path(__file__).parent / "histories"
+# `REDEMPTION_SAVE_HISTORIES=1 pytest tests/redemption` rewrites the histories the replay test
+# checks (tests/redemption/histories/*.json) from the tests that call `save_history`.
+SAVE_HISTORIES = os.environ.get("REDEMPTION_SAVE_HISTORIES") == "1"
+
+
+@pytest.fixture
+def settings(
+    database_url: str, temporal_address: str, localstripe_url: str, task_queue: str
+) -> Settings:
+    return Settings(
+        environment="test",
+        database_url=database_url,
+        temporal_address=temporal_address,
+        stripe_api_key="sk_test_redemption",
+        stripe_api_base=localstripe_url,
+        temporal_task_queue=task_queue,
+    )
+
+
+@pytest.fixture
+def stripe_client(settings: Settings) -> stripe.StripeClient:
+    return make_stripe_client(settings)
+
+
+@pytest.fixture
+async def worker(
+    temporal_client: Client, engine: AsyncEngine, settings: Settings
+) -> AsyncIterator[None]:
+    deps = Dependencies(settings=settings, engine=engine)
+    async with build_worker(temporal_client, deps, settings.temporal_task_queue):
+        yield
+
+
+@pytest.fixture
+def booking_id() -> str:
+    return f"bk-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def save_history(temporal_client: Client) -> Callable[[str, str], Awaitable[None]]:
+    """`await save_history("paid_captured", workflow_id)` stores the run's history for the replay
+    test when REDEMPTION_SAVE_HISTORIES=1 (a no-op otherwise)."""
+
+    async def save(name: str, workflow_id: str) -> None:
+        if not SAVE_HISTORIES:
+            return
+        history = await temporal_client.get_workflow_handle(workflow_id).fetch_history()
+        HISTORIES.mkdir(exist_ok=True)
+        (HISTORIES / f"{name}.json").write_text(history.to_json())
+
+    return save

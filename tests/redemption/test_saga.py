@@ -1,0 +1,247 @@
+"""The saga against the real Temporal dev server, PostgreSQL and localstripe, driven through the
+same client code the API uses (loyalty.checkout). Stripe's news is signalled directly here; the
+HTTP tests (test_http.py) let localstripe deliver real signed webhooks."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import pytest
+import stripe
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.client import Client, WorkflowExecutionStatus
+
+from loyalty import checkout
+from loyalty.errors import InsufficientPoints, WalletNotFound
+from loyalty.redemption import (
+    CurrencyNotSupported,
+    PaymentEvent,
+    RedeemRequest,
+    RedemptionCapExceeded,
+    RedemptionConflict,
+)
+from loyalty.settings import Settings
+from tests.redemption.helpers import pay, postings, wait_closed, wait_for_end, wallet
+
+pytestmark = pytest.mark.usefixtures("worker")
+
+MakeWallet = Callable[..., Awaitable[str]]
+SaveHistory = Callable[[str, str], Awaitable[None]]
+
+
+def request(user_id: str, booking_id: str, *, order: int = 100_000, points: int = 30_000,
+            currency: str = "VND") -> RedeemRequest:  # fmt: skip
+    return RedeemRequest(
+        user_id=user_id,
+        booking_id=booking_id,
+        order_amount=order,
+        currency=currency,
+        points=points,
+    )
+
+
+async def test_paid_checkout_captures_the_points(
+    temporal_client: Client,
+    settings: Settings,
+    engine: AsyncEngine,
+    stripe_client: stripe.StripeClient,
+    make_wallet: MakeWallet,
+    booking_id: str,
+    save_history: SaveHistory,
+) -> None:
+    user = await make_wallet(50_000)
+    hold = await checkout.redeem(temporal_client, settings, request(user, booking_id))
+
+    assert hold.points_held == 30_000
+    assert hold.discount_minor == 30_000
+    assert hold.amount_to_charge_minor == 70_000
+    assert hold.payment_intent_id and hold.client_secret
+    assert await wallet(engine, user) == type(await wallet(engine, user))(50_000, 30_000)
+    intent = await stripe_client.v1.payment_intents.retrieve_async(hold.payment_intent_id)
+    assert intent.amount == 70_000
+    assert intent.metadata["workflow_id"] == f"redemption-{booking_id}"
+    assert intent.metadata["booking_id"] == booking_id
+
+    assert await pay(stripe_client, hold.payment_intent_id) == "succeeded"
+    await checkout.payment_news(
+        temporal_client,
+        hold.workflow_id,
+        "payment_succeeded",
+        PaymentEvent(payment_intent_id=hold.payment_intent_id, event_id="evt_test"),
+    )
+    final = await wait_for_end(temporal_client, booking_id)
+
+    assert final.status == "captured"
+    assert (await wallet(engine, user)).balance == 20_000
+    assert (await wallet(engine, user)).held == 0
+    assert await postings(engine, booking_id) == [
+        ("hold", 0, 30_000, None),
+        ("capture", -30_000, -30_000, 30_000),
+    ]
+    await save_history("paid_captured", hold.workflow_id)
+
+
+async def test_all_points_order_makes_no_payment_intent_and_confirm_captures(
+    temporal_client: Client,
+    settings: Settings,
+    engine: AsyncEngine,
+    make_wallet: MakeWallet,
+    booking_id: str,
+    save_history: SaveHistory,
+) -> None:
+    user = await make_wallet(50_000)
+    async with engine.begin() as conn:  # gold redeems up to 100% of the order
+        from sqlalchemy import text
+
+        await conn.execute(text("UPDATE wallets SET tier = 'gold' WHERE user_id = :u"), {"u": user})
+    hold = await checkout.redeem(
+        temporal_client, settings, request(user, booking_id, order=40_000, points=40_000)
+    )
+    assert hold.amount_to_charge_minor == 0
+    assert hold.payment_intent_id is None and hold.client_secret is None
+
+    await checkout.decide(temporal_client, booking_id, "confirm", None)
+    final = await wait_for_end(temporal_client, booking_id)
+
+    assert final.status == "captured"
+    assert (await wallet(engine, user)).balance == 10_000
+    await save_history("all_points_confirmed", hold.workflow_id)
+
+
+async def test_release_cancels_the_payment_intent_and_releases(
+    temporal_client: Client,
+    settings: Settings,
+    engine: AsyncEngine,
+    stripe_client: stripe.StripeClient,
+    make_wallet: MakeWallet,
+    booking_id: str,
+    save_history: SaveHistory,
+) -> None:
+    user = await make_wallet(50_000)
+    hold = await checkout.redeem(temporal_client, settings, request(user, booking_id))
+    assert hold.payment_intent_id
+
+    await checkout.decide(temporal_client, booking_id, "release", "booking cancelled")
+    final = await wait_for_end(temporal_client, booking_id)
+
+    assert final.status == "released"
+    assert final.payment_status == "canceled"
+    intent = await stripe_client.v1.payment_intents.retrieve_async(hold.payment_intent_id)
+    assert intent.status == "canceled"
+    assert await wallet(engine, user) == type(await wallet(engine, user))(50_000, 0)
+    assert [p[0] for p in await postings(engine, booking_id)] == ["hold", "release"]
+    await save_history("released_by_booking", hold.workflow_id)
+
+
+async def test_payment_after_release_requested_is_captured_not_released(
+    temporal_client: Client,
+    settings: Settings,
+    engine: AsyncEngine,
+    stripe_client: stripe.StripeClient,
+    make_wallet: MakeWallet,
+    booking_id: str,
+    save_history: SaveHistory,
+) -> None:
+    user = await make_wallet(50_000)
+    hold = await checkout.redeem(temporal_client, settings, request(user, booking_id))
+    assert hold.payment_intent_id
+    # The customer pays; before the news arrives, the booking service asks to release.
+    assert await pay(stripe_client, hold.payment_intent_id) == "succeeded"
+    await checkout.decide(temporal_client, booking_id, "release", "customer closed the tab")
+    final = await wait_for_end(temporal_client, booking_id)
+
+    assert final.status == "captured"
+    assert final.payment_status == "succeeded"
+    assert (await wallet(engine, user)).balance == 20_000
+    assert [p[0] for p in await postings(engine, booking_id)] == ["hold", "capture"]
+    await save_history("paid_before_cancel_captured", hold.workflow_id)
+
+
+async def test_hold_expiry_cancels_and_releases(
+    temporal_client: Client,
+    settings: Settings,
+    engine: AsyncEngine,
+    stripe_client: stripe.StripeClient,
+    make_wallet: MakeWallet,
+    booking_id: str,
+    save_history: SaveHistory,
+) -> None:
+    user = await make_wallet(50_000)
+    short = settings.model_copy(update={"hold_ttl_seconds": 2})
+    hold = await checkout.redeem(temporal_client, short, request(user, booking_id))
+    assert hold.payment_intent_id
+
+    final = await wait_for_end(temporal_client, booking_id, within=20)
+
+    assert final.status == "released"
+    assert final.decision == "expired"
+    intent = await stripe_client.v1.payment_intents.retrieve_async(hold.payment_intent_id)
+    assert intent.status == "canceled"
+    assert (await wallet(engine, user)).available == 50_000
+    await save_history("expired_released", hold.workflow_id)
+
+
+@pytest.mark.parametrize(
+    ("balance", "kwargs", "error"),
+    [
+        (10_000, {"points": 20_000, "order": 100_000}, InsufficientPoints),
+        (50_000, {"points": 31_000, "order": 100_000}, RedemptionCapExceeded),  # bronze: 30%
+        (50_000, {"points": 1_000, "currency": "USD"}, CurrencyNotSupported),
+        (None, {"points": 1_000}, WalletNotFound),
+    ],
+)
+async def test_refused_redeem_leaves_no_hold_and_no_saga_waiting(
+    temporal_client: Client,
+    settings: Settings,
+    engine: AsyncEngine,
+    make_wallet: MakeWallet,
+    new_user_id: Callable[[], str],
+    booking_id: str,
+    balance: int | None,
+    kwargs: dict[str, int | str],
+    error: type[Exception],
+) -> None:
+    user = await make_wallet(balance) if balance is not None else new_user_id()
+    with pytest.raises(error):
+        await checkout.redeem(temporal_client, settings, request(user, booking_id, **kwargs))  # type: ignore[arg-type]
+
+    assert await postings(engine, booking_id) == []
+    if balance is not None:
+        assert (await wallet(engine, user)).held == 0
+    status = await wait_closed(temporal_client, f"redemption-{booking_id}")
+    assert status == WorkflowExecutionStatus.FAILED
+
+    # The refusal does not block the booking: a valid request starts the saga afresh.
+    if balance:
+        hold = await checkout.redeem(
+            temporal_client, settings, request(user, booking_id, points=5_000)
+        )
+        assert hold.points_held == 5_000
+        await checkout.decide(temporal_client, booking_id, "release", None)
+        assert (await wait_for_end(temporal_client, booking_id)).status == "released"
+
+
+async def test_repeated_redeem_returns_the_same_answer_and_a_different_body_conflicts(
+    temporal_client: Client,
+    settings: Settings,
+    engine: AsyncEngine,
+    make_wallet: MakeWallet,
+    booking_id: str,
+) -> None:
+    user = await make_wallet(50_000)
+    first = await checkout.redeem(temporal_client, settings, request(user, booking_id))
+    again = await checkout.redeem(temporal_client, settings, request(user, booking_id))
+    assert again == first
+    with pytest.raises(RedemptionConflict):
+        await checkout.redeem(temporal_client, settings, request(user, booking_id, points=1))
+    assert (await wallet(engine, user)).held == 30_000
+
+    await checkout.decide(temporal_client, booking_id, "release", None)
+    assert (await wait_for_end(temporal_client, booking_id)).status == "released"
+
+    after = await checkout.redeem(temporal_client, settings, request(user, booking_id))
+    assert after == first
+    with pytest.raises(RedemptionConflict):
+        await checkout.redeem(temporal_client, settings, request(user, booking_id, points=1))
+    assert [p[0] for p in await postings(engine, booking_id)] == ["hold", "release"]
+    assert (await wallet(engine, user)).held == 0

@@ -1,0 +1,355 @@
+"""RedemptionWorkflow: one checkout that applies points, as a durable saga.
+
+Id `redemption-{booking_id}`. Started by update-with-start: the `redeem` update places the hold
+(and the PaymentIntent for the remainder) and returns them to the booking service at once. The
+saga then waits for the outcome (Stripe webhook signals, confirm / release from the booking
+service, or the hold's expiry) and either captures the points or cancels the PaymentIntent and
+releases them; when the cancel shows the customer already paid, it captures instead.
+
+Orchestration only: activities are called by name (no SQLAlchemy or Stripe in the sandbox), rules
+live in loyalty.redemption."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from loyalty import search_attributes as sa
+    from loyalty.errors import LoyaltyError
+    from loyalty.redemption import (
+        CAPTURING_DECISIONS,
+        BookingDecision,
+        CancelPaymentIntent,
+        Decision,
+        HoldPlaced,
+        PaymentEvent,
+        PaymentIntentCreate,
+        PaymentIntentRef,
+        PlaceHold,
+        RedeemRequest,
+        RedemptionConflict,
+        RedemptionHold,
+        RedemptionInput,
+        RedemptionState,
+        SettleHold,
+        Status,
+        same_request,
+        validate_request,
+    )
+
+# Infrastructure trouble (database or Stripe down) is retried until it passes; business
+# refusals are raised non-retryable by the activities and end the retries at once.
+RETRY_FOREVER = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30)
+)
+LOCAL_TIMEOUT = timedelta(seconds=10)
+ACTIVITY_TIMEOUT = timedelta(seconds=30)
+
+
+def workflow_id_for(booking_id: str) -> str:
+    return f"redemption-{booking_id}"
+
+
+def _failure_of(err: ActivityError | ApplicationError) -> ApplicationError | None:
+    """The business refusal behind an activity failure, if that is what it was. (A local
+    activity's failure arrives as the ApplicationError itself, a remote one's wrapped.)"""
+    cause = err.cause if isinstance(err, ActivityError) else err
+    if isinstance(cause, ApplicationError) and cause.non_retryable:
+        return cause
+    return None
+
+
+@workflow.defn
+class RedemptionWorkflow:
+    @workflow.init
+    def __init__(self, inp: RedemptionInput) -> None:
+        self._input = inp
+        self._request: RedeemRequest | None = None
+        self._answer: RedemptionHold | None = None
+        self._status: Status = "pending"
+        self._decision: Decision | None = None
+        self._decision_reason: str | None = None
+        self._payment_status: str | None = None
+        self._error: ApplicationError | None = None
+
+    # --- the hold (update) -------------------------------------------------------------------
+
+    @workflow.update
+    async def redeem(self, request: RedeemRequest) -> RedemptionHold:
+        """Place the hold and the PaymentIntent for the remainder; answer with both."""
+        self._request = request
+        info = workflow.info()
+        hold_id = str(workflow.uuid4())
+        workflow.set_current_details(f"placing a hold of {request.points} points")
+        try:
+            held = await workflow.execute_local_activity(
+                "place_redemption_hold",
+                PlaceHold(
+                    request=request,
+                    workflow_id=info.workflow_id,
+                    hold_id=hold_id,
+                    idempotency_key=f"redemption:{info.workflow_id}:{info.run_id}:hold",
+                    expires_at=workflow.now() + timedelta(seconds=self._input.hold_ttl_seconds),
+                ),
+                result_type=HoldPlaced,
+                start_to_close_timeout=LOCAL_TIMEOUT,
+                retry_policy=RETRY_FOREVER,
+                summary=f"hold {request.points} points of {request.user_id}",
+            )
+        except (ActivityError, ApplicationError) as err:
+            raise self._reject(err) from err
+
+        intent: PaymentIntentRef | None = None
+        if held.amount_to_charge_minor > 0:
+            try:
+                intent = await workflow.execute_local_activity(
+                    "create_payment_intent",
+                    PaymentIntentCreate(
+                        booking_id=request.booking_id,
+                        user_id=request.user_id,
+                        workflow_id=info.workflow_id,
+                        run_id=info.run_id,
+                        amount_minor=held.amount_to_charge_minor,
+                        currency=request.currency,
+                        hold_id=held.hold_id,
+                    ),
+                    result_type=PaymentIntentRef,
+                    start_to_close_timeout=LOCAL_TIMEOUT,
+                    retry_policy=RETRY_FOREVER,
+                    summary=f"PaymentIntent for {held.amount_to_charge_minor} {request.currency}",
+                )
+            except (ActivityError, ApplicationError) as err:
+                error = self._reject(err)
+                await self._settle_hold(
+                    "release_redemption_hold", held, None, "payment could not be set up"
+                )
+                raise error from err
+
+        self._answer = RedemptionHold(
+            workflow_id=info.workflow_id,
+            booking_id=request.booking_id,
+            user_id=request.user_id,
+            hold_id=held.hold_id,
+            points_held=held.points,
+            discount_minor=held.discount_minor,
+            amount_to_charge_minor=held.amount_to_charge_minor,
+            currency=request.currency,
+            hold_expires_at=held.expires_at,
+            payment_intent_id=intent.payment_intent_id if intent else None,
+            client_secret=intent.client_secret if intent else None,
+            request=request,
+        )
+        self._payment_status = intent.status if intent else None
+        self._set_status("held")
+        return self._answer
+
+    @redeem.validator
+    def _validate_redeem(self, request: RedeemRequest) -> None:
+        """Refusals that need no database; nothing is written to the history for them."""
+        if request.booking_id != self._input.booking_id or request.user_id != self._input.user_id:
+            raise ApplicationError(
+                "the request names another booking or wallet than this saga",
+                type=RedemptionConflict.code,
+                non_retryable=True,
+            )
+        if self._request is not None and not same_request(request, self._request):
+            raise ApplicationError(
+                "this booking already has a redemption with a different request",
+                type=RedemptionConflict.code,
+                non_retryable=True,
+            )
+        try:
+            validate_request(request, currency=self._input.currency)
+        except LoyaltyError as err:
+            raise ApplicationError(
+                err.message, err.details, type=err.code, non_retryable=True
+            ) from err
+
+    # --- the outcome (signals) ----------------------------------------------------------------
+
+    @workflow.signal
+    def payment_succeeded(self, event: PaymentEvent) -> None:
+        self._payment_news("payment_succeeded", event)
+
+    @workflow.signal
+    def payment_failed(self, event: PaymentEvent) -> None:
+        self._payment_news("payment_failed", event)
+
+    @workflow.signal
+    def payment_canceled(self, event: PaymentEvent) -> None:
+        self._payment_news("payment_canceled", event)
+
+    @workflow.signal
+    def confirm(self, decision: BookingDecision) -> None:
+        """The booking service confirms: paid outside Stripe, or nothing was left to charge."""
+        self._decide("confirmed", decision.reason or "confirmed by the booking service")
+
+    @workflow.signal
+    def release(self, decision: BookingDecision) -> None:
+        """The booking service cancels the checkout."""
+        self._decide("released", decision.reason or "released by the booking service")
+
+    @workflow.query
+    def status(self) -> RedemptionState:
+        return self._state()
+
+    # --- the saga ------------------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, inp: RedemptionInput) -> RedemptionState:
+        workflow.upsert_search_attributes(
+            [
+                sa.LOYALTY_USER_ID.value_set(inp.user_id),
+                sa.BOOKING_ID.value_set(inp.booking_id),
+                sa.REDEMPTION_STATUS.value_set(self._status),
+            ]
+        )
+        if self._request is None:
+            # Update-with-start delivers the update in the first workflow task, and its handler
+            # starts before run(); no request here means the validator refused it. Nothing was
+            # held: end now, as failed, so a corrected request may start the saga afresh.
+            self._set_status("rejected")
+            raise ApplicationError(
+                "no accepted redeem request", type="redemption_rejected", non_retryable=True
+            )
+        await workflow.wait_condition(lambda: self._answer is not None or self._error is not None)
+        if self._error is not None or self._answer is None:
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            raise self._error or ApplicationError("no hold", non_retryable=True)
+        answer = self._answer
+
+        if self._decision is None:
+            workflow.set_current_details(self._waiting_for(answer))
+            try:
+                await workflow.wait_condition(
+                    lambda: self._decision is not None,
+                    timeout=max(answer.hold_expires_at - workflow.now(), timedelta(0)),
+                    timeout_summary="hold expiry",
+                )
+            except TimeoutError:
+                self._decide("expired", "the hold expired")
+        await self._settle(answer)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self._state()
+
+    async def _settle(self, answer: RedemptionHold) -> None:
+        capture = self._decision in CAPTURING_DECISIONS
+        reason = self._decision_reason or str(self._decision)
+        if answer.payment_intent_id is not None and self._decision != "payment_succeeded":
+            # Stop the PaymentIntent from being paid later. A confirm means the booking was
+            # settled another way; anything else means the checkout is off.
+            self._set_status("capturing" if capture else "releasing")
+            self._payment_status = await workflow.execute_activity(
+                "cancel_payment_intent",
+                CancelPaymentIntent(
+                    payment_intent_id=answer.payment_intent_id,
+                    booking_id=answer.booking_id,
+                    reason=reason,
+                ),
+                result_type=str,
+                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                retry_policy=RETRY_FOREVER,
+                summary=f"cancel {answer.payment_intent_id} ({reason})",
+            )
+            if self._payment_status == "succeeded" and not capture:
+                capture = True
+                reason = f"the customer paid before the cancel ({reason})"
+        elif self._decision == "payment_succeeded":
+            self._payment_status = "succeeded"
+        self._set_status("capturing" if capture else "releasing")
+        await self._settle_hold(
+            "capture_redemption_hold" if capture else "release_redemption_hold",
+            answer,
+            answer.payment_intent_id,
+            reason,
+        )
+        self._set_status("captured" if capture else "released")
+        workflow.set_current_details(f"{self._status}: {reason}")
+
+    async def _settle_hold(
+        self,
+        activity: str,
+        held: HoldPlaced | RedemptionHold,
+        payment_intent_id: str | None,
+        reason: str,
+    ) -> None:
+        hold_id = held.hold_id
+        points = held.points if isinstance(held, HoldPlaced) else held.points_held
+        await workflow.execute_activity(
+            activity,
+            SettleHold(
+                hold_id=hold_id,
+                booking_id=self._input.booking_id,
+                payment_intent_id=payment_intent_id,
+                discount_minor=held.discount_minor,
+                currency=self._input.currency,
+                reason=reason,
+            ),
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=RETRY_FOREVER,
+            summary=f"{activity.split('_')[0]} {points} points: {reason}",
+        )
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    def _payment_news(self, decision: Decision, event: PaymentEvent) -> None:
+        expected = self._answer.payment_intent_id if self._answer else None
+        if self._answer is not None and event.payment_intent_id != expected:
+            workflow.logger.warning(
+                "ignoring %s for %s: this checkout's PaymentIntent is %s",
+                decision,
+                event.payment_intent_id,
+                expected,
+            )
+            return
+        self._decide(decision, event.reason or decision.replace("_", " "))
+
+    def _decide(self, decision: Decision, reason: str) -> None:
+        # The first outcome wins; duplicates and late or out-of-order news change nothing.
+        if self._decision is None and self._status != "rejected":
+            self._decision = decision
+            self._decision_reason = reason
+
+    def _reject(self, err: ActivityError | ApplicationError) -> ApplicationError:
+        failure = _failure_of(err)
+        if failure is None:  # retries are unlimited, so only a timeout or cancel lands here
+            failure = ApplicationError(str(err.cause or err), type="redemption_rejected")
+        self._error = ApplicationError(
+            failure.message, *failure.details, type=failure.type, non_retryable=True
+        )
+        self._set_status("rejected")
+        return self._error
+
+    def _set_status(self, status: Status) -> None:
+        if status != self._status:
+            self._status = status
+            workflow.upsert_search_attributes([sa.REDEMPTION_STATUS.value_set(status)])
+
+    def _waiting_for(self, answer: RedemptionHold) -> str:
+        expiry = answer.hold_expires_at.isoformat()
+        if answer.payment_intent_id is None:
+            return f"waiting for confirm or release from the booking service (expires {expiry})"
+        return (
+            f"waiting for payment of {answer.amount_to_charge_minor} {answer.currency} on "
+            f"{answer.payment_intent_id}, or release (expires {expiry})"
+        )
+
+    def _state(self) -> RedemptionState:
+        return RedemptionState(
+            workflow_id=workflow.info().workflow_id,
+            booking_id=self._input.booking_id,
+            user_id=self._input.user_id,
+            status=self._status,
+            hold=self._answer,
+            decision=self._decision,
+            payment_status=self._payment_status,
+            error_code=self._error.type if self._error else None,
+            error_message=self._error.message if self._error else None,
+            waiting_for=self._waiting_for(self._answer)
+            if self._answer is not None and self._decision is None
+            else None,
+        )
