@@ -46,7 +46,7 @@ def wait_for_port(
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"{name or proc.args} exited with status {proc.returncode}")
+            raise RuntimeError(f"{name or proc.args!r} exited with status {proc.returncode}")
         with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
             return
         time.sleep(0.1)
@@ -57,7 +57,7 @@ def wait_for_http(url: str, *, timeout: float, proc: subprocess.Popen | None = N
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"{proc.args} exited with status {proc.returncode}")
+            raise RuntimeError(f"{proc.args!r} exited with status {proc.returncode}")
         try:
             with urllib.request.urlopen(url, timeout=1):
                 return

@@ -99,8 +99,13 @@ async def _run(temporal_client, task_queue, engine, url, note) -> list[str]:
             activities=[acts.send],
             workflow_runner=UnsandboxedWorkflowRunner(),
         ):
+            # A bounded run: a delivery bug must fail the test, not retry forever.
             return await temporal_client.execute_workflow(
-                NotifyTwiceWorkflow.run, note, id=f"notify-{uuid.uuid4()}", task_queue=task_queue
+                NotifyTwiceWorkflow.run,
+                note,
+                id=f"notify-{uuid.uuid4()}",
+                task_queue=task_queue,
+                execution_timeout=timedelta(seconds=60),
             )
 
 
