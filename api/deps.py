@@ -1,0 +1,70 @@
+"""Shared request dependencies: settings, the per-request transaction, Temporal, auth.
+
+The transaction lives at the edge: one connection per request inside `engine.begin()`, committed
+when the endpoint returns and rolled back when it raises. `scope="function"` makes the commit
+happen before the response is sent, so a 2xx always means committed."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Path, Request
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from temporalio.client import Client
+
+from api.auth import (
+    SCOPE_ADMIN,
+    SCOPE_CUSTOMER,
+    SCOPE_SERVICE,
+    Principal,
+    check_wallet_access,
+    require_scope,
+)
+from api.temporal import LazyTemporalClient
+from loyalty.settings import Settings
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_engine(request: Request) -> AsyncEngine:
+    engine: AsyncEngine = request.app.state.engine
+    return engine
+
+
+async def transaction(request: Request) -> AsyncIterator[AsyncConnection]:
+    async with get_engine(request).begin() as conn:
+        yield conn
+
+
+async def temporal_client(request: Request) -> Client:
+    lazy: LazyTemporalClient = request.app.state.temporal
+    return await lazy.get()
+
+
+AppSettings = Annotated[Settings, Depends(get_settings)]
+Connection = Annotated[AsyncConnection, Depends(transaction, scope="function")]
+TemporalClient = Annotated[Client, Depends(temporal_client)]
+
+# The user id in `/wallets/{userId}`: bounded like every other id.
+UserId = Annotated[str, Path(alias="userId", min_length=1, max_length=128, pattern=r"^[!-~]+$")]
+
+Customer = Annotated[Principal, Depends(require_scope(SCOPE_CUSTOMER))]
+Service = Annotated[Principal, Depends(require_scope(SCOPE_SERVICE))]
+Admin = Annotated[Principal, Depends(require_scope(SCOPE_ADMIN))]
+
+_any_reader = require_scope(SCOPE_CUSTOMER, SCOPE_SERVICE, SCOPE_ADMIN)
+
+
+async def wallet_reader(
+    principal: Annotated[Principal, Depends(_any_reader)], user_id: UserId
+) -> Principal:
+    """A caller allowed to read this wallet: its owner, the booking service or an admin."""
+    check_wallet_access(principal, user_id)
+    return principal
+
+
+WalletReader = Annotated[Principal, Depends(wallet_reader)]

@@ -1,0 +1,87 @@
+"""One place that turns every failure into the JSON error body `{code, message, details?}`.
+
+LoyaltyError subclasses render with their own code and status; request validation becomes 422
+`validation_error` with the field errors; Starlette's HTTP errors (unknown route, wrong method)
+keep their status; anything else is a 500 whose details stay in the log, never in the response.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from loyalty.errors import LoyaltyError
+
+log = logging.getLogger("loyalty.api")
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+
+
+class ServiceUnavailable(LoyaltyError):
+    """A dependency of the request (database, Temporal, the identity provider) is unreachable."""
+
+    code = "service_unavailable"
+    status_code = 503
+
+
+def _render(status: int, body: dict[str, Any], headers: Mapping[str, str] | None = None) -> Any:
+    return JSONResponse(status_code=status, content=body, headers=headers)
+
+
+async def _loyalty_error(request: Request, exc: Exception) -> Any:
+    assert isinstance(exc, LoyaltyError)
+    # Auth errors carry a WWW-Authenticate header (api.auth sets `response_headers`).
+    headers = getattr(exc, "response_headers", None)
+    return _render(exc.status_code, exc.to_dict(), headers)
+
+
+def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    # Only location, message and type: echoing `input` would reflect oversize values back.
+    return [
+        {"loc": list(err.get("loc", ())), "message": err.get("msg", ""), "type": err.get("type")}
+        for err in exc.errors()
+    ]
+
+
+async def _validation_error(request: Request, exc: Exception) -> Any:
+    assert isinstance(exc, RequestValidationError)
+    body = {
+        "code": "validation_error",
+        "message": "the request is malformed",
+        "details": {"errors": _field_errors(exc)},
+    }
+    return _render(422, body)
+
+
+async def _http_error(request: Request, exc: Exception) -> Any:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+    return _render(exc.status_code, {"code": code, "message": message}, exc.headers)
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> Any:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return _render(500, {"code": "internal_error", "message": "internal server error"})
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(LoyaltyError, _loyalty_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected_error)

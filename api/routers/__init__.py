@@ -1,0 +1,14 @@
+"""One router per resource. api.app includes every router listed in ROUTERS, in this order.
+
+Later resources (redemption, webhooks, tiers, vouchers) add a module here and one line below."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from api.routers import health, wallets
+
+ROUTERS: list[APIRouter] = [
+    health.router,
+    wallets.router,
+]

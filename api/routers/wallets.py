@@ -1,0 +1,104 @@
+"""Wallets: balance and tier progress, history, admin adjustments, earn on payment."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Response
+
+from api import service
+from api.deps import Admin, AppSettings, Connection, Service, UserId, WalletReader
+from loyalty.schemas import (
+    AdjustmentIn,
+    EarnIn,
+    EarnOut,
+    ErrorBody,
+    PostingOut,
+    TransactionPage,
+    TransactionQuery,
+    WalletOut,
+)
+
+REPLAY_HEADER = "Idempotent-Replayed"
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {status: {"model": ErrorBody} for status in (401, 403, 422, *statuses)}
+
+
+router = APIRouter(prefix="/wallets", tags=["wallets"])
+
+IdempotencyKey = Annotated[
+    str,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=200,
+        pattern=r"^[!-~]+$",
+        description="client-chosen key; a retry with the same key and body replays the answer",
+    ),
+]
+
+
+@router.get("/{userId}", response_model=WalletOut, responses=_errors(404))
+async def get_wallet(user_id: UserId, principal: WalletReader, conn: Connection) -> WalletOut:
+    """Balance, held and available points, tier and progress to the next tier."""
+    return await service.wallet_view(conn, user_id)
+
+
+@router.get("/{userId}/transactions", response_model=TransactionPage, responses=_errors(404))
+async def list_transactions(
+    user_id: UserId,
+    principal: WalletReader,
+    conn: Connection,
+    query: Annotated[TransactionQuery, Query()],
+) -> TransactionPage:
+    """The wallet's history, newest first, cursor-paginated, filtered by type, date, booking."""
+    return await service.transaction_page(conn, user_id, query)
+
+
+@router.post(
+    "/{userId}/transactions",
+    response_model=PostingOut,
+    status_code=201,
+    responses={200: {"model": PostingOut, "description": "replay"}, **_errors(404, 409)},
+)
+async def adjust_wallet(
+    user_id: UserId,
+    principal: Admin,
+    conn: Connection,
+    body: AdjustmentIn,
+    idempotency_key: IdempotencyKey,
+    response: Response,
+) -> PostingOut:
+    """Admin adjustment: credit or debit points with a reason (never below zero available)."""
+    result = await service.adjust(
+        conn, user_id, body, idempotency_key=idempotency_key, actor=principal.subject
+    )
+    if result.replayed:
+        response.status_code = 200
+        response.headers[REPLAY_HEADER] = "true"
+    return result
+
+
+@router.post(
+    "/{userId}/earn",
+    response_model=EarnOut,
+    status_code=201,
+    responses={200: {"model": EarnOut, "description": "replay or zero points"}, **_errors(409)},
+)
+async def earn(
+    user_id: UserId,
+    principal: Service,
+    conn: Connection,
+    settings: AppSettings,
+    body: EarnIn,
+    response: Response,
+) -> EarnOut:
+    """Earn points on a paid booking (idempotent by payment id, else booking id)."""
+    result = await service.earn_on_payment(conn, user_id, body, settings)
+    if not result.posted or result.replayed:
+        response.status_code = 200
+    if result.replayed:
+        response.headers[REPLAY_HEADER] = "true"
+    return result

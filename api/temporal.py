@@ -1,0 +1,36 @@
+"""The API's Temporal client, connected on first use so the wallet API runs without Temporal.
+
+`app.state.temporal` is a LazyTemporalClient; routers that start or signal workflows depend on
+`api.deps.TemporalClient`, which answers 503 `service_unavailable` when Temporal is down."""
+
+from __future__ import annotations
+
+import asyncio
+
+from temporalio.client import Client
+
+from api.errors import ServiceUnavailable
+from loyalty.settings import Settings
+from loyalty.temporal import connect
+
+
+class LazyTemporalClient:
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._client: Client | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def configured(self) -> bool:
+        return self._settings.temporal_address is not None
+
+    async def get(self) -> Client:
+        if self._client is not None:
+            return self._client
+        async with self._lock:
+            if self._client is None:
+                try:
+                    self._client = await connect(self._settings)
+                except Exception as exc:  # any connect failure means "not reachable now"
+                    raise ServiceUnavailable("Temporal is not reachable") from exc
+            return self._client
