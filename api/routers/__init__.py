@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api.routers import health, wallets
+from api.routers import health, redemption, wallets, webhooks
 
 ROUTERS: list[APIRouter] = [
     health.router,
     wallets.router,
+    redemption.router,
+    webhooks.router,
 ]

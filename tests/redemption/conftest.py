@@ -4,17 +4,25 @@ task queue; a Stripe client for playing the customer; histories saved for the re
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 import stripe
+import uvicorn
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 
 from activities import Dependencies
+from api.app import create_app
+from api.auth import SCOPE_CUSTOMER, SCOPE_SERVICE
+from api.tokens import mint_token
+from loyalty import devstack
 from loyalty.settings import Settings
 from loyalty.stripe_client import make_stripe_client
 from worker import build_worker
@@ -71,3 +79,46 @@ def save_history(temporal_client: Client) -> Callable[[str, str], Awaitable[None
         (HISTORIES / f"{name}.json").write_text(history.to_json())
 
     return save
+
+
+@dataclass(frozen=True)
+class Api:
+    """The API listening on a real port (localstripe posts its webhooks there)."""
+
+    url: str
+    http: httpx.AsyncClient
+    service: dict[str, str]
+    settings: Settings
+
+    def customer(self, user_id: str) -> dict[str, str]:
+        token = mint_token(self.settings, sub=user_id, scopes=[SCOPE_CUSTOMER])
+        return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+async def api(settings: Settings, localstripe_url: str) -> AsyncIterator[Api]:
+    """uvicorn in this process on a free port, and localstripe's webhook pointed at it (one
+    webhook id for all tests, re-pointed each time, so old servers get no deliveries)."""
+    port = devstack.free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
+        )
+    )
+    serving = asyncio.create_task(server.serve())
+    async with asyncio.timeout(10):
+        while not server.started:
+            if serving.done():
+                serving.result()
+            await asyncio.sleep(0.02)
+    url = f"http://127.0.0.1:{port}"
+    async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+        answer = await http.post(
+            f"{localstripe_url}/_config/webhooks/redemption-tests",
+            data={"url": f"{url}/webhooks/stripe", "secret": settings.stripe_webhook_secret},
+        )
+        answer.raise_for_status()
+        token = mint_token(settings, sub="booking-service", scopes=[SCOPE_SERVICE])
+        yield Api(url, http, {"Authorization": f"Bearer {token}"}, settings)
+    server.should_exit = True
+    await serving

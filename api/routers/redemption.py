@@ -1,0 +1,99 @@
+"""Checkout redemption: redeem (starts the saga and returns the hold), confirm, release, status.
+
+Each endpoint is a thin call into loyalty.checkout, which talks to the RedemptionWorkflow."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, status
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.deps import AppSettings, Service, TemporalClient, UserId, WalletReader
+from loyalty import checkout
+from loyalty.errors import NotFound
+from loyalty.redemption import (
+    BOOKING_ID_PATTERN,
+    RedeemBody,
+    RedeemRequest,
+    RedemptionHold,
+    RedemptionState,
+)
+from loyalty.schemas import ErrorBody
+
+router = APIRouter(prefix="/wallets", tags=["redemption"])
+
+BookingId = Annotated[str, Path(pattern=BOOKING_ID_PATTERN)]
+
+
+class DecisionBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    booking_id: str = Field(pattern=BOOKING_ID_PATTERN)
+    reason: str | None = Field(default=None, max_length=500)
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {code: {"model": ErrorBody} for code in (401, 403, 422, *statuses)}
+
+
+async def _owned_state(client: TemporalClient, user_id: str, booking_id: str) -> RedemptionState:
+    current = await checkout.state(client, booking_id)
+    if current.user_id != user_id:  # do not reveal other wallets' checkouts
+        raise NotFound(f"no redemption for booking {booking_id}", booking_id=booking_id)
+    return current
+
+
+@router.post("/{userId}/redeem", response_model=RedemptionHold, responses=_errors(404, 409, 503))
+async def redeem(
+    user_id: UserId,
+    body: RedeemBody,
+    principal: Service,
+    settings: AppSettings,
+    client: TemporalClient,
+) -> RedemptionHold:
+    """Apply points to a checkout: hold them and create the PaymentIntent for the remainder.
+    Repeating the call for the booking returns the same answer; another body is a 409."""
+    request = RedeemRequest(user_id=user_id, **body.model_dump())
+    return await checkout.redeem(client, settings, request)
+
+
+@router.post(
+    "/{userId}/confirm",
+    response_model=RedemptionState,
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=_errors(404),
+)
+async def confirm(
+    user_id: UserId, body: DecisionBody, principal: Service, client: TemporalClient
+) -> RedemptionState:
+    """Confirm the checkout (paid outside Stripe, or nothing left to charge): points captured."""
+    await _owned_state(client, user_id, body.booking_id)
+    return await checkout.decide(client, body.booking_id, "confirm", body.reason)
+
+
+@router.post(
+    "/{userId}/release",
+    response_model=RedemptionState,
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=_errors(404),
+)
+async def release(
+    user_id: UserId, body: DecisionBody, principal: Service, client: TemporalClient
+) -> RedemptionState:
+    """Cancel the checkout: the PaymentIntent is cancelled and the points released (captured
+    instead if the customer had already paid)."""
+    await _owned_state(client, user_id, body.booking_id)
+    return await checkout.decide(client, body.booking_id, "release", body.reason)
+
+
+@router.get(
+    "/{userId}/redemptions/{booking_id}",
+    response_model=RedemptionState,
+    responses=_errors(404),
+)
+async def redemption_status(
+    user_id: UserId, booking_id: BookingId, principal: WalletReader, client: TemporalClient
+) -> RedemptionState:
+    """Where the checkout's saga is: held, capturing, captured, releasing, released, rejected."""
+    return await _owned_state(client, user_id, booking_id)

@@ -1,0 +1,89 @@
+"""Stripe webhooks: verified by signature, deduplicated by event id, turned into saga signals."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import stripe
+from fastapi import APIRouter, Request
+from pydantic import BaseModel
+
+from api.deps import AppSettings, Connection, TemporalClient
+from loyalty import checkout, stripe_events
+from loyalty.errors import LoyaltyError
+from loyalty.redemption import PaymentEvent
+from loyalty.schemas import ErrorBody
+
+log = logging.getLogger("loyalty.webhooks")
+router = APIRouter(tags=["webhooks"])
+
+NEWS: dict[str, checkout.PaymentNews] = {
+    "payment_intent.succeeded": "payment_succeeded",
+    "payment_intent.payment_failed": "payment_failed",
+    "payment_intent.canceled": "payment_canceled",
+}
+
+
+class InvalidSignature(LoyaltyError):
+    code = "invalid_signature"
+    status_code = 400
+
+
+class WebhookAck(BaseModel):
+    received: bool = True
+    duplicate: bool = False
+    outcome: stripe_events.Outcome | None = None
+
+
+@router.post(
+    "/webhooks/stripe",
+    response_model=WebhookAck,
+    responses={400: {"model": ErrorBody}, 503: {"model": ErrorBody}},
+)
+async def stripe_webhook(
+    request: Request, settings: AppSettings, conn: Connection, client: TemporalClient
+) -> WebhookAck:
+    """Stripe's payment outcomes for checkout PaymentIntents (`Stripe-Signature` required).
+    Events are acted on once; unknown PaymentIntents are acknowledged and logged."""
+    payload = await request.body()
+    try:
+        event = stripe.Webhook.construct_event(
+            payload, request.headers.get("Stripe-Signature"), settings.stripe_webhook_secret
+        )
+    except (stripe.SignatureVerificationError, ValueError) as err:
+        raise InvalidSignature("the Stripe signature is missing or invalid") from err
+
+    raw: dict[str, Any] = event.to_dict()  # plain dicts (StripeObject has no .get)
+    event_id, event_type = str(raw["id"]), str(raw["type"])
+    obj: dict[str, Any] = raw.get("data", {}).get("object") or {}
+    is_intent = obj.get("object") == "payment_intent"
+    intent_id = obj.get("id") if is_intent else None
+    workflow_id = (obj.get("metadata") or {}).get("workflow_id") if is_intent else None
+    if not await stripe_events.claim(
+        conn,
+        event_id=event_id,
+        event_type=event_type,
+        payment_intent_id=intent_id,
+        workflow_id=workflow_id,
+    ):
+        return WebhookAck(duplicate=True)
+
+    news = NEWS.get(event_type)
+    outcome: stripe_events.Outcome
+    if news is None or intent_id is None:
+        outcome = "ignored"
+    elif not workflow_id or not str(workflow_id).startswith("redemption-"):
+        log.warning("%s for %s names no checkout saga; acknowledged", event_type, intent_id)
+        outcome = "unknown_payment_intent"
+    else:
+        reason = ((obj.get("last_payment_error") or {}).get("message")) or None
+        signalled = await checkout.payment_news(
+            client,
+            str(workflow_id),
+            news,
+            PaymentEvent(payment_intent_id=intent_id, event_id=event_id, reason=reason),
+        )
+        outcome = "signalled" if signalled else "saga_ended"
+    await stripe_events.set_outcome(conn, event_id, outcome)
+    return WebhookAck(outcome=outcome)

@@ -1,0 +1,55 @@
+"""Stripe webhook events seen, by event id (table stripe_events, migration 0002).
+
+The webhook endpoint records the event and signals the saga inside one transaction: a concurrent
+redelivery of the same event waits on the row's unique key and then sees it as a duplicate; when
+signalling fails, the transaction rolls back and Stripe's next delivery tries again."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+Outcome = Literal["signalled", "saga_ended", "unknown_payment_intent", "ignored"]
+
+
+async def claim(
+    conn: AsyncConnection,
+    *,
+    event_id: str,
+    event_type: str,
+    payment_intent_id: str | None,
+    workflow_id: str | None,
+) -> bool:
+    """Record the event; False when it was already recorded (a redelivery: do nothing)."""
+    row = (
+        await conn.execute(
+            text(
+                "INSERT INTO stripe_events (event_id, type, payment_intent_id, workflow_id, "
+                "outcome) VALUES (:e, :t, :pi, :w, 'ignored') "
+                "ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
+            ),
+            {"e": event_id, "t": event_type, "pi": payment_intent_id, "w": workflow_id},
+        )
+    ).first()
+    return row is not None
+
+
+async def set_outcome(conn: AsyncConnection, event_id: str, outcome: Outcome) -> None:
+    await conn.execute(
+        text("UPDATE stripe_events SET outcome = :o WHERE event_id = :e"),
+        {"o": outcome, "e": event_id},
+    )
+
+
+async def outcomes(conn: AsyncConnection, payment_intent_id: str) -> list[tuple[str, str, str]]:
+    """(event id, type, outcome) of the events seen for a PaymentIntent, oldest first."""
+    rows = await conn.execute(
+        text(
+            "SELECT event_id, type, outcome FROM stripe_events WHERE payment_intent_id = :pi "
+            "ORDER BY received_at, event_id"
+        ),
+        {"pi": payment_intent_id},
+    )
+    return [(r[0], r[1], r[2]) for r in rows]

@@ -1,0 +1,379 @@
+"""End to end through HTTP: the API on a real port, the worker in process, localstripe paying
+and posting real signed webhooks to the API."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+import pytest
+import stripe
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.client import Client
+
+from loyalty import stripe_events
+from tests.redemption.conftest import Api
+from tests.redemption.helpers import (
+    DECLINED_CARD,
+    pay,
+    postings,
+    wait_for_end,
+    wallet,
+)
+
+pytestmark = pytest.mark.usefixtures("worker")
+
+MakeWallet = Callable[..., Awaitable[str]]
+SaveHistory = Callable[[str, str], Awaitable[None]]
+
+
+async def redeem(
+    api: Api,
+    user: str,
+    booking_id: str,
+    *,
+    points: int = 30_000,
+    order: int = 100_000,
+    **extra: Any,
+) -> httpx.Response:
+    body = {"booking_id": booking_id, "order_amount": order, "currency": "VND", "points": points}
+    return await api.http.post(
+        f"/wallets/{user}/redeem", json={**body, **extra}, headers=api.service
+    )
+
+
+def signed(payload: bytes, secret: str) -> dict[str, str]:
+    stamp = int(time.time())
+    mac = hmac.new(secret.encode(), f"{stamp}.".encode() + payload, hashlib.sha256).hexdigest()
+    return {"Stripe-Signature": f"t={stamp},v1={mac}", "Content-Type": "application/json"}
+
+
+def intent_event(event_id: str, event_type: str, intent: dict[str, Any]) -> bytes:
+    event = {
+        "id": event_id,
+        "object": "event",
+        "type": event_type,
+        "created": int(time.time()),
+        "api_version": "2017-08-15",
+        "data": {"object": intent},
+    }
+    return json.dumps(event).encode()
+
+
+async def events_of(engine: AsyncEngine, payment_intent_id: str) -> list[tuple[str, str]]:
+    """(type, outcome) of the webhook events recorded for the PaymentIntent."""
+    async with engine.connect() as conn:
+        return [(t, o) for _, t, o in await stripe_events.outcomes(conn, payment_intent_id)]
+
+
+async def test_paid_checkout_webhook_captures(
+    api: Api,
+    temporal_client: Client,
+    engine: AsyncEngine,
+    stripe_client: stripe.StripeClient,
+    make_wallet: MakeWallet,
+    booking_id: str,
+    save_history: SaveHistory,
+) -> None:
+    user = await make_wallet(50_000)
+    answer = await redeem(api, user, booking_id)
+    assert answer.status_code == 200, answer.text
+    hold = answer.json()
+    assert hold["points_held"] == 30_000
+    assert hold["discount_minor"] == 30_000
+    assert hold["amount_to_charge_minor"] == 70_000
+    assert hold["payment_intent_id"].startswith("pi_")
+    assert hold["client_secret"]
+
+    assert await pay(stripe_client, hold["payment_intent_id"]) == "succeeded"
+    final = await wait_for_end(temporal_client, booking_id)
+
+    assert final.status == "captured"
+    assert final.decision == "payment_succeeded"
+    assert (await wallet(engine, user)).balance == 20_000
+    assert (await wallet(engine, user)).held == 0
+    assert await events_of(engine, hold["payment_intent_id"]) == [
+        ("payment_intent.succeeded", "signalled")
+    ]
+    status = await api.http.get(
+        f"/wallets/{user}/redemptions/{booking_id}", headers=api.customer(user)
+    )
+    assert status.status_code == 200
+    assert status.json()["status"] == "captured"
+    await save_history("http_paid_captured", hold["workflow_id"])
+
+
+async def test_declined_payment_releases_the_points(
+    api: Api,
+    temporal_client: Client,
+    engine: AsyncEngine,
+    stripe_client: stripe.StripeClient,
+    make_wallet: MakeWallet,
+    booking_id: str,
+    save_history: SaveHistory,
+) -> None:
+    user = await make_wallet(50_000)
+    hold = (await redeem(api, user, booking_id)).json()
+
+    assert await pay(stripe_client, hold["payment_intent_id"], DECLINED_CARD) == (
+        "requires_payment_method"
+    )
+    final = await wait_for_end(temporal_client, booking_id)
+
+    assert final.status == "released"
+    assert final.decision == "payment_failed"
+    intent = await stripe_client.v1.payment_intents.retrieve_async(hold["payment_intent_id"])
+    assert intent.status == "canceled"  # the customer cannot pay it later
+    assert await wallet(engine, user) == type(await wallet(engine, user))(50_000, 0)
+    assert await events_of(engine, hold["payment_intent_id"]) == [
+        ("payment_intent.payment_failed", "signalled")
+    ]
+    await save_history("payment_failed_released", hold["workflow_id"])
+
+
+async def test_booking_cancelled_releases_and_cancels_the_payment_intent(
+    api: Api,
+    temporal_client: Client,
+    engine: AsyncEngine,
+    stripe_client: stripe.StripeClient,
+    make_wallet: MakeWallet,
+    booking_id: str,
+) -> None:
+    user = await make_wallet(50_000)
+    hold = (await redeem(api, user, booking_id)).json()
+
+    answer = await api.http.post(
+        f"/wallets/{user}/release",
+        json={"booking_id": booking_id, "reason": "booking cancelled"},
+        headers=api.service,
+    )
+    assert answer.status_code == 202, answer.text
+    final = await wait_for_end(temporal_client, booking_id)
+
+    assert final.status == "released"
+    intent = await stripe_client.v1.payment_intents.retrieve_async(hold["payment_intent_id"])
+    assert intent.status == "canceled"
+    assert (await wallet(engine, user)).available == 50_000
+    assert [p[0] for p in await postings(engine, booking_id)] == ["hold", "release"]
+
+
+async def test_all_points_checkout_confirmed_over_http(
+    api: Api,
+    temporal_client: Client,
+    engine: AsyncEngine,
+    make_wallet: MakeWallet,
+    booking_id: str,
+) -> None:
+    user = await make_wallet(50_000)
+    async with engine.begin() as conn:
+        await conn.execute(text("UPDATE wallets SET tier = 'gold' WHERE user_id = :u"), {"u": user})
+    hold = (await redeem(api, user, booking_id, points=40_000, order=40_000)).json()
+    assert hold["amount_to_charge_minor"] == 0
+    assert hold["payment_intent_id"] is None
+
+    answer = await api.http.post(
+        f"/wallets/{user}/confirm", json={"booking_id": booking_id}, headers=api.service
+    )
+    assert answer.status_code == 202, answer.text
+    assert (await wait_for_end(temporal_client, booking_id)).status == "captured"
+    assert (await wallet(engine, user)).balance == 10_000
+
+
+async def test_duplicate_and_out_of_order_webhooks_change_nothing_after_the_first(
+    api: Api,
+    temporal_client: Client,
+    engine: AsyncEngine,
+    stripe_client: stripe.StripeClient,
+    make_wallet: MakeWallet,
+    booking_id: str,
+) -> None:
+    user = await make_wallet(50_000)
+    hold = (await redeem(api, user, booking_id)).json()
+    intent_id = hold["payment_intent_id"]
+    await pay(stripe_client, intent_id)
+    assert (await wait_for_end(temporal_client, booking_id)).status == "captured"
+    after_first = (await wallet(engine, user), await postings(engine, booking_id))
+
+    # Stripe redelivers the very event five times (localstripe sends once: replay it ourselves).
+    events = await stripe_client.v1.events.list_async(
+        {"type": "payment_intent.succeeded", "limit": 100}
+    )
+    (real,) = [e for e in map(dict, [e.to_dict() for e in events.data])
+               if e["data"]["object"]["id"] == intent_id]  # fmt: skip
+    payload = json.dumps(real).encode()
+    secret = api.settings.stripe_webhook_secret
+    for _ in range(5):
+        answer = await api.http.post(
+            "/webhooks/stripe", content=payload, headers=signed(payload, secret)
+        )
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["duplicate"] is True
+
+    # A payment_failed arriving after the success (out of order) is acknowledged, changes nothing.
+    intent = (await stripe_client.v1.payment_intents.retrieve_async(intent_id)).to_dict()
+    late = intent_event("evt_late_failure_" + booking_id, "payment_intent.payment_failed", intent)
+    answer = await api.http.post("/webhooks/stripe", content=late, headers=signed(late, secret))
+    assert answer.status_code == 200
+    assert answer.json()["outcome"] == "saga_ended"
+
+    assert (await wallet(engine, user), await postings(engine, booking_id)) == after_first
+    assert await events_of(engine, intent_id) == [
+        ("payment_intent.succeeded", "signalled"),
+        ("payment_intent.payment_failed", "saga_ended"),
+    ]
+
+
+async def test_duplicate_news_while_the_saga_waits_is_acted_on_once(
+    api: Api,
+    temporal_client: Client,
+    engine: AsyncEngine,
+    stripe_client: stripe.StripeClient,
+    make_wallet: MakeWallet,
+    booking_id: str,
+) -> None:
+    """Five copies of one success and then a failure, all before the saga could act."""
+    user = await make_wallet(50_000)
+    hold = (await redeem(api, user, booking_id)).json()
+    intent = await stripe_client.v1.payment_intents.retrieve_async(hold["payment_intent_id"])
+    secret = api.settings.stripe_webhook_secret
+    success = intent_event(f"evt_ok_{booking_id}", "payment_intent.succeeded", intent.to_dict())
+    failure = intent_event(
+        f"evt_ko_{booking_id}", "payment_intent.payment_failed", intent.to_dict()
+    )
+    answers = await asyncio.gather(
+        *[api.http.post("/webhooks/stripe", content=success, headers=signed(success, secret))
+          for _ in range(5)]
+    )  # fmt: skip
+    assert sorted(a.json()["duplicate"] for a in answers) == [False, True, True, True, True]
+    await api.http.post("/webhooks/stripe", content=failure, headers=signed(failure, secret))
+
+    final = await wait_for_end(temporal_client, booking_id)
+    assert final.decision == "payment_succeeded"
+    assert final.status == "captured"
+    assert [p[0] for p in await postings(engine, booking_id)] == ["hold", "capture"]
+
+
+async def test_forged_or_missing_signature_is_rejected_and_signals_nothing(
+    api: Api,
+    temporal_client: Client,
+    engine: AsyncEngine,
+    stripe_client: stripe.StripeClient,
+    make_wallet: MakeWallet,
+    booking_id: str,
+) -> None:
+    user = await make_wallet(50_000)
+    hold = (await redeem(api, user, booking_id)).json()
+    intent = await stripe_client.v1.payment_intents.retrieve_async(hold["payment_intent_id"])
+    forged = intent_event(f"evt_forged_{booking_id}", "payment_intent.succeeded", intent.to_dict())
+
+    for headers in (
+        signed(forged, "whsec_not_the_secret"),
+        {"Content-Type": "application/json"},
+        {"Stripe-Signature": "t=1,v1=deadbeef"},
+    ):
+        answer = await api.http.post("/webhooks/stripe", content=forged, headers=headers)
+        assert answer.status_code == 400
+        assert answer.json()["code"] == "invalid_signature"
+
+    state = await api.http.get(f"/wallets/{user}/redemptions/{booking_id}", headers=api.service)
+    assert state.json()["status"] == "held"
+    assert state.json()["decision"] is None
+    assert await events_of(engine, hold["payment_intent_id"]) == []
+    await api.http.post(
+        f"/wallets/{user}/release", json={"booking_id": booking_id}, headers=api.service
+    )
+    assert (await wait_for_end(temporal_client, booking_id)).status == "released"
+
+
+async def test_webhook_for_an_unknown_payment_intent_is_acknowledged(
+    api: Api, booking_id: str
+) -> None:
+    payload = intent_event(
+        f"evt_unknown_{booking_id}", "payment_intent.succeeded",
+        {"id": "pi_not_ours", "object": "payment_intent", "metadata": {}},
+    )  # fmt: skip
+    answer = await api.http.post(
+        "/webhooks/stripe",
+        content=payload,
+        headers=signed(payload, api.settings.stripe_webhook_secret),
+    )
+    assert answer.status_code == 200
+    assert answer.json() == {
+        "received": True, "duplicate": False, "outcome": "unknown_payment_intent"
+    }  # fmt: skip
+
+
+async def test_redeem_refusals_are_clear_4xx_and_hold_nothing(
+    api: Api, engine: AsyncEngine, make_wallet: MakeWallet, booking_id: str
+) -> None:
+    user = await make_wallet(10_000)
+    cases = [
+        ({"points": 20_000}, 422, "insufficient_points"),
+        ({"points": 9_000, "order": 20_000}, 422, "redemption_cap_exceeded"),
+        ({"currency": "USD", "points": 100}, 422, "currency_not_supported"),
+        ({"points": 0}, 422, "validation_error"),
+        ({"order": -1}, 422, "validation_error"),
+        ({"points": 1.5}, 422, "validation_error"),
+    ]
+    for body, status, code in cases:
+        answer = await redeem(api, user, booking_id, **body)  # type: ignore[arg-type]
+        assert (answer.status_code, answer.json()["code"]) == (status, code), (body, answer.text)
+    answer = await redeem(api, "user-without-wallet-" + booking_id, booking_id)
+    assert (answer.status_code, answer.json()["code"]) == (404, "wallet_not_found")
+    customer = await api.http.post(
+        f"/wallets/{user}/redeem",
+        json={"booking_id": booking_id, "order_amount": 1000, "currency": "VND", "points": 1},
+        headers=api.customer(user),
+    )
+    assert customer.status_code == 403
+    assert await postings(engine, booking_id) == []
+    assert (await wallet(engine, user)).held == 0
+
+
+async def test_repeated_redeem_same_answer_other_body_409(
+    api: Api, temporal_client: Client, engine: AsyncEngine, make_wallet: MakeWallet, booking_id: str
+) -> None:
+    user = await make_wallet(50_000)
+    first = await redeem(api, user, booking_id)
+    again = await redeem(api, user, booking_id)
+    assert first.status_code == again.status_code == 200
+    assert again.json() == first.json()
+    other = await redeem(api, user, booking_id, points=10_000)
+    assert (other.status_code, other.json()["code"]) == (409, "redemption_conflict")
+    other_user = await make_wallet(50_000)
+    stolen = await redeem(api, other_user, booking_id)
+    assert stolen.status_code == 409
+    assert [p[0] for p in await postings(engine, booking_id)] == ["hold"]
+    await api.http.post(
+        f"/wallets/{user}/release", json={"booking_id": booking_id}, headers=api.service
+    )
+    await wait_for_end(temporal_client, booking_id)
+    assert (await redeem(api, user, booking_id)).json() == first.json()
+
+
+async def test_concurrent_redeems_on_one_wallet_never_overdraw(
+    api: Api, temporal_client: Client, engine: AsyncEngine, make_wallet: MakeWallet
+) -> None:
+    user = await make_wallet(1_000)
+    bookings = [f"bk-conc-{i}-{user}" for i in range(10)]
+    answers = await asyncio.gather(
+        *[redeem(api, user, b, points=300, order=1_000) for b in bookings]
+    )
+    codes = sorted(a.status_code for a in answers)
+    assert codes == [200] * 3 + [422] * 7, [a.text for a in answers]
+    assert all(a.json()["code"] == "insufficient_points" for a in answers if a.status_code == 422)
+    assert await wallet(engine, user) == type(await wallet(engine, user))(1_000, 900)
+    for b, a in zip(bookings, answers, strict=True):
+        if a.status_code == 200:
+            await api.http.post(
+                f"/wallets/{user}/release", json={"booking_id": b}, headers=api.service
+            )
+            await wait_for_end(temporal_client, b)
+    assert (await wallet(engine, user)).held == 0
