@@ -62,6 +62,12 @@ class Settings(BaseSettings):
 
     notify_url: str | None = None
 
+    # Tier evaluation (a Temporal Schedule the worker creates or updates at start-up).
+    tier_evaluation_time: str = Field(default="02:00", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+    tier_evaluation_timezone: str = "UTC"  # IANA name, e.g. Asia/Ho_Chi_Minh
+    tier_downgrade_grace_days: int = Field(default=30, ge=0, le=3650)
+    tier_evaluation_batch_size: int = Field(default=2000, ge=1, le=50_000)
+
     @model_validator(mode="after")
     def _no_dev_secrets_in_production(self) -> Settings:
         if self.environment == "production":
