@@ -200,12 +200,15 @@ async def test_refused_redeem_leaves_no_hold_and_no_saga_waiting(
     balance: int | None,
     kwargs: dict[str, int | str],
     error: type[Exception],
+    save_history: SaveHistory,
 ) -> None:
     user = await make_wallet(balance) if balance is not None else new_user_id()
     with pytest.raises(error):
         await checkout.redeem(temporal_client, settings, request(user, booking_id, **kwargs))  # type: ignore[arg-type]
 
     assert await postings(engine, booking_id) == []
+    if error is InsufficientPoints:
+        await save_history("rejected_insufficient_points", f"redemption-{booking_id}")
     if balance is not None:
         assert (await wallet(engine, user)).held == 0
     status = await wait_closed(temporal_client, f"redemption-{booking_id}")
