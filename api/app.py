@@ -11,14 +11,12 @@ JWKS), and app.state.temporal a Temporal client connected on first use (api.temp
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.dependencies.models import Dependant
 from fastapi.openapi.utils import get_openapi
-from fastapi.routing import APIRoute
 
 from api import errors
 from api.auth import SECURITY_SCHEME, TokenVerifier
@@ -64,23 +62,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-def _required_scopes(dependant: Dependant) -> tuple[str, ...]:
-    def walk(node: Dependant) -> Iterator[tuple[str, ...]]:
-        scopes = getattr(node.call, "required_scopes", None)
-        if scopes:
-            yield scopes
-        for child in node.dependencies:
-            yield from walk(child)
-
-    found = list(walk(dependant))
-    return found[0] if found else ()
-
-
 def _scoped_openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
     """OpenAPI whose `security` lists each accepted scope as an alternative requirement.
 
-    FastAPI would put all scopes of an operation in one requirement (meaning all are needed);
-    our endpoints accept any one of them."""
+    FastAPI puts all scopes of an operation in one requirement, which in OpenAPI means all are
+    needed; our scope guards (api.auth.require_scope) accept any one of them."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is not None:
@@ -91,18 +77,22 @@ def _scoped_openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
             description=app.description,
             routes=app.routes,
         )
-        # The routers' own routes: app.routes nests included routers in recent FastAPI, and
-        # create_app includes every router of ROUTERS without a prefix.
-        for route in (r for router in ROUTERS for r in router.routes):
-            if not isinstance(route, APIRoute) or not route.include_in_schema:
-                continue
-            scopes = _required_scopes(route.dependant)
-            if not scopes:
-                continue
-            for method in route.methods or ():
-                operation = schema["paths"][route.path_format][method.lower()]
-                operation["security"] = [{SECURITY_SCHEME: [scope]} for scope in scopes]
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                if isinstance(operation, dict) and "security" in operation:
+                    operation["security"] = _alternatives(operation["security"])
         app.openapi_schema = schema
         return schema
 
     return openapi
+
+
+def _alternatives(security: list[dict[str, list[str]]]) -> list[dict[str, list[str]]]:
+    split: list[dict[str, list[str]]] = []
+    for requirement in security:
+        scopes = requirement.get(SECURITY_SCHEME, [])
+        if list(requirement) == [SECURITY_SCHEME] and len(scopes) > 1:
+            split += [{SECURITY_SCHEME: [scope]} for scope in scopes]
+        else:
+            split.append(requirement)
+    return split

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import jwt
-from fastapi import Depends, Request, Security
+from fastapi import Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.errors import ServiceUnavailable
@@ -141,17 +141,20 @@ async def authenticate(
 def require_scope(*scopes: str) -> Callable[..., Awaitable[Principal]]:
     """Dependency: an authenticated caller holding at least one of `scopes`.
 
-    The returned function carries `required_scopes`, which the OpenAPI document lists as
-    alternative security requirements of the operation."""
+    The scopes are declared with Security() so they reach the OpenAPI document, where api.app
+    lists them as alternative requirements (any one of them is enough)."""
 
-    async def dependency(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
+    # A default, not an Annotated hint: the hint would name a local that string annotations
+    # (from __future__ import annotations) cannot resolve.
+    authenticated = Security(authenticate, scopes=list(scopes))
+
+    async def dependency(principal: Principal = authenticated) -> Principal:
         if not principal.scopes & set(scopes):
             raise InsufficientScope(
                 f"this needs one of the scopes: {', '.join(scopes)}", needed=scopes
             )
         return principal
 
-    dependency.required_scopes = scopes  # type: ignore[attr-defined]
     return dependency
 
 

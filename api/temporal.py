@@ -21,8 +21,8 @@ class LazyTemporalClient:
         self._lock = asyncio.Lock()
 
     @property
-    def configured(self) -> bool:
-        return self._settings.temporal_address is not None
+    def connected(self) -> bool:
+        return self._client is not None
 
     async def get(self) -> Client:
         if self._client is not None:

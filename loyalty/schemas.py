@@ -164,4 +164,6 @@ class EarnOut(BaseModel):
 class HealthOut(BaseModel):
     status: Literal["ok", "degraded"]
     database: Literal["ok", "unreachable"]
-    temporal: Literal["configured", "not_configured"]
+    temporal: Literal["connected", "not_connected"] = Field(
+        description="whether the API holds a Temporal client yet (it connects on first use)"
+    )

@@ -33,5 +33,5 @@ async def health(request: Request, response: Response) -> HealthOut:
     return HealthOut(
         status="ok" if database_ok else "degraded",
         database="ok" if database_ok else "unreachable",
-        temporal="configured" if request.app.state.temporal.configured else "not_configured",
+        temporal="connected" if request.app.state.temporal.connected else "not_connected",
     )

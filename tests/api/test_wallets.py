@@ -72,4 +72,4 @@ async def test_unknown_wallet_is_404(api_client, auth, new_user_id):
 async def test_health_reports_the_database(api_client):
     response = await api_client.get("/health")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "database": "ok", "temporal": "not_configured"}
+    assert response.json() == {"status": "ok", "database": "ok", "temporal": "not_connected"}
