@@ -25,13 +25,17 @@ class Dependencies:
 def build_activities(deps: Dependencies) -> list[Callable[..., Any]]:
     # Imported here: activity modules import Dependencies from this package.
     from activities.maintenance import MaintenanceActivities
+    from activities.notifications import NotificationActivities
     from activities.redemption import RedemptionActivities
     from activities.stripe_payments import StripePaymentActivities
+    from activities.vouchers import VoucherActivities
     from loyalty.stripe_client import make_stripe_client
 
     maintenance = MaintenanceActivities(deps)
     redemption = RedemptionActivities(deps.engine, deps.settings)
     payments = StripePaymentActivities(deps.stripe or make_stripe_client(deps.settings))
+    notifications = NotificationActivities(deps.engine, deps.settings.notify_url)
+    vouchers = VoucherActivities(deps.engine)
     return [
         maintenance.check_ledger_invariants,
         redemption.place_hold,
@@ -39,4 +43,10 @@ def build_activities(deps: Dependencies) -> list[Callable[..., Any]]:
         redemption.release,
         payments.create_payment_intent,
         payments.cancel_payment_intent,
+        notifications.send,
+        vouchers.reserve,
+        vouchers.burn,
+        vouchers.issue,
+        vouchers.refund,
+        vouchers.release,
     ]

@@ -85,3 +85,69 @@ ERRORS_BY_CODE: dict[str, type[LoyaltyError]] = {
         Forbidden,
     )
 }
+
+
+# --- vouchers (loyalty.vouchers) ---------------------------------------------------------------
+
+
+class VoucherSoldOut(LoyaltyError):
+    code = "voucher_sold_out"
+    status_code = 409
+
+
+class VoucherNotAvailable(LoyaltyError):
+    """The product is inactive, or outside its sale window."""
+
+    code = "voucher_not_available"
+    status_code = 422
+
+
+class TierTooLow(LoyaltyError):
+    code = "tier_too_low"
+    status_code = 422
+
+
+class VoucherLimitReached(LoyaltyError):
+    """The customer already bought as many of this product as it allows."""
+
+    code = "voucher_limit_reached"
+    status_code = 409
+
+
+class VoucherNotUsable(LoyaltyError):
+    """The voucher is already used or expired."""
+
+    code = "voucher_not_usable"
+    status_code = 409
+
+
+class VoucherPurchaseFailed(LoyaltyError):
+    """The purchase could not be completed and was undone (points and inventory given back);
+    the same request may be retried with the same idempotency key."""
+
+    code = "voucher_purchase_failed"
+    status_code = 503
+
+
+class VoucherPurchasePending(LoyaltyError):
+    """The purchase is still running; retrying with the same idempotency key attaches to it."""
+
+    code = "voucher_purchase_pending"
+    status_code = 503
+
+
+VOUCHER_ERRORS: dict[str, type[LoyaltyError]] = {
+    **ERRORS_BY_CODE,
+    **{
+        cls.code: cls
+        for cls in (
+            VoucherSoldOut,
+            VoucherNotAvailable,
+            TierTooLow,
+            VoucherLimitReached,
+            VoucherNotUsable,
+            VoucherPurchaseFailed,
+            VoucherPurchasePending,
+        )
+    },
+}

@@ -6,5 +6,6 @@ from __future__ import annotations
 
 from workflows.maintenance import InvariantCheckWorkflow
 from workflows.redemption import RedemptionWorkflow
+from workflows.voucher_purchase import VoucherPurchaseWorkflow
 
-WORKFLOWS: list[type] = [InvariantCheckWorkflow, RedemptionWorkflow]
+WORKFLOWS: list[type] = [InvariantCheckWorkflow, RedemptionWorkflow, VoucherPurchaseWorkflow]

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api.routers import health, redemption, wallets, webhooks
+from api.routers import health, redemption, vouchers, wallets, webhooks
 
 ROUTERS: list[APIRouter] = [
     health.router,
     wallets.router,
     redemption.router,
     webhooks.router,
+    vouchers.router,
 ]

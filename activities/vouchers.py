@@ -1,0 +1,114 @@
+"""Activities of VoucherPurchaseWorkflow. Each is one database transaction and idempotent:
+the reservation is keyed by the customer's idempotency key, ledger postings by keys derived from
+the purchase and its attempt, the voucher by the purchase (one per purchase). Business refusals
+(LoyaltyError) become non-retryable ApplicationErrors whose type is the error code."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from loyalty import ledger, vouchers
+from loyalty.errors import LoyaltyError
+from loyalty.voucher_schemas import (
+    BurnPoints,
+    IssueVoucher,
+    PointsBurned,
+    RefundPoints,
+    ReleaseReservation,
+    Reservation,
+    ReserveVoucher,
+    VoucherOut,
+)
+
+RESERVE = "reserve_voucher"
+BURN = "burn_voucher_points"
+ISSUE = "issue_voucher"
+REFUND = "refund_voucher_points"
+RELEASE = "release_voucher_reservation"
+
+
+def burn_key(purchase_id: object, attempt: int) -> str:
+    return f"voucher-purchase:{purchase_id}:{attempt}:burn"
+
+
+def refund_key(purchase_id: object, attempt: int) -> str:
+    return f"voucher-purchase:{purchase_id}:{attempt}:refund"
+
+
+class VoucherActivities:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[AsyncConnection]:
+        try:
+            async with self._engine.begin() as conn:
+                yield conn
+        except LoyaltyError as err:  # rolled back by begin(); refuse for good
+            raise ApplicationError(
+                err.message, err.details, type=err.code, non_retryable=True
+            ) from err
+
+    @activity.defn(name=RESERVE)
+    async def reserve(self, command: ReserveVoucher) -> Reservation:
+        """Check the product's rules and take one item of inventory (or resume the purchase)."""
+        async with self._transaction() as conn:
+            return await vouchers.reserve(conn, command)
+
+    @activity.defn(name=BURN)
+    async def burn(self, command: BurnPoints) -> PointsBurned:
+        """Spend the price in points against the voucher sales account."""
+        async with self._transaction() as conn:
+            result = await ledger.burn(
+                conn,
+                user_id=command.user_id,
+                points=command.points,
+                idempotency_key=burn_key(command.purchase_id, command.attempt),
+                counter_account=vouchers.VOUCHER_SALES_ACCOUNT,
+                description=f"voucher: {command.product_name}",
+                metadata={"purchase_id": str(command.purchase_id), "attempt": command.attempt},
+            )
+            await vouchers.record_burn(
+                conn, command.purchase_id, command.attempt, result.posting.tx_id
+            )
+        return PointsBurned(tx_id=result.posting.tx_id)
+
+    @activity.defn(name=ISSUE)
+    async def issue(self, command: IssueVoucher) -> VoucherOut:
+        """Issue the voucher code (one per purchase, however often this runs)."""
+        async with self._transaction() as conn:
+            return await vouchers.issue(conn, command.purchase_id)
+
+    @activity.defn(name=REFUND)
+    async def refund(self, command: RefundPoints) -> PointsBurned:
+        """Compensation: give the burned points back (a refund posting reversing the burn)."""
+        async with self._transaction() as conn:
+            result = await ledger.refund(
+                conn,
+                reverses_tx_id=command.burn_tx_id,
+                points=command.points,
+                idempotency_key=refund_key(command.purchase_id, command.attempt),
+                description="voucher purchase undone",
+                metadata={"purchase_id": str(command.purchase_id), "attempt": command.attempt},
+            )
+            await vouchers.record_refund(
+                conn, command.purchase_id, command.attempt, result.posting.tx_id
+            )
+        return PointsBurned(tx_id=result.posting.tx_id)
+
+    @activity.defn(name=RELEASE)
+    async def release(self, command: ReleaseReservation) -> bool:
+        """Compensation: put the item back and mark the purchase failed."""
+        async with self._transaction() as conn:
+            return await vouchers.release(
+                conn,
+                command.purchase_id,
+                command.attempt,
+                failure_code=command.failure_code,
+                failure_message=command.failure_message,
+            )
