@@ -108,13 +108,19 @@ def make_wallet(engine: AsyncEngine) -> Callable[..., Awaitable[str]]:
     return make
 
 
+_invariant_engines: dict[str, AsyncEngine] = {}
+
+
 @pytest.fixture(autouse=True)
 async def _ledger_invariants_hold(request: pytest.FixtureRequest) -> AsyncIterator[None]:
-    if "database_url" not in request.fixturenames:
-        yield
-        return
-    eng: AsyncEngine = request.getfixturevalue("engine")
     yield
-    async with eng.connect() as conn:
+    if "database_url" not in request.fixturenames:
+        return
+    # The URL fixture is synchronous and already set up; an async fixture fetched here would
+    # need the running event loop, so the check keeps its own small engine per database.
+    url: str = request.getfixturevalue("database_url")
+    if url not in _invariant_engines:
+        _invariant_engines[url] = make_engine(url, pool_size=1)
+    async with _invariant_engines[url].connect() as conn:
         violations = await find_violations(conn)
     assert not violations, "ledger invariants broken:\n" + "\n".join(map(str, violations))
