@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Response
 from api.auth import SCOPE_ADMIN, SCOPE_CUSTOMER, SCOPE_SERVICE, Principal, check_wallet_access
 from api.auth import require_scope as _require_scope
 from api.deps import Admin, AppSettings, Connection, Service, TemporalClient, UserId, WalletReader
-from loyalty import voucher_client, vouchers
+from loyalty import voucher_catalog, voucher_client, vouchers
 from loyalty.schemas import ErrorBody
 from loyalty.voucher_schemas import (
     CodesIn,
@@ -67,7 +67,7 @@ AnyCaller = Annotated[Principal, Depends(_any_caller)]
 @catalog.post("", response_model=ProductOut, status_code=201, responses=_errors())
 async def create_product(body: ProductIn, principal: Admin, conn: Connection) -> ProductOut:
     """Add a voucher to the catalog."""
-    return await vouchers.create_product(conn, body)
+    return await voucher_catalog.create_product(conn, body)
 
 
 @catalog.get("", response_model=list[ProductOut], responses=_errors())
@@ -77,7 +77,7 @@ async def list_products(
     include_inactive: Annotated[bool, Query(description="admins only")] = False,
 ) -> list[ProductOut]:
     """The catalog: active vouchers (admins may include inactive ones)."""
-    return await vouchers.list_products(
+    return await voucher_catalog.list_products(
         conn, include_inactive=include_inactive and SCOPE_ADMIN in principal.scopes
     )
 
@@ -85,7 +85,7 @@ async def list_products(
 @catalog.get("/{productId}", response_model=ProductOut, responses=_errors(404))
 async def get_product(product_id: ProductId, principal: AnyCaller, conn: Connection) -> ProductOut:
     """One voucher of the catalog, with its inventory."""
-    return await vouchers.get_product(conn, product_id)
+    return await voucher_catalog.get_product(conn, product_id)
 
 
 @catalog.patch("/{productId}", response_model=ProductOut, responses=_errors(404))
@@ -93,7 +93,7 @@ async def update_product(
     product_id: ProductId, body: ProductPatch, principal: Admin, conn: Connection
 ) -> ProductOut:
     """Change a voucher: price, inventory, sale window, validity, tier, limit, active flag."""
-    return await vouchers.update_product(conn, product_id, body)
+    return await voucher_catalog.update_product(conn, product_id, body)
 
 
 @catalog.delete("/{productId}", response_model=ProductOut, responses=_errors(404))
@@ -101,7 +101,7 @@ async def deactivate_product(
     product_id: ProductId, principal: Admin, conn: Connection
 ) -> ProductOut:
     """Deactivate a voucher: no longer sold; vouchers already issued stay valid."""
-    return await vouchers.update_product(conn, product_id, ProductPatch(active=False))
+    return await voucher_catalog.update_product(conn, product_id, ProductPatch(active=False))
 
 
 @catalog.post("/{productId}/codes", response_model=CodesUploaded, responses=_errors(404))
@@ -109,7 +109,7 @@ async def upload_codes(
     product_id: ProductId, body: CodesIn, principal: Admin, conn: Connection
 ) -> CodesUploaded:
     """Upload a batch of codes to an uploaded-code voucher; each new code is one more for sale."""
-    return await vouchers.upload_codes(conn, product_id, body.codes)
+    return await voucher_catalog.upload_codes(conn, product_id, body.codes)
 
 
 # --- a customer's vouchers -------------------------------------------------------------------
