@@ -9,11 +9,13 @@ ledger, the reservation, the compensations) is the production code."""
 
 from __future__ import annotations
 
+import os
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -36,6 +38,11 @@ from tests.api.conftest import serve
 from worker import build_worker
 
 Headers = dict[str, str]
+
+HISTORIES = Path(__file__).parent / "histories"
+# `VOUCHERS_SAVE_HISTORIES=1 pytest tests/vouchers` rewrites the histories that test_replay
+# checks, from the tests that call `save_history`.
+SAVE_HISTORIES = os.environ.get("VOUCHERS_SAVE_HISTORIES") == "1"
 
 
 class FailingIssue:
@@ -107,6 +114,21 @@ def fault_worker(
         )
 
     return make
+
+
+@pytest.fixture
+def save_history(temporal_client: Client) -> Callable[[str, str], Awaitable[None]]:
+    """`await save_history("completed", workflow_id)` stores the latest run's history for the
+    replay test when VOUCHERS_SAVE_HISTORIES=1 (a no-op otherwise)."""
+
+    async def save(name: str, workflow_id: str) -> None:
+        if not SAVE_HISTORIES:
+            return
+        history = await temporal_client.get_workflow_handle(workflow_id).fetch_history()
+        HISTORIES.mkdir(exist_ok=True)
+        (HISTORIES / f"{name}.json").write_text(history.to_json())
+
+    return save
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from workflows.voucher_purchase import VoucherPurchaseWorkflow, workflow_id_for
 
 MakeWallet = Callable[..., Awaitable[str]]
 MakeProduct = Callable[..., Awaitable[dict[str, Any]]]
+SaveHistory = Callable[[str, str], Awaitable[None]]
 
 CODE = re.compile(r"^[A-HJ-NP-Z2-9]{4}(-[A-HJ-NP-Z2-9]{4}){3}$")
 
@@ -47,6 +48,7 @@ async def test_purchase_end_to_end(
     make_wallet: MakeWallet,
     make_product: MakeProduct,
     temporal_client: Client,
+    save_history: SaveHistory,
 ) -> None:
     user = await make_wallet(1_000)
     product = await make_product(price_points=400, inventory=3, voucher_valid_days=30)
@@ -61,6 +63,14 @@ async def test_purchase_end_to_end(
     assert voucher["price_points"] == 400
     assert voucher["user_id"] == user
     assert voucher["expires_at"] is not None
+    await save_history("completed", workflow_id_for(user, key))
+    # Only the wallet's owner (or the service) buys with it.
+    stranger = await http.post(
+        f"/wallets/{user}/vouchers",
+        json={"product_id": product["product_id"]},
+        headers=auth.customer("someone-else", new_key()),
+    )
+    assert stranger.status_code == 403
     view = await wallet_of(engine, user)
     assert view.balance == 600
     assert view.postings[-1] == ("burn", -400, "voucher_sales")
@@ -183,12 +193,15 @@ async def test_sold_out(
     engine: AsyncEngine,
     make_wallet: MakeWallet,
     make_product: MakeProduct,
+    save_history: SaveHistory,
 ) -> None:
     first, second = await make_wallet(1_000), await make_wallet(1_000)
     product = await make_product(price_points=200, inventory=1)
+    key = new_key()
 
     assert (await buy(http, auth, first, product["product_id"])).status_code == 201
-    refused = await buy(http, auth, second, product["product_id"])
+    refused = await buy(http, auth, second, product["product_id"], key)
+    await save_history("refused", workflow_id_for(second, key))
 
     assert refused.status_code == 409, refused.text
     assert refused.json()["code"] == "voucher_sold_out"
@@ -284,6 +297,7 @@ async def test_failure_between_burn_and_issue_is_compensated(
     fault_worker: Callable[[FailingIssue], Any],
     worker_factory: Callable[[], Any],
     temporal_client: Client,
+    save_history: SaveHistory,
 ) -> None:
     user = await make_wallet(1_000)
     product = await make_product(price_points=400, inventory=1)
@@ -296,6 +310,7 @@ async def test_failure_between_burn_and_issue_is_compensated(
         state = await temporal_client.get_workflow_handle(workflow_id_for(user, key)).query(
             VoucherPurchaseWorkflow.status
         )
+        await save_history("compensated", workflow_id_for(user, key))
 
     assert response.status_code == 503, response.text
     assert response.json()["code"] == "voucher_purchase_failed"
