@@ -2,10 +2,12 @@
 task queue) over httpx ASGITransport, an in-process worker on the same task queue, dev tokens,
 and small helpers to make products and read what a purchase changed.
 
-Failure injection: `fault_worker` runs a worker whose `issue_voucher` activity is replaced by
-`FailingIssue.issue`, a real activity under the same name that always fails (retryably, so the
-workflow's retry policy runs out exactly as it would on a real fault). Everything else (the
-ledger, the reservation, the compensations) is the production code."""
+Failure injection: `fault_worker(...)` runs a worker on which some voucher activities are
+replaced by real activities registered under the same names: `FailingIssue.issue` always fails
+(retryably, so the workflow's retry policy runs out exactly as it would on a real fault);
+`DrainingBurn.burn` lets another writer spend the wallet just before the real burn runs (a
+customer spending elsewhere between reservation and burn). Everything else (the ledger, the
+reservation, the compensations) is the production code."""
 
 from __future__ import annotations
 
@@ -28,12 +30,13 @@ from temporalio.worker import Worker
 
 import activities
 import workflows
-from activities.vouchers import ISSUE, VoucherActivities
+from activities.vouchers import BURN, ISSUE, VoucherActivities
 from api.app import create_app
 from api.auth import SCOPE_ADMIN, SCOPE_CUSTOMER, SCOPE_SERVICE
 from api.tokens import mint_token
+from loyalty import ledger
 from loyalty.settings import Settings
-from loyalty.voucher_schemas import IssueVoucher, VoucherOut
+from loyalty.voucher_schemas import BurnPoints, IssueVoucher, PointsBurned, VoucherOut
 from tests.api.conftest import serve
 from worker import build_worker
 
@@ -56,6 +59,29 @@ class FailingIssue:
     async def issue(self, command: IssueVoucher) -> VoucherOut:
         self.attempts += 1
         raise RuntimeError(f"injected fault: cannot issue a code for {command.purchase_id}")
+
+
+class DrainingBurn:
+    """Registered as `burn_voucher_points`: an adjustment takes all available points from the
+    wallet, then the production burn runs (and must be refused)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._real = VoucherActivities(engine)
+
+    @activity.defn(name=BURN)
+    async def burn(self, command: BurnPoints) -> PointsBurned:
+        async with self._engine.begin() as conn:
+            wallet = await ledger.get_wallet(conn, command.user_id)
+            if wallet.available:
+                await ledger.adjust(
+                    conn,
+                    user_id=command.user_id,
+                    points=-wallet.available,
+                    reason="test: spent elsewhere meanwhile",
+                    idempotency_key=f"test-drain:{command.purchase_id}",
+                )
+        return await self._real.burn(command)
 
 
 @pytest.fixture
@@ -92,16 +118,17 @@ async def worker(worker_factory: Callable[[], Worker]) -> AsyncIterator[None]:
 @pytest.fixture
 def fault_worker(
     temporal_client: Client, engine: AsyncEngine, settings: Settings
-) -> Callable[[FailingIssue], AbstractAsyncContextManager[Worker]]:
-    """`async with fault_worker(FailingIssue()):` a worker whose code issue always fails."""
+) -> Callable[..., AbstractAsyncContextManager[Worker]]:
+    """`async with fault_worker(issue=FailingIssue().issue):` a worker on which the named
+    VoucherActivities methods are replaced by the given activities (same activity names)."""
 
-    def make(failing: FailingIssue) -> AbstractAsyncContextManager[Worker]:
+    def make(**replacements: Callable[..., Any]) -> AbstractAsyncContextManager[Worker]:
         deps = activities.Dependencies(settings=settings, engine=engine)
         real = [
             fn
             for fn in activities.build_activities(deps)
             if not (
-                getattr(fn, "__name__", "") == "issue"
+                getattr(fn, "__name__", "") in replacements
                 and isinstance(getattr(fn, "__self__", None), VoucherActivities)
             )
         ]
@@ -109,7 +136,7 @@ def fault_worker(
             temporal_client,
             task_queue=settings.temporal_task_queue,
             workflows=workflows.WORKFLOWS,
-            activities=[*real, failing.issue],
+            activities=[*real, *replacements.values()],
             graceful_shutdown_timeout=timedelta(seconds=5),
         )
 

@@ -16,6 +16,7 @@ from temporalio.client import Client
 
 from tests.vouchers.conftest import (
     Auth,
+    DrainingBurn,
     FailingIssue,
     new_key,
     product_counts,
@@ -294,7 +295,7 @@ async def test_failure_between_burn_and_issue_is_compensated(
     engine: AsyncEngine,
     make_wallet: MakeWallet,
     make_product: MakeProduct,
-    fault_worker: Callable[[FailingIssue], Any],
+    fault_worker: Callable[..., Any],
     worker_factory: Callable[[], Any],
     temporal_client: Client,
     save_history: SaveHistory,
@@ -304,7 +305,7 @@ async def test_failure_between_burn_and_issue_is_compensated(
     key = new_key()
     failing = FailingIssue()
 
-    async with fault_worker(failing):
+    async with fault_worker(issue=failing.issue):
         response = await buy(http, auth, user, product["product_id"], key)
         # A query needs a worker, even on a closed workflow.
         state = await temporal_client.get_workflow_handle(workflow_id_for(user, key)).query(
@@ -330,3 +331,27 @@ async def test_failure_between_burn_and_issue_is_compensated(
     assert (await wallet_of(engine, user)).balance == 600
     counts = await product_counts(engine, product["product_id"])
     assert (counts.inventory_taken, counts.vouchers, counts.purchases) == (1, 1, {"completed": 1})
+
+
+async def test_burn_refused_after_reservation_puts_the_item_back(
+    http: httpx.AsyncClient,
+    auth: Auth,
+    engine: AsyncEngine,
+    make_wallet: MakeWallet,
+    make_product: MakeProduct,
+    fault_worker: Callable[..., Any],
+) -> None:
+    user = await make_wallet(1_000)
+    product = await make_product(price_points=400, inventory=1, per_customer_limit=1)
+
+    async with fault_worker(burn=DrainingBurn(engine).burn):
+        response = await buy(http, auth, user, product["product_id"])
+
+    assert response.status_code == 422, response.text
+    assert response.json()["code"] == "insufficient_points"
+    view = await wallet_of(engine, user)
+    assert view.balance == 0
+    assert [t for t, _, _ in view.postings] == ["earn", "adjustment"]  # nothing burned
+    counts = await product_counts(engine, product["product_id"])
+    assert (counts.inventory_taken, counts.vouchers, counts.counters) == (0, 0, 0)
+    assert counts.purchases == {"failed": 1}
