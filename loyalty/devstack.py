@@ -129,6 +129,16 @@ def temporal_dev_server_command(
     return cmd
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to SIGTERM it when its parent dies, so a test run or
+    run command that is killed outright leaves no server behind."""
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def start_process(
     cmd: Sequence[str], *, log_file: Path | None = None, env: dict[str, str] | None = None
 ) -> subprocess.Popen:
@@ -139,6 +149,7 @@ def start_process(
         stderr=subprocess.STDOUT,
         env={**os.environ, **(env or {})},
         start_new_session=True,
+        preexec_fn=_die_with_parent if sys.platform == "linux" else None,
     )
 
 
