@@ -28,6 +28,7 @@ def build_activities(deps: Dependencies) -> list[Callable[..., Any]]:
     from activities.notifications import NotificationActivities
     from activities.redemption import RedemptionActivities
     from activities.stripe_payments import StripePaymentActivities
+    from activities.tiers import TierActivities
     from activities.vouchers import VoucherActivities
     from loyalty.stripe_client import make_stripe_client
 
@@ -36,6 +37,7 @@ def build_activities(deps: Dependencies) -> list[Callable[..., Any]]:
     payments = StripePaymentActivities(deps.stripe or make_stripe_client(deps.settings))
     notifications = NotificationActivities(deps.engine, deps.settings.notify_url)
     vouchers = VoucherActivities(deps.engine)
+    tiers = TierActivities(deps.engine, deps.settings.notify_url)
     return [
         maintenance.check_ledger_invariants,
         redemption.place_hold,
@@ -49,4 +51,7 @@ def build_activities(deps: Dependencies) -> list[Callable[..., Any]]:
         vouchers.issue,
         vouchers.refund,
         vouchers.release,
+        tiers.start,
+        tiers.evaluate_batch,
+        tiers.deliver,
     ]

@@ -6,6 +6,12 @@ from __future__ import annotations
 
 from workflows.maintenance import InvariantCheckWorkflow
 from workflows.redemption import RedemptionWorkflow
+from workflows.tier_evaluation import TierEvaluationWorkflow
 from workflows.voucher_purchase import VoucherPurchaseWorkflow
 
-WORKFLOWS: list[type] = [InvariantCheckWorkflow, RedemptionWorkflow, VoucherPurchaseWorkflow]
+WORKFLOWS: list[type] = [
+    InvariantCheckWorkflow,
+    RedemptionWorkflow,
+    VoucherPurchaseWorkflow,
+    TierEvaluationWorkflow,
+]

@@ -1,0 +1,117 @@
+"""Tier evaluation activities: snapshot the ladder, evaluate one batch of wallets (one
+set-based statement), deliver the batch's tier-change notifications.
+
+A batch records its tier changes, their history rows and their notifications (in the outbox,
+key `tier:{wallet}:{evaluation}:{tier}`) in one transaction, so a retried batch changes nothing
+twice and reports the same counts. Delivery is a separate activity: a failing notification
+service retries delivery, never the evaluation."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.notifications import NotificationActivities
+from loyalty import tier_store
+from loyalty.errors import LoyaltyError
+from loyalty.notifications import Notification
+from loyalty.tier_evaluation import (
+    ACTIVITY_BATCH,
+    ACTIVITY_NOTIFY,
+    ACTIVITY_START,
+    TierBatchInput,
+    TierBatchResult,
+    TierEvaluationStart,
+    TierNotifyInput,
+    TierNotifyResult,
+)
+
+DELIVERY_CONCURRENCY = 8
+
+_UNDELIVERED = """
+SELECT o.idempotency_key, o.kind, o.user_id, o.payload
+FROM tier_history h
+JOIN notification_outbox o
+    ON o.idempotency_key = 'tier:' || h.wallet_id || ':' || h.evaluation_id || ':' || h.to_tier
+WHERE h.evaluation_id = :evaluation_id AND h.wallet_id > :after AND h.wallet_id <= :last
+  AND o.delivered_at IS NULL
+"""
+
+
+def _business_failure(exc: LoyaltyError) -> ApplicationError:
+    return ApplicationError(exc.message, exc.details, type=exc.code, non_retryable=True)
+
+
+class TierActivities:
+    def __init__(
+        self, engine: AsyncEngine, notify_url: str | None, http: httpx.AsyncClient | None = None
+    ) -> None:
+        self._engine = engine
+        self._notifier = NotificationActivities(engine, notify_url, http) if notify_url else None
+
+    @activity.defn(name=ACTIVITY_START)
+    async def start(self) -> TierEvaluationStart:
+        """Snapshot the ladder for the whole evaluation and count the wallets."""
+        async with self._engine.connect() as conn:
+            try:
+                ladder = await tier_store.load_ladder(conn)
+            except LoyaltyError as exc:
+                raise _business_failure(exc) from exc
+            count = (await conn.execute(text("SELECT count(*) FROM wallets"))).scalar_one()
+        return TierEvaluationStart(ladder=list(ladder.steps), wallets_estimate=count)
+
+    @activity.defn(name=ACTIVITY_BATCH)
+    async def evaluate_batch(self, batch: TierBatchInput) -> TierBatchResult:
+        """Move the next wallets (by wallet id) to the tiers they earn."""
+        try:
+            async with self._engine.begin() as conn:
+                result = await tier_store.evaluate_batch(conn, batch)
+        except LoyaltyError as exc:
+            raise _business_failure(exc) from exc
+        result.deliver_notifications = self._notifier is not None and result.changes > 0
+        return result
+
+    @activity.defn(name=ACTIVITY_NOTIFY)
+    async def deliver(self, batch: TierNotifyInput) -> TierNotifyResult:
+        """Send the batch's undelivered tier-change notifications (each once, by its key)."""
+        async with self._engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    text(_UNDELIVERED),
+                    {
+                        "evaluation_id": batch.evaluation_id,
+                        "after": batch.after or tier_store.NIL_UUID,
+                        "last": batch.last,
+                    },
+                )
+            ).mappings()
+            notes = [Notification(**row) for row in rows]
+        if self._notifier is None:
+            return TierNotifyResult(delivered=0, queued=len(notes))
+        notifier = self._notifier
+        gate = asyncio.Semaphore(DELIVERY_CONCURRENCY)
+
+        async def send(note: Notification) -> str:
+            async with gate:
+                try:
+                    return await notifier.send(note)
+                except ApplicationError as exc:
+                    if exc.non_retryable:
+                        activity.logger.warning("notification %s refused: %s", note, exc)
+                        return "refused"
+                    raise
+
+        outcomes = await asyncio.gather(*(send(n) for n in notes), return_exceptions=True)
+        failed = [o for o in outcomes if isinstance(o, BaseException)]
+        if failed:  # retry the activity; notifications already delivered are skipped then
+            raise RuntimeError(f"{len(failed)} of {len(notes)} notifications failed: {failed[0]}")
+        return TierNotifyResult(
+            delivered=sum(o == "delivered" for o in outcomes),
+            queued=0,
+            refused=sum(o == "refused" for o in outcomes),
+        )
