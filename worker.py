@@ -25,6 +25,7 @@ import workflows
 from loyalty.db import make_engine
 from loyalty.settings import Settings
 from loyalty.temporal import connect
+from loyalty.tier_schedule import ensure_tier_schedule
 
 
 def build_worker(client: Client, deps: activities.Dependencies, task_queue: str) -> Worker:
@@ -67,6 +68,11 @@ async def run(settings: Settings) -> int:
             )
             return 1
 
+        outcome = await ensure_tier_schedule(client, settings)
+        _say(
+            f"schedule tier-evaluation {outcome} (daily at {settings.tier_evaluation_time} "
+            f"{settings.tier_evaluation_timezone})"
+        )
         deps = activities.Dependencies(settings=settings, engine=engine)
         worker = build_worker(client, deps, settings.temporal_task_queue)
 

@@ -1,0 +1,117 @@
+"""The `tier-evaluation` schedule against the real Temporal dev server: created once, updated in
+place on the next start (keeping an operator's pause), and triggerable by an operator."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.api.common.v1 import Payload
+from temporalio.client import (
+    Client,
+    ScheduleActionExecutionStartWorkflow,
+    ScheduleActionStartWorkflow, ScheduleOverlapPolicy
+from temporalio.service import RPCError
+
+from loyalty.settings import Settings
+from loyalty.tier_schedule import SCHEDULE_ID, build_schedule, ensure_tier_schedule
+from tests.tiers.conftest import Evaluate
+from workflows.tier_evaluation import TierEvaluationWorkflow
+
+
+@pytest.fixture
+async def no_schedule(temporal_client: Client) -> AsyncIterator[None]:
+    yield
+    with contextlib.suppress(RPCError):  # never created
+        await temporal_client.get_schedule_handle(SCHEDULE_ID).delete()
+
+
+async def _listed(client: Client) -> list[str]:
+    """Schedule ids as the list API shows them (eventually consistent: poll a little)."""
+    ids: list[str] = []
+    for _ in range(50):
+        ids = [s.id async for s in await client.list_schedules() if s.id == SCHEDULE_ID]
+        if ids:
+            return ids
+        await asyncio.sleep(0.1)
+    return ids
+
+
+async def test_created_twice_is_one_schedule_and_stays_paused(
+    temporal_client: Client, task_queue: str, no_schedule: None
+) -> None:
+    settings = Settings(
+        environment="test",
+        tier_evaluation_time="03:30",
+        tier_evaluation_timezone="Asia/Ho_Chi_Minh",
+        tier_downgrade_grace_days=14,
+    )
+    assert await ensure_tier_schedule(temporal_client, settings, task_queue=task_queue) == "created"
+    handle = temporal_client.get_schedule_handle(SCHEDULE_ID)
+    await handle.pause(note="paused by an operator during a migration")
+
+    redeployed = settings.model_copy(update={"tier_evaluation_time": "04:15"})
+    assert (
+        await ensure_tier_schedule(temporal_client, redeployed, task_queue=task_queue) == "updated"
+    )
+
+    assert await _listed(temporal_client) == [SCHEDULE_ID]
+    desc = await handle.describe()
+    assert desc.schedule.state.paused
+    assert desc.schedule.state.note == "paused by an operator during a migration"
+    calendar = desc.schedule.spec.calendars[0]
+    assert (calendar.hour[0].start, calendar.minute[0].start) == (4, 15)  # the update applied
+    assert desc.schedule.spec.time_zone_name == "Asia/Ho_Chi_Minh"
+    assert desc.schedule.policy.overlap == ScheduleOverlapPolicy.SKIP
+    assert desc.schedule.policy.catchup_window == timedelta(hours=6)
+    action = desc.schedule.action
+    assert isinstance(action, ScheduleActionStartWorkflow)
+    assert (action.workflow, action.task_queue) == ("TierEvaluation", task_queue)
+    # Described schedules carry raw payloads: the summary and the workflow input as JSON.
+    summary = action.static_summary
+    assert summary is not None and not isinstance(summary, str)
+    assert json.loads(summary.data) == "Daily tier evaluation of every wallet"
+    (payload,) = action.args
+    assert isinstance(payload, Payload)
+    assert json.loads(payload.data)["downgrade_grace_days"] == 14
+
+
+async def test_an_operator_trigger_runs_the_evaluation(
+    temporal_client: Client,
+    task_queue: str,
+    evaluate: Evaluate,
+    no_schedule: None,
+    engine: AsyncEngine,
+) -> None:
+    settings = Settings(environment="test", tier_evaluation_batch_size=500)
+    await ensure_tier_schedule(temporal_client, settings, task_queue=task_queue)
+    handle = temporal_client.get_schedule_handle(SCHEDULE_ID)
+
+    await handle.trigger()  # what `temporal schedule trigger --schedule-id tier-evaluation` does
+
+    for _ in range(100):
+        actions = (await handle.describe()).info.recent_actions
+        if actions:
+            break
+        await asyncio.sleep(0.1)
+    started = actions[0].action
+    assert isinstance(started, ScheduleActionExecutionStartWorkflow)
+    assert started.workflow_id.startswith(f"{SCHEDULE_ID}-")
+    run = temporal_client.get_workflow_handle_for(TierEvaluationWorkflow.run, started.workflow_id)
+    progress = (await asyncio.wait_for(run.result(), timeout=60)).progress
+    async with engine.connect() as conn:
+        wallets = (await conn.execute(text("SELECT count(*) FROM wallets"))).scalar_one()
+    assert (progress.status, progress.wallets_evaluated) == ("done", wallets)
+    queried = await run.query(TierEvaluationWorkflow.progress)
+    assert queried is not None and queried.evaluation_id == progress.evaluation_id
+
+
+def test_an_unknown_time_zone_is_refused() -> None:
+    with pytest.raises(ValueError, match="IANA"):
+        build_schedule(Settings(environment="test", tier_evaluation_timezone="Mars/Olympus"))
