@@ -16,7 +16,9 @@ from temporalio.api.common.v1 import Payload
 from temporalio.client import (
     Client,
     ScheduleActionExecutionStartWorkflow,
-    ScheduleActionStartWorkflow, ScheduleOverlapPolicy
+    ScheduleActionStartWorkflow,
+    ScheduleOverlapPolicy,
+)
 from temporalio.service import RPCError
 
 from loyalty.settings import Settings
