@@ -1,0 +1,454 @@
+"""Redemption saga benchmark, with the bare saga (bench/bare_saga.py) as its same-run baseline.
+
+    .venv/bin/python bench/redemption.py --sagas 200 --concurrency 4
+
+Starts its own stack in a temporary folder (embedded PostgreSQL, the Temporal dev server,
+localstripe, the API under uvicorn and our worker, each a process of its own, like in
+production) and stops it all at the end. Then, on the same Temporal server:
+
+- bare:  C loops, each: update-with-start (hold = one trivial local activity), then the `paid`
+         signal; the saga completes.
+- ours:  C loops, each: POST /wallets/{user}/redeem (update-with-start; hold and PaymentIntent),
+         then the customer pays the remainder in localstripe with the stripe SDK; localstripe
+         posts the signed webhook to the API, which signals the saga; the saga captures.
+
+A loop starts its next checkout as soon as the customer side is done (the hold answered and the
+payment made); the sagas finish on their own. Throughput is sagas / (last close time - start);
+hold latency is what the booking service waits for (the redeem call, or the update-with-start).
+Levers: --tune (worker options), --db-pool, --bare-remote (the hold as a remote activity in the
+baseline), --profile (cProfile of the API and the worker)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import cProfile
+import json
+import os
+import pstats
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+import stripe  # noqa: E402
+from temporalio.client import Client  # noqa: E402
+
+from bench import bare_saga  # noqa: E402
+from loyalty import devstack, ledger  # noqa: E402
+from loyalty.db import make_engine  # noqa: E402
+from loyalty.invariants import find_violations  # noqa: E402
+from loyalty.settings import Settings  # noqa: E402
+from loyalty.temporal import connect  # noqa: E402
+
+OUR_QUEUE = "bench-redemption"
+BARE_QUEUE = "bench-bare"
+ORDER, POINTS = 100_000, 30_000  # bronze may redeem 30% of the order
+
+
+# --- the stack -------------------------------------------------------------------------------
+
+
+@dataclass
+class Stack:
+    root: Path
+    tune: dict[str, float]
+    db_pool: int
+    profile: bool
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    pg: devstack.EmbeddedPostgres | None = None
+    settings: Settings | None = None
+    api_url: str = ""
+
+    def _python(self, *args: str, profile_as: str | None = None) -> list[str]:
+        if self.profile and profile_as:
+            return [sys.executable, "-m", "cProfile", "-o", str(self.root / profile_as), *args]
+        return [sys.executable, *args]
+
+    def start(self) -> Settings:
+        self.pg = devstack.EmbeddedPostgres(self.root / "pg", delete_on_stop=True)
+        database_url = self.pg.ensure_database("loyalty_bench")
+        devstack.run_migrations(database_url)
+        temporal_port, stripe_port, api_port = (devstack.free_port() for _ in range(3))
+        self.procs.append(
+            devstack.start_temporal(
+                port=temporal_port, ui_port=None, db_file=None, log_file=self.root / "temporal.log"
+            )
+        )
+        self.procs.append(
+            devstack.start_localstripe(port=stripe_port, log_file=self.root / "localstripe.log")
+        )
+        self.settings = Settings(
+            environment="test",
+            database_url=database_url,
+            temporal_address=f"127.0.0.1:{temporal_port}",
+            temporal_task_queue=OUR_QUEUE,
+            stripe_api_key="sk_test_bench",
+            stripe_api_base=f"http://127.0.0.1:{stripe_port}",
+            db_pool_size=self.db_pool,
+        )
+        env = {
+            "ENVIRONMENT": "test",
+            "DATABASE_URL": database_url,
+            "TEMPORAL_ADDRESS": self.settings.temporal_address or "",
+            "TEMPORAL_TASK_QUEUE": OUR_QUEUE,
+            "STRIPE_API_KEY": "sk_test_bench",
+            "STRIPE_API_BASE": self.settings.stripe_api_base or "",
+            "DB_POOL_SIZE": str(self.db_pool),
+            "PYTHONPATH": str(ROOT),
+        }
+        api = devstack.start_process(
+            self._python(
+                "-m",
+                "uvicorn",
+                "--factory",
+                "api.app:create_app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(api_port),
+                "--log-level",
+                "warning",
+                "--no-access-log",
+                profile_as="api.prof",
+            ),
+            log_file=self.root / "api.log",
+            env=env,
+        )
+        self.procs.append(api)
+        self.api_url = f"http://127.0.0.1:{api_port}"
+        devstack.wait_for_http(f"{self.api_url}/health", timeout=60, proc=api)
+        httpx.post(
+            f"{self.settings.stripe_api_base}/_config/webhooks/bench",
+            data={"url": f"{self.api_url}/webhooks/stripe", "secret": DEV_WEBHOOK_SECRET},
+        ).raise_for_status()
+        ours = self._worker(
+            [
+                str(ROOT / "bench" / "redemption.py"),
+                "serve-worker",
+                "--tune",
+                json.dumps(self.tune),
+            ],
+            "worker",
+            {**env, "BENCH_WORKER_PROFILE": str(self.root / "worker.prof")}
+            if self.profile
+            else env,
+        )
+        bare = self._worker(
+            [str(ROOT / "bench" / "bare_saga.py"), "worker", "--address",
+             self.settings.temporal_address or "", "--task-queue", BARE_QUEUE],
+            "bare-worker",
+            env,
+        )  # fmt: skip
+        for proc, name in ((ours, "worker"), (bare, "bare-worker")):
+            log = self.root / f"{name}.log"
+            deadline = time.monotonic() + 60
+            while "started on task queue" not in log.read_text():
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"{name} did not start:\n{log.read_text()}")
+                time.sleep(0.1)
+        return self.settings
+
+    def _worker(self, args: list[str], name: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+        proc = devstack.start_process(
+            self._python(*args, profile_as=None), log_file=self.root / f"{name}.log", env=env
+        )
+        self.procs.append(proc)
+        return proc
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            devstack.stop_process(proc, timeout=20)
+        if self.pg is not None:
+            self.pg.stop()
+
+
+DEV_WEBHOOK_SECRET = Settings().stripe_webhook_secret
+
+
+# --- our worker, as a process (optionally tuned and profiled) --------------------------------
+
+
+async def _serve_worker(tune: dict[str, float], profile: Path | None) -> None:
+    from temporalio.worker import Worker
+
+    import activities
+    import workflows
+    from worker import build_worker
+
+    settings = Settings()
+    engine = make_engine(settings.database_url or "", pool_size=settings.db_pool_size)
+    client = await connect(settings)
+    deps = activities.Dependencies(settings=settings, engine=engine)
+    if tune:  # the same workflows and activities as worker.build_worker, with the options tried
+        worker = Worker(
+            client,
+            task_queue=settings.temporal_task_queue,
+            workflows=workflows.WORKFLOWS,
+            activities=activities.build_activities(deps),
+            **{
+                k: (v if k == "nonsticky_to_sticky_poll_ratio" else int(v)) for k, v in tune.items()
+            },
+        )
+    else:
+        worker = build_worker(client, deps, settings.temporal_task_queue)
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    profiler = cProfile.Profile() if profile else None
+    async with worker:
+        print(f"worker started on task queue {settings.temporal_task_queue!r}", file=sys.stderr)
+        sys.stderr.flush()
+        if profiler:
+            profiler.enable()
+        await stop.wait()
+        if profiler and profile:
+            profiler.disable()
+            profiler.dump_stats(profile)
+    await engine.dispose()
+
+
+# --- the load --------------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    name: str
+    sagas: int
+    seconds: float
+    holds_ms: list[float]
+
+    @property
+    def rate(self) -> float:
+        return self.sagas / self.seconds
+
+    def pct(self, q: int) -> float:
+        ordered = sorted(self.holds_ms)
+        return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
+
+    def line(self) -> str:
+        return (
+            f"{self.name:<11} {self.sagas:>5} sagas in {self.seconds:6.2f} s = "
+            f"{self.rate:7.2f} sagas/s   hold p50 {self.pct(50):7.1f} ms  "
+            f"p99 {self.pct(99):7.1f} ms"
+        )
+
+
+async def _loops(
+    n: int, concurrency: int, one: Callable[[int], Awaitable[float]]
+) -> tuple[float, list[float]]:
+    """Run `one(i)` for i < n on `concurrency` loops; its hold latencies and the start time."""
+    counter = iter(range(n))
+    latencies: list[float] = []
+
+    async def loop() -> None:
+        for i in counter:
+            latencies.append(await one(i))
+
+    started = time.time()
+    await asyncio.gather(*(loop() for _ in range(concurrency)))
+    return started, latencies
+
+
+async def _finished(client: Client, workflow_ids: list[str]) -> float:
+    """Wait for every saga to complete; the latest close time (server clock, same machine)."""
+    last = 0.0
+    async with asyncio.timeout(600):
+        for wid in workflow_ids:
+            handle = client.get_workflow_handle(wid)
+            await handle.result()
+            described = await handle.describe()
+            assert described.close_time is not None
+            last = max(last, described.close_time.timestamp())
+    return last
+
+
+async def run_bare(client: Client, n: int, concurrency: int, *, remote: bool, tag: str) -> Result:
+    ids = [f"{tag}-{uuid.uuid4().hex[:10]}" for _ in range(n)]
+
+    async def one(i: int) -> float:
+        t0 = time.perf_counter()
+        await bare_saga.hold(client, BARE_QUEUE, ids[i], remote=remote)
+        held = time.perf_counter() - t0
+        await bare_saga.pay(client, ids[i])
+        return held * 1000
+
+    started, holds = await _loops(n, concurrency, one)
+    last = await _finished(client, [f"bare-{b}" for b in ids])
+    return Result("bare" + (" (remote)" if remote else ""), n, last - started, holds)
+
+
+async def run_ours(
+    client: Client, api: httpx.AsyncClient, customer: stripe.StripeClient, users: list[str],
+    n: int, concurrency: int, *, tag: str,
+) -> Result:  # fmt: skip
+    ids = [f"{tag}-{uuid.uuid4().hex[:10]}" for _ in range(n)]
+
+    async def one(i: int) -> float:
+        body = {"booking_id": ids[i], "order_amount": ORDER, "currency": "VND", "points": POINTS}
+        t0 = time.perf_counter()
+        answer = await api.post(f"/wallets/{users[i]}/redeem", json=body)
+        held = time.perf_counter() - t0
+        if answer.status_code != 200:
+            raise RuntimeError(f"redeem failed: {answer.status_code} {answer.text}")
+        intent = answer.json()["payment_intent_id"]
+        method = await customer.v1.payment_methods.create_async(
+            {"type": "card",
+             "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2030,
+                      "cvc": "123"}}
+        )  # fmt: skip
+        await customer.v1.payment_intents.update_async(intent, {"payment_method": method.id})
+        await customer.v1.payment_intents.confirm_async(intent)
+        return held * 1000
+
+    started, holds = await _loops(n, concurrency, one)
+    last = await _finished(client, [f"redemption-{b}" for b in ids])
+    return Result("ours", n, last - started, holds)
+
+
+async def make_wallets(database_url: str, count: int) -> list[str]:
+    engine = make_engine(database_url, pool_size=2)
+    users = [f"bench-{uuid.uuid4().hex[:12]}" for _ in range(count)]
+    async with engine.begin() as conn:
+        for user in users:
+            await ledger.earn(
+                conn, user_id=user, points=POINTS, idempotency_key=f"bench-seed:{user}",
+                description="benchmark seed",
+            )  # fmt: skip
+    await engine.dispose()
+    return users
+
+
+async def check_ledger(database_url: str, users: list[str]) -> list[str]:
+    """Every wallet of the run captured its checkout; the invariants hold."""
+    from sqlalchemy import text
+
+    engine = make_engine(database_url, pool_size=1)
+    async with engine.connect() as conn:
+        problems = [str(v) for v in await find_violations(conn)]
+        rows = await conn.execute(
+            text("SELECT user_id, balance, held FROM wallets WHERE user_id = ANY(:u)"),
+            {"u": users},
+        )
+        problems += [f"{u}: balance {b} held {h}" for u, b, h in rows if (b, h) != (0, 0)]
+    await engine.dispose()
+    return problems
+
+
+def print_profile(path: Path, title: str, top: int) -> None:
+    if not path.exists():
+        print(f"(no profile at {path})")
+        return
+    print(f"\n--- {title}: top {top} by own time ---")
+    stats = pstats.Stats(str(path))
+    stats.sort_stats("tottime").print_stats(top)
+
+
+async def bench(args: argparse.Namespace) -> int:
+    root = Path(tempfile.mkdtemp(prefix="loyalty-bench-"))
+    tune = dict(kv.split("=", 1) for kv in args.tune)
+    stack = Stack(root, {k: float(v) for k, v in tune.items()}, args.db_pool, args.profile)
+    try:
+        settings = await asyncio.to_thread(stack.start)  # alembic runs its own event loop
+        assert settings.database_url and settings.temporal_address
+        client = await connect(settings)
+        n, c, warm = args.sagas, args.concurrency, max(2 * args.concurrency, 8)
+        per_round = n + warm
+        users = await make_wallets(settings.database_url, per_round * args.rounds)
+        from api.auth import SCOPE_SERVICE
+        from api.tokens import mint_token
+
+        token = mint_token(settings, sub="booking-service", scopes=[SCOPE_SERVICE])
+        customer = stripe.StripeClient(
+            "sk_test_bench", base_addresses={"api": settings.stripe_api_base}
+        )
+        print(
+            f"stack up in {root} (API {stack.api_url}, Temporal {settings.temporal_address}); "
+            f"{n} sagas per run at concurrency {c}, {args.rounds} round(s), "
+            f"worker options {tune or 'default'}, DB pool {args.db_pool}",
+            flush=True,
+        )
+        results: list[tuple[Result, Result]] = []
+        async with httpx.AsyncClient(
+            base_url=stack.api_url, timeout=60, headers={"Authorization": f"Bearer {token}"}
+        ) as api:
+            for r in range(args.rounds):
+                mine = users[r * per_round : (r + 1) * per_round]
+                await run_bare(client, warm, c, remote=args.bare_remote, tag=f"warm{r}")
+                await run_ours(client, api, customer, mine[:warm], warm, c, tag=f"warm{r}")
+                bare = await run_bare(client, n, c, remote=args.bare_remote, tag=f"r{r}")
+                print(bare.line(), flush=True)
+                ours = await run_ours(client, api, customer, mine[warm:], n, c, tag=f"r{r}")
+                print(ours.line(), flush=True)
+                results.append((bare, ours))
+        problems = await check_ledger(settings.database_url, users)
+        print("\nsame-run comparison (ours / bare):")
+        for i, (bare, ours) in enumerate(results):
+            print(
+                f"  round {i + 1}: throughput {ours.rate / bare.rate:6.1%} (target >= 80%), "
+                f"hold p99 {ours.pct(99) / bare.pct(99):5.2f}x (target <= 2x), "
+                f"hold p50 {ours.pct(50):.1f} ms vs bare {bare.pct(50):.1f} ms"
+                f" (target < 100 ms at concurrency 4)"
+            )
+        print(f"ledger after the run: {'OK' if not problems else problems[:5]}")
+        status = 0 if not problems else 1
+    finally:
+        stack.stop()
+    if args.profile:
+        print_profile(root / "api.prof", "API (uvicorn)", args.profile_top)
+        print_profile(root / "worker.prof", "worker", args.profile_top)
+    if args.keep:
+        print(f"logs kept in {root}")
+    else:
+        shutil.rmtree(root, ignore_errors=True)
+    return status
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("command", nargs="?", choices=["serve-worker"], help=argparse.SUPPRESS)
+    parser.add_argument("--sagas", type=int, default=200)
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=1, help="bare then ours, this many times")
+    parser.add_argument(
+        "--tune",
+        action="append",
+        default=[],
+        metavar="OPTION=VALUE",
+        help="temporalio Worker option for our worker, e.g. max_concurrent_workflow_tasks=50",
+    )
+    parser.add_argument("--db-pool", type=int, default=10, help="DB_POOL_SIZE of API and worker")
+    parser.add_argument("--bare-remote", action="store_true", help="bare hold as remote activity")
+    parser.add_argument("--profile", action="store_true", help="cProfile the API and worker")
+    parser.add_argument("--profile-top", type=int, default=25)
+    parser.add_argument("--keep", action="store_true", help="keep the stack's logs")
+    args = parser.parse_args()
+    if args.command == "serve-worker":
+        profile = os.environ.get("BENCH_WORKER_PROFILE")
+        asyncio.run(_serve_worker(json.loads(args.tune[0]) if args.tune else {},
+                                  Path(profile) if profile else None))  # fmt: skip
+        status = 0
+    else:
+        try:
+            status = asyncio.run(bench(args))
+        except KeyboardInterrupt:
+            status = 130
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)  # temporalio/sdk-python#300: no abort at interpreter shutdown
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(BrokenPipeError):
+        main()
