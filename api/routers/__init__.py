@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api.routers import health, redemption, vouchers, wallets, webhooks
+from api.routers import customers, health, redemption, tiers, vouchers, wallets, webhooks
 
 ROUTERS: list[APIRouter] = [
     health.router,
@@ -14,4 +14,6 @@ ROUTERS: list[APIRouter] = [
     redemption.router,
     webhooks.router,
     vouchers.router,
+    tiers.router,
+    customers.router,
 ]

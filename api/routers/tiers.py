@@ -1,0 +1,55 @@
+"""Tiers: the ladder for everyone signed in; create, update and reorder for admins."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path
+
+from api.auth import SCOPE_ADMIN, SCOPE_CUSTOMER, SCOPE_SERVICE, Principal, require_scope
+from api.deps import Admin, AppSettings, Connection
+from loyalty import tier_admin
+from loyalty.schemas import ErrorBody
+from loyalty.tier_schemas import TierIn, TierLadderOut, TierOrderIn, TierOut, TierPatch
+from loyalty.tiers import next_evaluation_at
+
+router = APIRouter(prefix="/tiers", tags=["tiers"])
+
+Reader = Annotated[Principal, Depends(require_scope(SCOPE_CUSTOMER, SCOPE_SERVICE, SCOPE_ADMIN))]
+TierCodePath = Annotated[str, Path(alias="code", min_length=1, max_length=32)]
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {status: {"model": ErrorBody} for status in (401, 403, 422, *statuses)}
+
+
+@router.get("", response_model=TierLadderOut, responses=_errors())
+async def list_tiers(principal: Reader, conn: Connection, settings: AppSettings) -> TierLadderOut:
+    """The tier ladder, lowest first, and when tiers are next evaluated."""
+    return TierLadderOut(
+        tiers=await tier_admin.list_tiers(conn),
+        next_evaluation_at=next_evaluation_at(
+            datetime.now(UTC), settings.tier_evaluation_time, settings.tier_evaluation_timezone
+        ),
+    )
+
+
+@router.post("", response_model=TierOut, status_code=201, responses=_errors(409))
+async def create_tier(principal: Admin, conn: Connection, body: TierIn) -> TierOut:
+    """Add a tier; the ladder must stay ordered (each threshold above the one below)."""
+    return await tier_admin.create_tier(conn, body)
+
+
+@router.patch("/{code}", response_model=TierOut, responses=_errors(404))
+async def update_tier(
+    code: TierCodePath, principal: Admin, conn: Connection, body: TierPatch
+) -> TierOut:
+    """Change a tier's name, rank, threshold, basis, multiplier, caps or benefits."""
+    return await tier_admin.update_tier(conn, code, body)
+
+
+@router.put("/order", response_model=list[TierOut], responses=_errors())
+async def reorder_tiers(principal: Admin, conn: Connection, body: TierOrderIn) -> list[TierOut]:
+    """Set the ladder's order (every tier code once, lowest first); ranks become 1..n."""
+    return await tier_admin.reorder_tiers(conn, body.codes)
