@@ -33,13 +33,12 @@ from loyalty.tier_evaluation import (
 
 DELIVERY_CONCURRENCY = 8
 
-_UNDELIVERED = """
-SELECT o.idempotency_key, o.kind, o.user_id, o.payload
+_BATCH_NOTES = """
+SELECT o.idempotency_key, o.kind, o.user_id, o.payload, o.delivered_at IS NOT NULL AS delivered
 FROM tier_history h
 JOIN notification_outbox o
     ON o.idempotency_key = 'tier:' || h.wallet_id || ':' || h.evaluation_id || ':' || h.to_tier
 WHERE h.evaluation_id = :evaluation_id AND h.wallet_id > :after AND h.wallet_id <= :last
-  AND o.delivered_at IS NULL
 """
 
 
@@ -82,17 +81,23 @@ class TierActivities:
         async with self._engine.connect() as conn:
             rows = (
                 await conn.execute(
-                    text(_UNDELIVERED),
+                    text(_BATCH_NOTES),
                     {
                         "evaluation_id": batch.evaluation_id,
                         "after": batch.after or tier_store.NIL_UUID,
                         "last": batch.last,
                     },
                 )
-            ).mappings()
-            notes = [Notification(**row) for row in rows]
+            ).all()
+        # Counted over the whole batch: an earlier attempt may have delivered some already.
+        done = sum(1 for r in rows if r.delivered)
+        notes = [
+            Notification(idempotency_key=r[0], kind=r[1], user_id=r[2], payload=r[3])
+            for r in rows
+            if not r.delivered
+        ]
         if self._notifier is None:
-            return TierNotifyResult(delivered=0, queued=len(notes))
+            return TierNotifyResult(delivered=done, queued=len(notes))
         notifier = self._notifier
         gate = asyncio.Semaphore(DELIVERY_CONCURRENCY)
 
@@ -111,7 +116,7 @@ class TierActivities:
         if failed:  # retry the activity; notifications already delivered are skipped then
             raise RuntimeError(f"{len(failed)} of {len(notes)} notifications failed: {failed[0]}")
         return TierNotifyResult(
-            delivered=sum(o == "delivered" for o in outcomes),
+            delivered=done + sum(o in ("delivered", "already_delivered") for o in outcomes),
             queued=0,
             refused=sum(o == "refused" for o in outcomes),
         )
