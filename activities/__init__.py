@@ -24,6 +24,7 @@ class Dependencies:
 
 def build_activities(deps: Dependencies) -> list[Callable[..., Any]]:
     # Imported here: activity modules import Dependencies from this package.
+    from activities.earning import EarningActivities
     from activities.maintenance import MaintenanceActivities
     from activities.notifications import NotificationActivities
     from activities.redemption import RedemptionActivities
@@ -38,6 +39,7 @@ def build_activities(deps: Dependencies) -> list[Callable[..., Any]]:
     notifications = NotificationActivities(deps.engine, deps.settings.notify_url)
     vouchers = VoucherActivities(deps.engine)
     tiers = TierActivities(deps.engine, deps.settings.notify_url)
+    earning = EarningActivities(deps.engine, deps.settings)
     return [
         maintenance.check_ledger_invariants,
         redemption.place_hold,
@@ -54,4 +56,8 @@ def build_activities(deps: Dependencies) -> list[Callable[..., Any]]:
         tiers.start,
         tiers.evaluate_batch,
         tiers.deliver,
+        earning.accrue,
+        earning.activate,
+        earning.return_burned,
+        earning.claw_back,
     ]

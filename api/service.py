@@ -2,32 +2,22 @@
 transaction owned by api.deps), goes through loyalty.ledger for every write, and returns the
 response model. Nothing here commits.
 
-Earn on payment: points = amount_paid * tier multiplier // (rate * 100) (loyalty.rules). The
-idempotency key is `earn:{payment_id}` or, without a payment id, `earn:{booking_id}`. A replay is
-recognised by the rule inputs stored on the posting (user, booking, payment, amount, currency),
-not by the points, so a retry after a tier change still replays instead of conflicting. A payment
-worth less than one point posts nothing (the ledger has no zero rows) and answers `points: 0,
-posted: false`; the wallet is still opened, since the payer is now a member.
+Earn on payment lives in loyalty.accrual (one path for this API and the booking events).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from loyalty import ledger, rules
-from loyalty.errors import IdempotencyConflict, ValidationFailed
-from loyalty.models import wallet_transactions, wallets
+from loyalty import accrual, ledger, rules
+from loyalty.errors import ValidationFailed
 from loyalty.schemas import (
     AdjustmentIn,
     BalanceOut,
-    EarnIn,
-    EarnOut,
-    EarnRuleOut,
     NextTierOut,
     PostingOut,
     TierOut,
@@ -36,7 +26,6 @@ from loyalty.schemas import (
     TransactionQuery,
     WalletOut,
 )
-from loyalty.settings import Settings
 
 _CURSOR_PREFIX = "tx:"
 
@@ -113,9 +102,12 @@ async def wallet_view(conn: AsyncConnection, user_id: str) -> WalletOut:
             basis_points=basis_points,
             points_to_go=rules.points_to_threshold(upcoming.threshold, basis_points),
         )
+    extra = await accrual.pending_and_debt(conn, user_id)
     return WalletOut(
         **_balance(wallet).model_dump(),
         wallet_id=wallet.wallet_id,
+        pending_points=extra.pending_points,
+        debt_points=extra.debt_points,
         tier_details=TierOut(
             code=current.code,
             name=current.name,
@@ -167,113 +159,4 @@ async def adjust(
         transaction=TransactionOut.model_validate(result.posting),
         wallet=_balance(result.wallet),
         replayed=result.replayed,
-    )
-
-
-def earn_key(body: EarnIn) -> str:
-    return f"earn:{body.payment_id}" if body.payment_id else f"earn:{body.booking_id}"
-
-
-async def _earn_replay(
-    conn: AsyncConnection, user_id: str, body: EarnIn, key: str
-) -> EarnOut | None:
-    """The answer already given for this key, None if it is new; 409 if it meant another earn."""
-    row = (
-        (
-            await conn.execute(
-                select(wallet_transactions, wallets.c.user_id)
-                .join(wallets, wallets.c.wallet_id == wallet_transactions.c.wallet_id)
-                .where(wallet_transactions.c.idempotency_key == key)
-            )
-        )
-        .mappings()
-        .first()
-    )
-    if row is None:
-        return None
-    same = (
-        row["type"] == "earn"
-        and row["user_id"] == user_id
-        and row["booking_id"] == body.booking_id
-        and row["payment_id"] == body.payment_id
-        and row["currency_amount"] == body.amount_paid
-        and row["currency"] == body.currency
-    )
-    if not same:
-        raise IdempotencyConflict(
-            "this booking or payment already earned points with a different request",
-            idempotency_key=key,
-        )
-    posting = ledger.Posting(**{k: row[k] for k in ledger.Posting.__dataclass_fields__})
-    meta: dict[str, Any] = posting.metadata
-    return EarnOut(
-        points=posting.amount,
-        posted=True,
-        replayed=True,
-        idempotency_key=key,
-        rule=EarnRuleOut(
-            earn_rate_currency_per_point=meta["earn_rate_currency_per_point"],
-            tier=meta["tier"],
-            earn_multiplier_pct=meta["earn_multiplier_pct"],
-        ),
-        transaction=TransactionOut.model_validate(posting),
-        wallet=_balance(await ledger.get_wallet(conn, user_id)),
-    )
-
-
-async def earn_on_payment(
-    conn: AsyncConnection, user_id: str, body: EarnIn, settings: Settings
-) -> EarnOut:
-    if body.currency != settings.currency:
-        raise ValidationFailed(
-            f"amount_paid must be in {settings.currency}",
-            currency=body.currency,
-            expected=settings.currency,
-        )
-    key = earn_key(body)
-    replay = await _earn_replay(conn, user_id, body, key)
-    if replay is not None:
-        return replay
-    wallet = await ledger.open_wallet(conn, user_id)
-    tier = next(t for t in await _tiers(conn) if t.code == wallet.tier)
-    rule = EarnRuleOut(
-        earn_rate_currency_per_point=settings.earn_rate_currency_per_point,
-        tier=tier.code,
-        earn_multiplier_pct=tier.earn_multiplier_pct,
-    )
-    points = rules.earn_points(
-        body.amount_paid,
-        earn_multiplier_pct=tier.earn_multiplier_pct,
-        currency_per_point=settings.earn_rate_currency_per_point,
-    )
-    if points == 0:
-        return EarnOut(
-            points=0,
-            posted=False,
-            replayed=False,
-            idempotency_key=key,
-            rule=rule,
-            transaction=None,
-            wallet=_balance(wallet),
-        )
-    result = await ledger.earn(
-        conn,
-        user_id=user_id,
-        points=points,
-        idempotency_key=key,
-        booking_id=body.booking_id,
-        payment_id=body.payment_id,
-        currency_amount=body.amount_paid,
-        currency=body.currency,
-        description=f"earned on booking {body.booking_id}",
-        metadata={"rule": "base", **rule.model_dump(), "amount_paid": body.amount_paid},
-    )
-    return EarnOut(
-        points=points,
-        posted=True,
-        replayed=result.replayed,
-        idempotency_key=key,
-        rule=rule,
-        transaction=TransactionOut.model_validate(result.posting),
-        wallet=_balance(result.wallet),
     )

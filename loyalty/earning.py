@@ -158,5 +158,16 @@ def clawback_due(earned: int, paid: int, refunded_total: int, already_clawed: in
     return max(0, target - already_clawed)
 
 
+def clawback_target(earned: int, paid: int, refunded_total: int, full: bool) -> int:
+    """Points that the refunds of a booking so far take off its earn, in total (the caller
+    subtracts what it already took). A full refund, or refunds reaching the amount paid, take
+    everything; a booking paid with no money (`paid == 0`) only loses points on a full refund."""
+    if full or (paid > 0 and refunded_total >= paid):
+        return earned
+    if paid == 0:
+        return 0
+    return prorata(earned, refunded_total, paid)
+
+
 def applicable(campaigns: Sequence[Campaign], booking: BookingFacts) -> list[Campaign]:
     return [c for c in campaigns if c.applies_to(booking)]

@@ -514,6 +514,50 @@ async def refund(
     return PostingResult(posting, wallet, False)
 
 
+async def clawback(
+    conn: AsyncConnection,
+    *,
+    user_id: str,
+    points: int,
+    idempotency_key: str,
+    reverses_tx_id: int | None = None,
+    booking_id: str | None = None,
+    counter_account: str = "issuance:clawback",
+    description: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> PostingResult:
+    """Take back earned points (a refunded booking). Like any debit it cannot take available
+    points below zero: the caller decides what to do with a shortfall (loyalty.accrual records
+    it as a debt). Lifetime points stay: they count every point ever earned."""
+    _check_points(points)
+    wallet = await get_wallet(conn, user_id)
+    request = {
+        "type": "clawback",
+        "user_id": user_id,
+        "points": points,
+        "reverses_tx_id": reverses_tx_id,
+        "booking_id": booking_id,
+    }
+    posting, replayed = await _insert_or_replay(
+        conn,
+        wallet_id=wallet.wallet_id,
+        tx_type="clawback",
+        amount=-points,
+        held_delta=0,
+        counter_account=counter_account,
+        idempotency_key=idempotency_key,
+        request=request,
+        booking_id=booking_id,
+        reverses_tx_id=reverses_tx_id,
+        description=description,
+        metadata=metadata,
+    )
+    if replayed:
+        return PostingResult(posting, await _wallet_by_id(conn, wallet.wallet_id), True)
+    wallet = await _move_wallet(conn, wallet.wallet_id, amount=-points, held_delta=0)
+    return PostingResult(posting, wallet, False)
+
+
 async def hold(
     conn: AsyncConnection,
     *,

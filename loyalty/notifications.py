@@ -23,6 +23,8 @@ class NotificationKind(StrEnum):
     HOLD_RELEASED = "hold_released"
     TIER_CHANGED = "tier_changed"
     VOUCHER_DELIVERED = "voucher_delivered"
+    POINTS_RETURNED = "points_returned"  # points paid with, given back on a refund
+    POINTS_CLAWED_BACK = "points_clawed_back"  # points earned, taken back on a refund
 
 
 class Notification(BaseModel):

@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from loyalty.tier_schemas import TierStatusOut
+
 MAX_POINTS = 10**12  # the ledger's own bound (loyalty.ledger.MAX_POINTS)
 MAX_AMOUNT_MINOR = 10**15  # far above any single payment, far below bigint overflow
 
@@ -67,8 +69,17 @@ class BalanceOut(BaseModel):
 
 class WalletOut(BalanceOut):
     wallet_id: uuid.UUID
+    pending_points: int = Field(
+        default=0, description="earned but pending (end of stay or refund window); not in balance"
+    )
+    debt_points: int = Field(
+        default=0, description="points owed after a refund's clawback; later earns repay it first"
+    )
     tier_details: TierOut
     next_tier: NextTierOut | None = Field(description="null at the top tier")
+    tier_status: TierStatusOut | None = Field(
+        default=None, description="tier basis, progress, next evaluation, pending downgrade"
+    )
     created_at: datetime
     updated_at: datetime
 
@@ -140,6 +151,8 @@ class EarnIn(_Input):
     payment_id: ExternalId | None = None
     amount_paid: int = Field(ge=0, le=MAX_AMOUNT_MINOR, description="minor units of `currency`")
     currency: CurrencyCode
+    product_type: ExternalId | None = Field(default=None, description="for campaign filters")
+    category: ExternalId | None = Field(default=None, description="for campaign filters")
 
 
 class EarnRuleOut(BaseModel):

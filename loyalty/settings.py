@@ -52,6 +52,11 @@ class Settings(BaseSettings):
     earn_rate_currency_per_point: int = Field(default=1000, gt=0)  # 1 point per 1,000 VND paid
     point_value_minor: int = Field(default=1, gt=0)  # 1 point = 1 VND at redemption
     hold_ttl_seconds: int = Field(default=900, gt=0)  # redemption hold expiry (15 minutes)
+    # Earned points stay pending this long after payment (a refund inside it costs nothing);
+    # 0 posts them at once. A booking's end of stay, when reported, is used instead.
+    earn_pending_seconds: int = Field(default=0, ge=0, le=366 * 86400)
+    # How long an accrual waits for the booking's payment before it gives up.
+    accrual_wait_for_payment_seconds: int = Field(default=30 * 86400, gt=0)
 
     # Where the run command serves things.
     api_host: str = "127.0.0.1"

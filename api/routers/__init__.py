@@ -6,7 +6,17 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api.routers import customers, health, redemption, tiers, vouchers, wallets, webhooks
+from api.routers import (
+    booking_events,
+    campaigns,
+    customers,
+    health,
+    redemption,
+    tiers,
+    vouchers,
+    wallets,
+    webhooks,
+)
 
 ROUTERS: list[APIRouter] = [
     health.router,
@@ -16,4 +26,6 @@ ROUTERS: list[APIRouter] = [
     vouchers.router,
     tiers.router,
     customers.router,
+    campaigns.router,
+    booking_events.router,
 ]

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Header, Query, Response
 
 from api import service
 from api.deps import Admin, AppSettings, Connection, Service, UserId, WalletReader
+from loyalty import accrual, tier_store
 from loyalty.schemas import (
     AdjustmentIn,
     EarnIn,
@@ -41,9 +42,13 @@ IdempotencyKey = Annotated[
 
 
 @router.get("/{userId}", response_model=WalletOut, responses=_errors(404))
-async def get_wallet(user_id: UserId, principal: WalletReader, conn: Connection) -> WalletOut:
+async def get_wallet(
+    user_id: UserId, principal: WalletReader, conn: Connection, settings: AppSettings
+) -> WalletOut:
     """Balance, held and available points, tier and progress to the next tier."""
-    return await service.wallet_view(conn, user_id)
+    view = await service.wallet_view(conn, user_id)
+    view.tier_status = await tier_store.wallet_tier_status(conn, view.wallet_id, settings)
+    return view
 
 
 @router.get("/{userId}/transactions", response_model=TransactionPage, responses=_errors(404))
@@ -96,7 +101,7 @@ async def earn(
     response: Response,
 ) -> EarnOut:
     """Earn points on a paid booking (idempotent by payment id, else booking id)."""
-    result = await service.earn_on_payment(conn, user_id, body, settings)
+    result = await accrual.earn_on_payment(conn, user_id, body, settings)
     if not result.posted or result.replayed:
         response.status_code = 200
     if result.replayed:

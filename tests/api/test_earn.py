@@ -59,6 +59,8 @@ async def test_first_earn_creates_the_wallet_and_records_the_rule(
         "tier": "bronze",
         "earn_multiplier_pct": 100,
         "amount_paid": 149_999,
+        "rules": [{"rule": "base", "points": 149, "detail": "149999 paid at 1 point per 1000"}],
+        "total": 149,
     }
     assert data["wallet"] == {
         "user_id": user,

@@ -1,0 +1,39 @@
+"""Booking events from the booking platform (service scope): confirmed, payment succeeded,
+refunded, cancelled. Each is handed to the booking's accrual or refund workflow; a redelivered
+event (same event id, or same payment / refund) does nothing new."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+
+from api.deps import AppSettings, Connection, Service, TemporalClient
+from loyalty import booking_intake
+from loyalty.booking_events import BookingEventAck, BookingEventIn
+from loyalty.schemas import ErrorBody
+
+router = APIRouter(tags=["booking events"])
+
+
+@router.post(
+    "/booking-events",
+    response_model=BookingEventAck,
+    status_code=202,
+    responses={
+        200: {"model": BookingEventAck, "description": "duplicate event id"},
+        **{status: {"model": ErrorBody} for status in (401, 403, 409, 422, 503)},
+    },
+)
+async def booking_event(
+    body: BookingEventIn,
+    principal: Service,
+    conn: Connection,
+    settings: AppSettings,
+    client: TemporalClient,
+    response: Response,
+) -> BookingEventAck:
+    """Report a booking event; answered once the workflow that handles it has it (202), or
+    at once for an event id already received (200, `duplicate`)."""
+    ack = await booking_intake.receive(conn, client, settings, body.event)
+    if ack.duplicate:
+        response.status_code = 200
+    return ack
