@@ -102,3 +102,25 @@ class CustomerOut(BaseModel):
 class CustomerPage(BaseModel):
     items: list[CustomerOut] = Field(description="ordered by user id")
     next_cursor: str | None = Field(description="pass as `cursor` for the next page; null at end")
+
+
+class PendingDowngradeOut(BaseModel):
+    to_tier: str = Field(description="the tier the wallet's points earn now")
+    since: datetime = Field(description="first evaluation that found the wallet short")
+    effective_at: datetime = Field(
+        description="from the first evaluation at or after this instant, unless it re-qualifies"
+    )
+
+
+class TierStatusOut(BaseModel):
+    """Where a wallet stands in the ladder, as the tier evaluation sees it."""
+
+    tier: str
+    basis: Basis = Field(description="what the current tier counts")
+    lifetime_points: int
+    trailing_12m_points: int = Field(description="earned minus clawed back in the last 12 months")
+    next_tier: str | None = Field(description="null at the top")
+    next_tier_basis: Basis | None
+    points_to_next_tier: int = Field(description="0 at the top or once reached")
+    next_evaluation_at: datetime = Field(description="when the tier is next re-evaluated")
+    pending_downgrade: PendingDowngradeOut | None

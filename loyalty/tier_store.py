@@ -18,8 +18,17 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loyalty import notifications
 from loyalty.notifications import Notification, NotificationKind
+from loyalty.settings import Settings
 from loyalty.tier_evaluation import TierBatchInput, TierBatchResult
-from loyalty.tiers import Ladder, TierStep, notification_key, trailing_window_start
+from loyalty.tier_schemas import PendingDowngradeOut, TierStatusOut
+from loyalty.tiers import (
+    Ladder,
+    TierStep,
+    next_evaluation_at,
+    notification_key,
+    progress,
+    trailing_window_start,
+)
 
 # Wallets to classify come from `batch (wallet_id, user_id, tier, lifetime_points)`; the rest
 # is shared by the batch statement and the whole-table baseline.
@@ -340,3 +349,56 @@ async def apply_realtime_upgrade(
     )
     await notifications.record(conn, note)
     return TierChange(wallet_id, wallet.user_id, current.code, earned.code, history_id, note)
+
+
+async def tier_status(
+    conn: AsyncConnection,
+    wallet_id: uuid.UUID,
+    *,
+    now: datetime,
+    evaluation_time: str,
+    evaluation_timezone: str,
+    grace: timedelta,
+) -> TierStatusOut:
+    """The wallet's tier, basis, progress to the next tier, next evaluation and any pending
+    downgrade, for the wallet view."""
+    tier, lifetime = (
+        await conn.execute(
+            text("SELECT tier, lifetime_points FROM wallets WHERE wallet_id = :w"),
+            {"w": wallet_id},
+        )
+    ).one()
+    ladder = await load_ladder(conn)
+    trailing = await trailing_points(conn, wallet_id, now)
+    ahead = progress(ladder, tier, lifetime=lifetime, trailing=trailing)
+    current = ladder.get(tier)
+    pending = await pending_downgrade(conn, wallet_id)
+    return TierStatusOut(
+        tier=tier,
+        basis=current.basis if current else "lifetime",
+        lifetime_points=lifetime,
+        trailing_12m_points=trailing,
+        next_tier=ahead.next_tier.code if ahead.next_tier else None,
+        next_tier_basis=ahead.next_tier.basis if ahead.next_tier else None,
+        points_to_next_tier=ahead.points_to_next,
+        next_evaluation_at=next_evaluation_at(now, evaluation_time, evaluation_timezone),
+        pending_downgrade=PendingDowngradeOut(
+            to_tier=pending.to_tier, since=pending.since, effective_at=pending.since + grace
+        )
+        if pending
+        else None,
+    )
+
+
+async def wallet_tier_status(
+    conn: AsyncConnection, wallet_id: uuid.UUID, settings: Settings
+) -> TierStatusOut:
+    now = (await conn.execute(text("SELECT now()"))).scalar_one()
+    return await tier_status(
+        conn,
+        wallet_id,
+        now=now,
+        evaluation_time=settings.tier_evaluation_time,
+        evaluation_timezone=settings.tier_evaluation_timezone,
+        grace=timedelta(days=settings.tier_downgrade_grace_days),
+    )
