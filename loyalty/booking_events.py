@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, StringConstraints
 
 from loyalty.notifications import Notification
 
@@ -38,7 +38,7 @@ class _Event(BaseModel):
 
 
 class _Paid(_Event):
-    amount_paid: int = Field(ge=0, le=MAX_AMOUNT_MINOR, description="money paid, minor units")
+    amount_paid: StrictInt = Field(ge=0, le=MAX_AMOUNT_MINOR, description="money paid, minor units")
     currency: CurrencyCode
     paid_at: AwareDatetime | None = Field(
         default=None, description="when it was paid (campaign windows); default: received"
@@ -53,7 +53,7 @@ class _Paid(_Event):
 class BookingConfirmed(_Event):
     type: Literal["booking_confirmed"]
     payment_id: ExternalId | None = None
-    amount_paid: int | None = Field(
+    amount_paid: StrictInt | None = Field(
         default=None, ge=0, le=MAX_AMOUNT_MINOR, description="set when paid outside Stripe"
     )
     currency: CurrencyCode | None = None
@@ -73,7 +73,7 @@ class BookingRefunded(_Event):
     refund_id: Annotated[
         str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
     ]
-    refund_amount: int = Field(ge=0, le=MAX_AMOUNT_MINOR, description="money refunded now")
+    refund_amount: StrictInt = Field(ge=0, le=MAX_AMOUNT_MINOR, description="money refunded now")
     currency: CurrencyCode
     full: bool = Field(default=False, description="the whole booking is refunded")
 

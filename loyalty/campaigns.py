@@ -10,7 +10,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StringConstraints,
+    model_validator,
+)
 from sqlalchemy import text
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -26,20 +34,21 @@ MAX_POINTS = 10**9
 
 
 class _Input(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    # Integers stay integers (no "5" or 5.0 or true); datetimes come as ISO strings with a zone.
+    model_config = ConfigDict(extra="forbid")
 
 
 class CampaignIn(_Input):
     campaign_id: CampaignId = Field(description="stable id chosen by the admin, e.g. tet-2027")
     name: Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
     kind: Literal["multiplier", "bonus"]
-    multiplier_pct: int | None = Field(
+    multiplier_pct: StrictInt | None = Field(
         default=None, gt=100, le=10_000, description="multiplier: 200 doubles the base points"
     )
-    bonus_points: int | None = Field(default=None, gt=0, le=MAX_POINTS, description="bonus")
+    bonus_points: StrictInt | None = Field(default=None, gt=0, le=MAX_POINTS, description="bonus")
     product_types: list[Tag] = Field(default_factory=list, max_length=50)
     categories: list[Tag] = Field(default_factory=list, max_length=50)
-    cap_points_per_booking: int | None = Field(default=None, ge=0, le=MAX_POINTS)
+    cap_points_per_booking: StrictInt | None = Field(default=None, ge=0, le=MAX_POINTS)
     starts_at: AwareDatetime
     ends_at: AwareDatetime
 
@@ -55,11 +64,11 @@ class CampaignPatch(_Input):
     """Fields to change; the kind cannot change (end the campaign and create another)."""
 
     name: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
-    multiplier_pct: int | None = Field(default=None, gt=100, le=10_000)
-    bonus_points: int | None = Field(default=None, gt=0, le=MAX_POINTS)
+    multiplier_pct: StrictInt | None = Field(default=None, gt=100, le=10_000)
+    bonus_points: StrictInt | None = Field(default=None, gt=0, le=MAX_POINTS)
     product_types: list[Tag] | None = Field(default=None, max_length=50)
     categories: list[Tag] | None = Field(default=None, max_length=50)
-    cap_points_per_booking: int | None = Field(default=None, ge=0, le=MAX_POINTS)
+    cap_points_per_booking: StrictInt | None = Field(default=None, ge=0, le=MAX_POINTS)
     starts_at: AwareDatetime | None = None
     ends_at: AwareDatetime | None = None
 

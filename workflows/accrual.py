@@ -41,6 +41,8 @@ RETRY_FOREVER = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30)
 )
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
+# Above the notification client's own 10 s timeout; a lost attempt is retried this soon.
+NOTIFY_TIMEOUT = timedelta(seconds=15)
 
 
 @workflow.defn
@@ -129,7 +131,7 @@ class AccrualWorkflow:
                 "send_notification",
                 note,
                 result_type=str,
-                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                start_to_close_timeout=NOTIFY_TIMEOUT,
                 retry_policy=RETRY_FOREVER,
                 summary=f"notify {note.kind.value}",
             )
