@@ -29,9 +29,16 @@ from workflows.tier_evaluation import TierEvaluationWorkflow
 
 @pytest.fixture
 async def no_schedule(temporal_client: Client) -> AsyncIterator[None]:
+    """No tier schedule before or after the test. The dev server is shared by the session, and
+    any `worker.py` that an earlier test started created the schedule at its start-up."""
+
+    async def delete() -> None:
+        with contextlib.suppress(RPCError):  # none there
+            await temporal_client.get_schedule_handle(SCHEDULE_ID).delete()
+
+    await delete()
     yield
-    with contextlib.suppress(RPCError):  # never created
-        await temporal_client.get_schedule_handle(SCHEDULE_ID).delete()
+    await delete()
 
 
 async def _listed(client: Client) -> list[str]:
