@@ -15,8 +15,12 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from loyalty import search_attributes
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -187,17 +191,22 @@ def start_localstripe(
     return proc
 
 
-def run_migrations(database_url: str) -> None:
-    """`alembic upgrade head` against the given database, in this process."""
-    from alembic import command
+def alembic_config(database_url: str) -> Config:
+    """The project's Alembic configuration aimed at `database_url`, for use in this process."""
     from alembic.config import Config
 
     from loyalty.settings import PROJECT_ROOT
 
     cfg = Config(str(PROJECT_ROOT / "alembic.ini"))
     cfg.attributes["configure_logging"] = False
-    cfg.cmd_opts = None
     cfg.set_main_option("script_location", str(PROJECT_ROOT / "migrations"))
-    # env.py reads -x url=...; mimic it.
+    # env.py reads the URL from `-x url=...`; give it the same shape.
     cfg.cmd_opts = type("Opts", (), {"x": [f"url={database_url}"]})()
-    command.upgrade(cfg, "heads")
+    return cfg
+
+
+def run_migrations(database_url: str) -> None:
+    """`alembic upgrade head` against the given database, in this process."""
+    from alembic import command
+
+    command.upgrade(alembic_config(database_url), "head")

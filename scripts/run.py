@@ -250,8 +250,8 @@ class Stack:
         say(f"Stripe: ready, webhooks go to {hook}")
 
     def _migrate(self) -> None:
-        say("migrations: alembic upgrade heads")
-        child = self.spawn("migrate", [sys.executable, "-m", "alembic", "upgrade", "heads"])
+        say("migrations: alembic upgrade head")
+        child = self.spawn("migrate", [sys.executable, "-m", "alembic", "upgrade", "head"])
         status = child.proc.wait()
         child.stop()
         self.children.remove(child)

@@ -2,14 +2,14 @@
 refunds processed per booking, and the points debt left by clawbacks larger than the balance.
 
 Revision ID: 0006
-Revises: 0001
+Revises: 0005
 Create Date: 2026-11-25
 """
 
 from alembic import op
 
 revision = "0006"
-down_revision = "0001"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
