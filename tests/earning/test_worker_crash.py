@@ -76,7 +76,9 @@ async def _accrual_status(engine: AsyncEngine, booking_id: str) -> str | None:
 
 async def _until(engine: AsyncEngine, booking_id: str, status: str) -> None:
     async with asyncio.timeout(30):
-        while await _accrual_status(engine, booking_id) != status:
+        while True:
+            if await _accrual_status(engine, booking_id) == status:
+                return
             await asyncio.sleep(0.05)
 
 
