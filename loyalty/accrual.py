@@ -219,7 +219,14 @@ async def accrue(conn: AsyncConnection, cmd: EarnCommand, settings: Settings) ->
     row = await accrual_row(conn, cmd.booking_id)
     if row is not None:
         _check_same_booking(row, cmd)
-        return outcome_of(row, replayed=True, points=await _reported_points(conn, row))
+        outcome = outcome_of(row, replayed=True, points=await _reported_points(conn, row))
+        if outcome.status == "posted":  # keyed: sent once, whichever path posted the earn
+            outcome.notifications = [
+                earned_notification(
+                    cmd.user_id, outcome.idempotency_key, cmd.booking_id, outcome.points
+                )
+            ]
+        return outcome
     existing = await _existing_earn(conn, key)
     if existing is not None:
         return await _adopt(conn, existing, cmd, key)

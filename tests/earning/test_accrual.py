@@ -55,7 +55,7 @@ async def test_same_event_id_with_another_body_is_409(api, worker, new_user_id, 
 
 
 async def test_earn_endpoint_and_payment_event_share_one_posting(
-    api, worker, temporal_client, engine, new_user_id, booking_id
+    api, worker, temporal_client, engine, receiver, new_user_id, booking_id
 ):
     user = new_user_id()
     body = {
@@ -76,6 +76,8 @@ async def test_earn_endpoint_and_payment_event_share_one_posting(
         True,
     )
     assert await postings(engine, user) == [("earn", 250, booking_id)]
+    # The endpoint put the notification in the outbox; the workflow delivers it, once.
+    assert receiver.keys(user) == [f"points_earned:earn:pi-{booking_id}"]
 
 
 async def test_points_only_on_money_paid_with_confirmation_facts(
