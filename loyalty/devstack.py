@@ -179,8 +179,36 @@ def start_temporal(
     proc = start_process(
         temporal_dev_server_command(port=port, ui_port=ui_port, db_file=db_file), log_file=log_file
     )
-    wait_for_port("127.0.0.1", port, timeout=timeout, proc=proc, name="temporal dev server")
+    try:
+        wait_for_temporal(port, timeout=timeout, proc=proc)
+    except Exception:
+        stop_process(proc)
+        raise
     return proc
+
+
+def wait_for_temporal(port: int, *, timeout: float, proc: subprocess.Popen | None = None) -> None:
+    """Wait until the dev server on `port` serves: its port opens before the frontend is healthy
+    ("Frontend is not healthy yet"), so ask its health check."""
+    deadline = time.monotonic() + timeout
+    wait_for_port("127.0.0.1", port, timeout=timeout, proc=proc, name="temporal dev server")
+    health = [
+        venv_bin("temporal"),
+        "operator",
+        "cluster",
+        "health",
+        "--address",
+        f"127.0.0.1:{port}",
+    ]
+    while True:
+        check = subprocess.run(health, capture_output=True, timeout=10, check=False)
+        if check.returncode == 0:
+            return
+        if (proc is not None and proc.poll() is not None) or time.monotonic() > deadline:
+            raise RuntimeError(
+                f"temporal dev server on port {port} is not healthy: {check.stderr!r}"
+            )
+        time.sleep(0.2)
 
 
 def start_localstripe(

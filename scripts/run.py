@@ -218,9 +218,7 @@ class Stack:
         # Its internal workers log a burst of poll errors while it shuts down: keep those in
         # var/logs/temporal.log only.
         child = self.spawn("temporal", cmd, quiet_when_stopping=True)
-        devstack.wait_for_port(
-            "127.0.0.1", s.temporal_port, timeout=60, proc=child.proc, name="Temporal dev server"
-        )
+        devstack.wait_for_temporal(s.temporal_port, timeout=60, proc=child.proc)
         self.temporal_ui = f"http://127.0.0.1:{s.temporal_ui_port}"
         devstack.wait_for_http(self.temporal_ui, timeout=60, proc=child.proc)
         self.env["TEMPORAL_ADDRESS"] = f"127.0.0.1:{s.temporal_port}"
