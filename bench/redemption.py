@@ -52,6 +52,16 @@ from loyalty.invariants import find_violations  # noqa: E402
 from loyalty.settings import Settings  # noqa: E402
 from loyalty.temporal import connect  # noqa: E402
 
+# localstripe pickles its whole store to /tmp/localstripe.pickle on every write (and loads that
+# file, shared by every localstripe on the machine, at start): each write costs O(objects so far),
+# so the fake Stripe slows down as the run goes on. Real Stripe has no such cost; by default the
+# benchmark runs localstripe with that persistence switched off (--localstripe-pickle keeps it).
+LOCALSTRIPE_IN_MEMORY = (
+    "import sys; from localstripe import resources, server; "
+    "resources.Store.dump_to_disk = lambda self: None; "
+    "resources.Store.try_load_from_disk = lambda self: None; "
+    "sys.exit(server.start())"
+)
 OUR_QUEUE = "bench-redemption"
 BARE_QUEUE = "bench-bare"
 ORDER, POINTS = 100_000, 30_000  # bronze may redeem 30% of the order
@@ -66,6 +76,7 @@ class Stack:
     tune: dict[str, float]
     db_pool: int
     profile: bool
+    localstripe_pickle: bool
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     pg: devstack.EmbeddedPostgres | None = None
     settings: Settings | None = None
@@ -86,9 +97,7 @@ class Stack:
                 port=temporal_port, ui_port=None, db_file=None, log_file=self.root / "temporal.log"
             )
         )
-        self.procs.append(
-            devstack.start_localstripe(port=stripe_port, log_file=self.root / "localstripe.log")
-        )
+        self.procs.append(self._localstripe(stripe_port))
         self.settings = Settings(
             environment="test",
             database_url=database_url,
@@ -159,6 +168,16 @@ class Stack:
                     raise RuntimeError(f"{name} did not start:\n{log.read_text()}")
                 time.sleep(0.1)
         return self.settings
+
+    def _localstripe(self, port: int) -> subprocess.Popen[bytes]:
+        if self.localstripe_pickle:
+            return devstack.start_localstripe(port=port, log_file=self.root / "localstripe.log")
+        proc = devstack.start_process(
+            [sys.executable, "-c", LOCALSTRIPE_IN_MEMORY, "--port", str(port)],
+            log_file=self.root / "localstripe.log",
+        )
+        devstack.wait_for_port("127.0.0.1", port, timeout=30, proc=proc, name="localstripe")
+        return proc
 
     def _worker(self, args: list[str], name: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
         proc = devstack.start_process(
@@ -358,7 +377,13 @@ def print_profile(path: Path, title: str, top: int) -> None:
 async def bench(args: argparse.Namespace) -> int:
     root = Path(tempfile.mkdtemp(prefix="loyalty-bench-"))
     tune = dict(kv.split("=", 1) for kv in args.tune)
-    stack = Stack(root, {k: float(v) for k, v in tune.items()}, args.db_pool, args.profile)
+    stack = Stack(
+        root,
+        {k: float(v) for k, v in tune.items()},
+        args.db_pool,
+        args.profile,
+        args.localstripe_pickle,
+    )
     try:
         settings = await asyncio.to_thread(stack.start)  # alembic runs its own event loop
         assert settings.database_url and settings.temporal_address
@@ -376,7 +401,8 @@ async def bench(args: argparse.Namespace) -> int:
         print(
             f"stack up in {root} (API {stack.api_url}, Temporal {settings.temporal_address}); "
             f"{n} sagas per run at concurrency {c}, {args.rounds} round(s), "
-            f"worker options {tune or 'default'}, DB pool {args.db_pool}",
+            f"worker options {tune or 'default'}, DB pool {args.db_pool}, localstripe "
+            f"{'pickling every write' if args.localstripe_pickle else 'in memory'}",
             flush=True,
         )
         results: list[tuple[Result, Result]] = []
@@ -430,6 +456,9 @@ def main() -> None:
     )
     parser.add_argument("--db-pool", type=int, default=10, help="DB_POOL_SIZE of API and worker")
     parser.add_argument("--bare-remote", action="store_true", help="bare hold as remote activity")
+    parser.add_argument(
+        "--localstripe-pickle", action="store_true", help="keep localstripe's pickle-per-write"
+    )
     parser.add_argument("--profile", action="store_true", help="cProfile the API and worker")
     parser.add_argument("--profile-top", type=int, default=25)
     parser.add_argument("--keep", action="store_true", help="keep the stack's logs")
