@@ -1,0 +1,350 @@
+"""A stateful property test of the ledger against a model.
+
+Hypothesis drives the real ledger on real PostgreSQL with random sequences of earn, adjust,
+burn, hold, capture, release and refund, plus replays of earlier idempotency keys with the same
+request (must answer the original posting and change nothing) and with a different one (must be
+refused and change nothing). A few lines of Python hold what the balances should be; after every
+step the wallet's balance, held, available and lifetime points must match them and the
+ledger-wide invariants (loyalty.invariants) must hold. Every example gets a wallet of its own.
+
+The ledger is async and Hypothesis is not: the machine runs each step to completion on an event
+loop of its own (with an engine of its own, since asyncpg connections belong to one loop), from
+a synchronous test, so pytest-asyncio's session loop is never involved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    multiple,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from loyalty import ledger
+from loyalty.db import async_url
+from loyalty.errors import (
+    HoldNotOpen,
+    IdempotencyConflict,
+    InsufficientPoints,
+    LoyaltyError,
+    RefundExceedsSpending,
+)
+from loyalty.invariants import find_violations
+
+T = TypeVar("T")
+Call = Callable[[AsyncConnection], Awaitable[Any]]
+
+POINTS = st.integers(min_value=1, max_value=300)
+
+
+def around(limit: int) -> st.SearchStrategy[int]:
+    """Any amount, or one right at the edge of what is allowed (`limit`) or just past it:
+    the cases an off-by-one in the ledger's checks would get wrong."""
+    return st.one_of(POINTS, st.sampled_from([limit, limit + 1])).filter(lambda n: n >= 1)
+
+
+class LoopRunner:
+    """Runs coroutines to completion on a private event loop, with an engine bound to it."""
+
+    def __init__(self, database_url: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.engine: AsyncEngine = self.run(self._make_engine(database_url))
+
+    @staticmethod
+    async def _make_engine(url: str) -> AsyncEngine:
+        # Steps run one at a time: one connection is enough, and a lock wait or a leaked
+        # connection fails the test quickly instead of hanging it.
+        return create_async_engine(
+            async_url(url),
+            pool_size=1,
+            max_overflow=0,
+            pool_timeout=10,
+            connect_args={"server_settings": {"lock_timeout": "10s", "statement_timeout": "30s"}},
+        )
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return self.loop.run_until_complete(coro)
+
+    def close(self) -> None:
+        self.run(self.engine.dispose())
+        self.loop.close()
+
+
+@dataclass
+class Posted:
+    """A successful call, kept so a later step can replay its key."""
+
+    call: Call  # the same request again
+    conflicting: Call  # another request under the same key
+    refusal: type[LoyaltyError]  # what the conflicting request gets
+    tx_id: int
+
+
+@dataclass
+class Hold:
+    hold_id: uuid.UUID
+    amount: int
+    status: str = "open"
+
+
+@dataclass
+class Spending:
+    tx_id: int
+    spent: int
+    refunded: int = 0
+
+
+def _later() -> datetime:
+    return datetime.now(UTC) + timedelta(minutes=15)
+
+
+class LedgerMachine(RuleBasedStateMachine):
+    runner: LoopRunner  # set by the test
+
+    holds = Bundle("holds")
+    spendings = Bundle("spendings")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.user = f"model-{uuid.uuid4().hex[:12]}"
+        self.balance = 0
+        self.held = 0
+        self.lifetime = 0
+        self.replayable: list[Posted] = []
+
+    # --- plumbing ------------------------------------------------------------------------------
+
+    def _key(self, kind: str) -> str:
+        return f"model:{self.user}:{kind}:{uuid.uuid4().hex[:8]}"
+
+    def _post(self, call: Call) -> Any:
+        """Run one call in its own transaction; a LoyaltyError rolls it back and is returned."""
+
+        async def go() -> Any:
+            try:
+                async with self.runner.engine.begin() as conn:
+                    return await call(conn)
+            except LoyaltyError as exc:
+                return exc
+
+        return self.runner.run(go())
+
+    @staticmethod
+    def _expect_refusal(outcome: Any, error: type[LoyaltyError]) -> None:
+        assert isinstance(outcome, error), f"expected {error.__name__}, got {outcome!r}"
+
+    @staticmethod
+    def _expect_posting(outcome: Any, *, replayed: bool = False) -> ledger.PostingResult:
+        assert not isinstance(outcome, LoyaltyError), f"refused: {outcome!r}"
+        result: ledger.PostingResult = outcome[1] if isinstance(outcome, tuple) else outcome
+        assert result.replayed is replayed
+        return result
+
+    def _remember(
+        self,
+        result: ledger.PostingResult,
+        call: Call,
+        conflicting: Call,
+        refusal: type[LoyaltyError] = IdempotencyConflict,
+    ) -> None:
+        self.replayable.append(Posted(call, conflicting, refusal, result.posting.tx_id))
+
+    @property
+    def available(self) -> int:
+        return self.balance - self.held
+
+    # --- rules -----------------------------------------------------------------------------------
+
+    @initialize(points=st.integers(min_value=0, max_value=1500))
+    def open_wallet(self, points: int) -> None:
+        self._post(lambda conn: ledger.open_wallet(conn, self.user))
+        if points:
+            self.earn(points)
+
+    @rule(points=POINTS)
+    def earn(self, points: int) -> None:
+        key = self._key("earn")
+
+        def call(n: int) -> Call:
+            return lambda conn: ledger.earn(
+                conn, user_id=self.user, points=n, idempotency_key=key, booking_id="b-1"
+            )
+
+        result = self._expect_posting(self._post(call(points)))
+        self.balance += points
+        self.lifetime += points
+        self._remember(result, call(points), call(points + 1))
+
+    @rule(data=st.data(), debit=st.booleans())
+    def adjust(self, data: st.DataObject, debit: bool) -> None:
+        points = data.draw(around(self.available)) * (-1 if debit else 1)
+        key = self._key("adjust")
+
+        def call(reason: str) -> Call:
+            return lambda conn: ledger.adjust(
+                conn, user_id=self.user, points=points, reason=reason, idempotency_key=key
+            )
+
+        outcome = self._post(call("model"))
+        if self.available + points < 0:
+            self._expect_refusal(outcome, InsufficientPoints)
+            return
+        result = self._expect_posting(outcome)
+        self.balance += points
+        self._remember(result, call("model"), call("another reason"))
+
+    @rule(target=spendings, data=st.data())
+    def burn(self, data: st.DataObject) -> Any:
+        points = data.draw(around(self.available))
+        key = self._key("burn")
+
+        def call(n: int) -> Call:
+            return lambda conn: ledger.burn(
+                conn, user_id=self.user, points=n, idempotency_key=key, counter_account="vouchers"
+            )
+
+        outcome = self._post(call(points))
+        if points > self.available:
+            self._expect_refusal(outcome, InsufficientPoints)
+            return multiple()
+        result = self._expect_posting(outcome)
+        self.balance -= points
+        self._remember(result, call(points), call(points + 1))
+        return Spending(result.posting.tx_id, points)
+
+    @rule(target=holds, data=st.data())
+    def hold(self, data: st.DataObject) -> Any:
+        points = data.draw(around(self.available))
+        key = self._key("hold")
+
+        def call(n: int) -> Call:
+            return lambda conn: ledger.hold(
+                conn, user_id=self.user, points=n, idempotency_key=key, expires_at=_later()
+            )
+
+        outcome = self._post(call(points))
+        if points > self.available:
+            self._expect_refusal(outcome, InsufficientPoints)
+            return multiple()
+        result = self._expect_posting(outcome)
+        the_hold: ledger.HoldState = outcome[0]
+        assert (the_hold.amount, the_hold.status) == (points, "open")
+        self.held += points
+        self._remember(result, call(points), call(points + 1))
+        return Hold(the_hold.hold_id, points)
+
+    def _resolve(self, the_hold: Hold, outcome: str) -> ledger.PostingResult | None:
+        key = self._key(outcome)
+
+        def call(resolve: Callable[..., Awaitable[ledger.PostingResult]]) -> Call:
+            return lambda conn: resolve(conn, hold_id=the_hold.hold_id, idempotency_key=key)
+
+        this, other = (
+            (ledger.capture, ledger.release)
+            if outcome == "captured"
+            else (ledger.release, ledger.capture)
+        )
+        result = self._post(call(this))
+        if the_hold.status != "open":
+            self._expect_refusal(result, HoldNotOpen)
+            return None
+        posted = self._expect_posting(result)
+        the_hold.status = outcome
+        # The other resolution under this key must not slip through: the hold is closed.
+        self._remember(posted, call(this), call(other), HoldNotOpen)
+        return posted
+
+    @rule(target=spendings, the_hold=holds)
+    def capture(self, the_hold: Hold) -> Any:
+        result = self._resolve(the_hold, "captured")
+        if result is None:
+            return multiple()
+        self.held -= the_hold.amount
+        self.balance -= the_hold.amount
+        return Spending(result.posting.tx_id, the_hold.amount)
+
+    @rule(the_hold=holds)
+    def release(self, the_hold: Hold) -> None:
+        if self._resolve(the_hold, "released") is not None:
+            self.held -= the_hold.amount
+
+    @rule(spending=spendings, data=st.data())
+    def refund(self, spending: Spending, data: st.DataObject) -> None:
+        points = data.draw(around(spending.spent - spending.refunded))
+        key = self._key("refund")
+
+        def call(n: int) -> Call:
+            return lambda conn: ledger.refund(
+                conn, reverses_tx_id=spending.tx_id, points=n, idempotency_key=key
+            )
+
+        outcome = self._post(call(points))
+        if spending.refunded + points > spending.spent:
+            self._expect_refusal(outcome, RefundExceedsSpending)
+            return
+        result = self._expect_posting(outcome)
+        spending.refunded += points
+        self.balance += points
+        self._remember(result, call(points), call(points + 1))
+
+    @precondition(lambda self: self.replayable)
+    @rule(data=st.data())
+    def replay_same_request(self, data: st.DataObject) -> None:
+        earlier = data.draw(st.sampled_from(self.replayable))
+        result = self._expect_posting(self._post(earlier.call), replayed=True)
+        assert result.posting.tx_id == earlier.tx_id
+
+    @precondition(lambda self: self.replayable)
+    @rule(data=st.data())
+    def replay_key_with_another_request(self, data: st.DataObject) -> None:
+        earlier = data.draw(st.sampled_from(self.replayable))
+        self._expect_refusal(self._post(earlier.conflicting), earlier.refusal)
+
+    # --- what must hold after every step ---------------------------------------------------------
+
+    @invariant()
+    def wallet_matches_the_model(self) -> None:
+        async def read() -> tuple[ledger.WalletState, list[Any]]:
+            async with self.runner.engine.connect() as conn:
+                return await ledger.get_wallet(conn, self.user), await find_violations(conn)
+
+        wallet, violations = self.runner.run(read())
+        assert (wallet.balance, wallet.held, wallet.available, wallet.lifetime_points) == (
+            self.balance,
+            self.held,
+            self.available,
+            self.lifetime,
+        )
+        assert not violations, "\n".join(map(str, violations))
+
+
+def test_ledger_behaves_like_its_model(database_url: str) -> None:
+    runner = LoopRunner(database_url)
+    LedgerMachine.runner = runner
+    try:
+        run_state_machine_as_test(
+            LedgerMachine,
+            settings=settings(
+                max_examples=25,
+                stateful_step_count=20,
+                deadline=None,
+                suppress_health_check=[HealthCheck.too_slow],
+            ),
+        )
+    finally:
+        runner.close()
