@@ -70,6 +70,16 @@ async def _validation_error(request: Request, exc: Exception) -> Any:
 
 async def _http_error(request: Request, exc: Exception) -> Any:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError):
+        # FastAPI answers 422 json_invalid for a body that is not JSON, but a bare 400 for one
+        # that is not even text; both are a malformed body, so both get the documented 422.
+        error = {"loc": ["body"], "message": "the body is not UTF-8 JSON", "type": "json_invalid"}
+        body = {
+            "code": "validation_error",
+            "message": "the request is malformed",
+            "details": {"errors": [error]},
+        }
+        return _render(422, body)
     code = _HTTP_CODES.get(exc.status_code, "http_error")
     message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
     return _render(exc.status_code, {"code": code, "message": message}, exc.headers)
