@@ -5,6 +5,8 @@ Posting protocol (one database transaction, owned by the caller):
    the stored request hash tells a true replay (return the original) from a conflicting reuse;
 2. move the wallet with one conditional UPDATE (`... WHERE balance + amount - held - held_delta
    >= 0`); zero rows means not enough points.
+earn, adjust and burn do both (and the wallet lookup) in one statement when the wallet exists
+and the key is new, the hot path: one round trip instead of three (bench/ledger.py measured it).
 
 Functions here take an AsyncConnection inside a transaction and never commit. When one raises a
 LoyaltyError the caller must roll back (`async with engine.begin()` does): a failed step may have
@@ -304,17 +306,91 @@ async def _move_wallet(
         },
     )
     if row is None:
-        available = (
-            await conn.execute(
-                text("SELECT balance - held FROM wallets WHERE wallet_id = :w"), {"w": wallet_id}
-            )
-        ).scalar_one()
-        raise InsufficientPoints(
-            f"not enough points: {available} available, {-(amount - held_delta)} needed",
-            available=available,
-            requested=-(amount - held_delta),
-        )
+        raise await _insufficient(conn, wallet_id, amount=amount, held_delta=held_delta)
     return _wallet(row)
+
+
+async def _insufficient(
+    conn: AsyncConnection, wallet_id: uuid.UUID, *, amount: int, held_delta: int
+) -> InsufficientPoints:
+    available = (
+        await conn.execute(
+            text("SELECT balance - held FROM wallets WHERE wallet_id = :w"), {"w": wallet_id}
+        )
+    ).scalar_one()
+    return InsufficientPoints(
+        f"not enough points: {available} available, {-(amount - held_delta)} needed",
+        available=available,
+        requested=-(amount - held_delta),
+    )
+
+
+# The common case of a posting by user id (the wallet exists, the key is new) in one statement:
+# find the wallet, insert the row, move the wallet. Any other case returns no row, and the caller
+# takes the step-by-step path, which tells a missing wallet, a replay and a conflicting key apart.
+_POST_BY_USER = text(
+    "WITH target AS (SELECT wallet_id FROM wallets WHERE user_id = :user_id), "
+    "posted AS (INSERT INTO wallet_transactions (wallet_id, type, amount, held_delta, "
+    "currency_amount, currency, counter_account, booking_id, payment_id, idempotency_key, "
+    "request_hash, description, metadata) "
+    "SELECT wallet_id, :type, :amount, 0, :currency_amount, :currency, :counter_account, "
+    ":booking_id, :payment_id, :key, :hash, :description, CAST(:metadata AS jsonb) FROM target "
+    f"ON CONFLICT (idempotency_key) DO NOTHING RETURNING {_TX_COLUMNS}), "
+    "moved AS (UPDATE wallets SET balance = balance + posted.amount, "
+    "lifetime_points = lifetime_points + :lifetime_delta, version = version + 1, "
+    "updated_at = now() FROM posted "
+    "WHERE wallets.wallet_id = posted.wallet_id AND balance + posted.amount - held >= 0 "
+    "RETURNING "
+    + ", ".join(f"wallets.{c} AS wallet_{c}" for c in WalletState.__dataclass_fields__)
+    + ") SELECT * FROM posted LEFT JOIN moved ON true"
+)
+
+
+async def _post_by_user(
+    conn: AsyncConnection,
+    *,
+    user_id: str,
+    tx_type: str,
+    amount: int,
+    counter_account: str,
+    idempotency_key: str,
+    request: Mapping[str, Any],
+    lifetime_delta: int = 0,
+    booking_id: str | None = None,
+    payment_id: str | None = None,
+    currency_amount: int | None = None,
+    currency: str | None = None,
+    description: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> PostingResult | None:
+    """Post in one round trip when the wallet exists and the key is new; None otherwise."""
+    _check_key(idempotency_key)
+    row = await _first(
+        conn,
+        _POST_BY_USER,
+        {
+            "user_id": user_id,
+            "type": tx_type,
+            "amount": amount,
+            "lifetime_delta": lifetime_delta,
+            "currency_amount": currency_amount,
+            "currency": currency,
+            "counter_account": counter_account,
+            "booking_id": booking_id,
+            "payment_id": payment_id,
+            "key": idempotency_key,
+            "hash": request_hash(request),
+            "description": description,
+            "metadata": json.dumps(dict(metadata or {}), default=str),
+        },
+    )
+    if row is None:
+        return None
+    posting = _posting(row)
+    if row["wallet_wallet_id"] is None:  # inserted, but the wallet cannot cover it
+        raise await _insufficient(conn, posting.wallet_id, amount=amount, held_delta=0)
+    wallet = WalletState(**{k: row[f"wallet_{k}"] for k in WalletState.__dataclass_fields__})
+    return PostingResult(posting, wallet, False)
 
 
 async def _wallet_by_id(conn: AsyncConnection, wallet_id: uuid.UUID) -> WalletState:
@@ -342,7 +418,6 @@ async def earn(
 ) -> PostingResult:
     """Credit earned points (creating the wallet on first earn)."""
     _check_points(points)
-    wallet = await open_wallet(conn, user_id)
     request = {
         "type": "earn",
         "user_id": user_id,
@@ -351,6 +426,25 @@ async def earn(
         "payment_id": payment_id,
         "currency_amount": currency_amount,
     }
+    posted = await _post_by_user(
+        conn,
+        user_id=user_id,
+        tx_type="earn",
+        amount=points,
+        lifetime_delta=points,
+        counter_account=counter_account,
+        idempotency_key=idempotency_key,
+        request=request,
+        booking_id=booking_id,
+        payment_id=payment_id,
+        currency_amount=currency_amount,
+        currency=currency,
+        description=description,
+        metadata=metadata,
+    )
+    if posted is not None:
+        return posted
+    wallet = await open_wallet(conn, user_id)
     posting, replayed = await _insert_or_replay(
         conn,
         wallet_id=wallet.wallet_id,
@@ -388,8 +482,21 @@ async def adjust(
     _check_points(points, allow_negative=True)
     if not reason or not reason.strip():
         raise ValidationFailed("a reason is required for an adjustment")
-    wallet = await get_wallet(conn, user_id)
     request = {"type": "adjustment", "user_id": user_id, "points": points, "reason": reason}
+    posted = await _post_by_user(
+        conn,
+        user_id=user_id,
+        tx_type="adjustment",
+        amount=points,
+        counter_account="adjustment",
+        idempotency_key=idempotency_key,
+        request=request,
+        description=reason,
+        metadata={"actor": actor} if actor else None,
+    )
+    if posted is not None:
+        return posted
+    wallet = await get_wallet(conn, user_id)
     posting, replayed = await _insert_or_replay(
         conn,
         wallet_id=wallet.wallet_id,
@@ -423,7 +530,6 @@ async def burn(
 ) -> PostingResult:
     """Spend points at once (no hold), e.g. a voucher bought with points."""
     _check_points(points)
-    wallet = await get_wallet(conn, user_id)
     request = {
         "type": "burn",
         "user_id": user_id,
@@ -431,6 +537,23 @@ async def burn(
         "booking_id": booking_id,
         "counter_account": counter_account,
     }
+    posted = await _post_by_user(
+        conn,
+        user_id=user_id,
+        tx_type="burn",
+        amount=-points,
+        counter_account=counter_account,
+        idempotency_key=idempotency_key,
+        request=request,
+        booking_id=booking_id,
+        currency_amount=currency_amount,
+        currency=currency,
+        description=description,
+        metadata=metadata,
+    )
+    if posted is not None:
+        return posted
+    wallet = await get_wallet(conn, user_id)
     posting, replayed = await _insert_or_replay(
         conn,
         wallet_id=wallet.wallet_id,
