@@ -52,16 +52,9 @@ from loyalty.invariants import find_violations  # noqa: E402
 from loyalty.settings import Settings  # noqa: E402
 from loyalty.temporal import connect  # noqa: E402
 
-# localstripe pickles its whole store to /tmp/localstripe.pickle on every write (and loads that
-# file, shared by every localstripe on the machine, at start): each write costs O(objects so far),
-# so the fake Stripe slows down as the run goes on. Real Stripe has no such cost; by default the
-# benchmark runs localstripe with that persistence switched off (--localstripe-pickle keeps it).
-LOCALSTRIPE_IN_MEMORY = (
-    "import sys; from localstripe import resources, server; "
-    "resources.Store.dump_to_disk = lambda self: None; "
-    "resources.Store.try_load_from_disk = lambda self: None; "
-    "sys.exit(server.start())"
-)
+# The stack runs localstripe in memory (loyalty.localstripe_in_memory); --localstripe-pickle runs
+# it as shipped, pickling its whole store to a shared /tmp file on every write, which slows the
+# fake Stripe down as the run goes on.
 OUR_QUEUE = "bench-redemption"
 BARE_QUEUE = "bench-bare"
 ORDER, POINTS = 100_000, 30_000  # bronze may redeem 30% of the order
@@ -170,11 +163,11 @@ class Stack:
         return self.settings
 
     def _localstripe(self, port: int) -> subprocess.Popen[bytes]:
-        if self.localstripe_pickle:
-            return devstack.start_localstripe(port=port, log_file=self.root / "localstripe.log")
+        log = self.root / "localstripe.log"
+        if not self.localstripe_pickle:
+            return devstack.start_localstripe(port=port, log_file=log)
         proc = devstack.start_process(
-            [sys.executable, "-c", LOCALSTRIPE_IN_MEMORY, "--port", str(port)],
-            log_file=self.root / "localstripe.log",
+            [devstack.venv_bin("localstripe"), "--port", str(port)], log_file=log
         )
         devstack.wait_for_port("127.0.0.1", port, timeout=30, proc=proc, name="localstripe")
         return proc

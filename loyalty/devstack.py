@@ -211,10 +211,15 @@ def wait_for_temporal(port: int, *, timeout: float, proc: subprocess.Popen | Non
         time.sleep(0.2)
 
 
+def localstripe_command(port: int) -> list[str]:
+    """localstripe on `port`, state in memory only (see loyalty.localstripe_in_memory)."""
+    return [sys.executable, "-m", "loyalty.localstripe_in_memory", "--port", str(port)]
+
+
 def start_localstripe(
     *, port: int, log_file: Path | None = None, timeout: float = 30
 ) -> subprocess.Popen:
-    proc = start_process([venv_bin("localstripe"), "--port", str(port)], log_file=log_file)
+    proc = start_process(localstripe_command(port), log_file=log_file)
     wait_for_port("127.0.0.1", port, timeout=timeout, proc=proc, name="localstripe")
     return proc
 

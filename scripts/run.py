@@ -233,9 +233,7 @@ class Stack:
             return
         base = f"http://127.0.0.1:{s.localstripe_port}"
         say(f"Stripe: starting localstripe on {base}")
-        child = self.spawn(
-            "stripe", [devstack.venv_bin("localstripe"), "--port", str(s.localstripe_port)]
-        )
+        child = self.spawn("stripe", devstack.localstripe_command(s.localstripe_port))
         devstack.wait_for_port(
             "127.0.0.1", s.localstripe_port, timeout=30, proc=child.proc, name="localstripe"
         )
