@@ -1,4 +1,4 @@
-"""The Temporal worker: every workflow in workflows.WORKFLOWS and every activity from
+"""The Temporal worker: every workflow in workflows.registry and every activity from
 activities.build_activities, on settings.temporal_task_queue.
 
     python worker.py
@@ -21,11 +21,11 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 import activities
-import workflows
 from loyalty.db import make_engine
 from loyalty.settings import Settings
 from loyalty.temporal import connect
 from loyalty.tier_schedule import ensure_tier_schedule
+from workflows.registry import WORKFLOWS
 
 
 def build_worker(client: Client, deps: activities.Dependencies, task_queue: str) -> Worker:
@@ -33,7 +33,7 @@ def build_worker(client: Client, deps: activities.Dependencies, task_queue: str)
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=workflows.WORKFLOWS,
+        workflows=WORKFLOWS,
         activities=activities.build_activities(deps),
         graceful_shutdown_timeout=timedelta(seconds=10),
     )
@@ -84,7 +84,7 @@ async def run(settings: Settings) -> int:
         async with worker:
             _say(
                 f"started on task queue {settings.temporal_task_queue!r} at {temporal_target}; "
-                f"workflows: {', '.join(w.__name__ for w in workflows.WORKFLOWS) or 'none'}"
+                f"workflows: {', '.join(w.__name__ for w in WORKFLOWS) or 'none'}"
             )
             await stop.wait()
             _say("stopping (waiting for running activities up to 10s)")

@@ -196,8 +196,8 @@ async def _serve_worker(tune: dict[str, float], profile: Path | None) -> None:
     from temporalio.worker import Worker
 
     import activities
-    import workflows
     from worker import build_worker
+    from workflows.registry import WORKFLOWS
 
     settings = Settings()
     engine = make_engine(settings.database_url or "", pool_size=settings.db_pool_size)
@@ -207,7 +207,7 @@ async def _serve_worker(tune: dict[str, float], profile: Path | None) -> None:
         worker = Worker(
             client,
             task_queue=settings.temporal_task_queue,
-            workflows=workflows.WORKFLOWS,
+            workflows=WORKFLOWS,
             activities=activities.build_activities(deps),
             **{
                 k: (v if k == "nonsticky_to_sticky_poll_ratio" else int(v)) for k, v in tune.items()

@@ -1,21 +1,4 @@
 """Deterministic orchestration only: no I/O, no clock, no randomness outside Temporal's APIs.
 
-WORKFLOWS lists every workflow class the worker registers; add new ones here."""
-
-from __future__ import annotations
-
-from workflows.accrual import AccrualWorkflow
-from workflows.maintenance import InvariantCheckWorkflow
-from workflows.redemption import RedemptionWorkflow
-from workflows.refund import RefundWorkflow
-from workflows.tier_evaluation import TierEvaluationWorkflow
-from workflows.voucher_purchase import VoucherPurchaseWorkflow
-
-WORKFLOWS: list[type] = [
-    InvariantCheckWorkflow,
-    RedemptionWorkflow,
-    VoucherPurchaseWorkflow,
-    TierEvaluationWorkflow,
-    AccrualWorkflow,
-    RefundWorkflow,
-]
+The worker's list of workflows is in workflows.registry, not here: the sandbox re-imports a
+workflow's package for every workflow run, so this module stays empty."""

@@ -29,7 +29,6 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 import activities
-import workflows
 from activities.vouchers import BURN, ISSUE, VoucherActivities
 from api.app import create_app
 from api.auth import SCOPE_ADMIN, SCOPE_CUSTOMER, SCOPE_SERVICE
@@ -39,6 +38,7 @@ from loyalty.settings import Settings
 from loyalty.voucher_schemas import BurnPoints, IssueVoucher, PointsBurned, VoucherOut
 from tests.api.conftest import serve
 from worker import build_worker
+from workflows.registry import WORKFLOWS
 
 Headers = dict[str, str]
 
@@ -135,7 +135,7 @@ def fault_worker(
         return Worker(
             temporal_client,
             task_queue=settings.temporal_task_queue,
-            workflows=workflows.WORKFLOWS,
+            workflows=WORKFLOWS,
             activities=[*real, *replacements.values()],
             graceful_shutdown_timeout=timedelta(seconds=5),
         )
