@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from datetime import timedelta
 from typing import Literal
 
 from temporalio.client import (
     Client,
     WithStartWorkflowOperation,
+    WorkflowExecutionDescription,
     WorkflowExecutionStatus,
     WorkflowFailureError,
     WorkflowUpdateFailedError,
@@ -128,14 +130,14 @@ async def redeem(
     return _check_same(answer, request)
 
 
-async def state(client: Client, booking_id: str) -> RedemptionState:
-    """The saga's current state (a query; answered from history once the saga has ended)."""
-    handle = client.get_workflow_handle(workflow_id_for(booking_id), result_type=RedemptionState)
+# A query needs a worker; without one the server holds it until this deadline.
+QUERY_TIMEOUT = timedelta(seconds=3)
+
+
+async def describe(client: Client, booking_id: str) -> WorkflowExecutionDescription:
+    """The saga's execution as the server knows it; answered with no worker running."""
     try:
-        description = await handle.describe()
-        if description.status == WorkflowExecutionStatus.COMPLETED:
-            return await handle.result()
-        return await handle.query(RedemptionWorkflow.status)
+        return await client.get_workflow_handle(workflow_id_for(booking_id)).describe()
     except RPCError as err:
         if err.status == RPCStatusCode.NOT_FOUND:
             raise NotFound(
@@ -144,11 +146,45 @@ async def state(client: Client, booking_id: str) -> RedemptionState:
         raise
 
 
+def owner_of(description: WorkflowExecutionDescription) -> str | None:
+    """The wallet a saga belongs to (set when it starts, so known before any worker ran it)."""
+    return description.typed_search_attributes.get(sa.LOYALTY_USER_ID)
+
+
+def _state_without_worker(description: WorkflowExecutionDescription) -> RedemptionState:
+    attributes = description.typed_search_attributes
+    status = attributes.get(sa.REDEMPTION_STATUS) or "pending"
+    return RedemptionState(
+        workflow_id=description.id,
+        booking_id=attributes.get(sa.BOOKING_ID) or "",
+        user_id=owner_of(description) or "",
+        status=status,  # pydantic checks it is one of Status
+        waiting_for="a worker: the saga resumes where it stopped when one is running",
+    )
+
+
+async def state(client: Client, booking_id: str) -> RedemptionState:
+    """The saga's current state: its result once it has ended, else the `status` query, or
+    (no worker answering) what its search attributes say."""
+    description = await describe(client, booking_id)
+    handle = client.get_workflow_handle(description.id, result_type=RedemptionState)
+    if description.status == WorkflowExecutionStatus.COMPLETED:
+        return await handle.result()
+    try:
+        return await handle.query(RedemptionWorkflow.status, rpc_timeout=QUERY_TIMEOUT)
+    except RPCError as err:
+        if err.status != RPCStatusCode.DEADLINE_EXCEEDED:
+            raise
+        log.warning("no worker answered the status query of %s", description.id)
+        return _state_without_worker(description)
+
+
 async def decide(
     client: Client, booking_id: str, decision: Literal["confirm", "release"], reason: str | None
 ) -> RedemptionState:
     """Send the booking service's confirm or release; answer with the saga's state (which may
-    not show the decision's effect yet: the saga acts on it asynchronously)."""
+    not show the decision's effect yet: the saga acts on it asynchronously). Accepted while no
+    worker runs: the signal waits in the saga's history."""
     handle = client.get_workflow_handle(workflow_id_for(booking_id))
     signal = RedemptionWorkflow.confirm if decision == "confirm" else RedemptionWorkflow.release
     try:

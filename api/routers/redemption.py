@@ -37,11 +37,11 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": ErrorBody} for code in (401, 403, 422, *statuses)}
 
 
-async def _owned_state(client: TemporalClient, user_id: str, booking_id: str) -> RedemptionState:
-    current = await checkout.state(client, booking_id)
-    if current.user_id != user_id:  # do not reveal other wallets' checkouts
+async def _check_owner(client: TemporalClient, user_id: str, booking_id: str) -> None:
+    """404 for a booking of another wallet: other wallets' checkouts are not revealed. Read from
+    the saga's search attributes, so it works while no worker runs."""
+    if checkout.owner_of(await checkout.describe(client, booking_id)) != user_id:
         raise NotFound(f"no redemption for booking {booking_id}", booking_id=booking_id)
-    return current
 
 
 @router.post("/{userId}/redeem", response_model=RedemptionHold, responses=_errors(404, 409, 503))
@@ -68,7 +68,7 @@ async def confirm(
     user_id: UserId, body: DecisionBody, principal: Service, client: TemporalClient
 ) -> RedemptionState:
     """Confirm the checkout (paid outside Stripe, or nothing left to charge): points captured."""
-    await _owned_state(client, user_id, body.booking_id)
+    await _check_owner(client, user_id, body.booking_id)
     return await checkout.decide(client, body.booking_id, "confirm", body.reason)
 
 
@@ -83,7 +83,7 @@ async def release(
 ) -> RedemptionState:
     """Cancel the checkout: the PaymentIntent is cancelled and the points released (captured
     instead if the customer had already paid)."""
-    await _owned_state(client, user_id, body.booking_id)
+    await _check_owner(client, user_id, body.booking_id)
     return await checkout.decide(client, body.booking_id, "release", body.reason)
 
 
@@ -96,4 +96,5 @@ async def redemption_status(
     user_id: UserId, booking_id: BookingId, principal: WalletReader, client: TemporalClient
 ) -> RedemptionState:
     """Where the checkout's saga is: held, capturing, captured, releasing, released, rejected."""
-    return await _owned_state(client, user_id, booking_id)
+    await _check_owner(client, user_id, booking_id)
+    return await checkout.state(client, booking_id)
