@@ -15,6 +15,7 @@ needs a worker, Temporal and localstripe per call; tests/redemption and tests/fa
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import uuid
@@ -62,6 +63,8 @@ CHECKS = [
     response_schema_conformance,
 ]
 CUSTOMER = f"fuzz-customer-{uuid.uuid4().hex[:8]}"
+# Examples per operation and role; FUZZ_EXAMPLES=200 for a deeper hunt than the suite's.
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "10"))
 
 
 class ThreadedServer(uvicorn.Server):
@@ -127,7 +130,7 @@ def role_headers(fuzz_settings: Settings, base_url: str) -> dict[str, dict[str, 
 @pytest.mark.parametrize("role", ["customer", "service", "admin"])
 @schema.parametrize()
 @settings(
-    max_examples=10,
+    max_examples=EXAMPLES,
     deadline=None,
     suppress_health_check=list(HealthCheck),
 )
