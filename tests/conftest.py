@@ -7,6 +7,11 @@ database, the ledger invariants are checked over the whole database."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -18,7 +23,7 @@ from temporalio.client import Client
 from loyalty import devstack, ledger
 from loyalty.db import make_engine
 from loyalty.invariants import find_violations
-from loyalty.settings import Settings
+from loyalty.settings import PROJECT_ROOT, Settings
 from loyalty.temporal import connect
 
 
@@ -106,6 +111,49 @@ def make_wallet(engine: AsyncEngine) -> Callable[..., Awaitable[str]]:
         return user
 
     return make
+
+
+class WorkerProcess:
+    """`python worker.py` processes in their own process groups, configured from the test's
+    settings (every field that is set becomes its environment variable), killable at will."""
+
+    def __init__(self, settings: Settings, log_dir: Path) -> None:
+        self.env = {
+            name.upper(): str(value)
+            for name, value in settings.model_dump().items()
+            if value is not None
+        }
+        self.log_dir = log_dir
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    async def start(self) -> subprocess.Popen[bytes]:
+        log = self.log_dir / f"worker-{len(self.procs)}.log"
+        proc = devstack.start_process(
+            [sys.executable, str(PROJECT_ROOT / "worker.py")], log_file=log, env=self.env
+        )
+        self.procs.append(proc)
+        async with asyncio.timeout(30):
+            while "started on task queue" not in (log.read_text() if log.exists() else ""):
+                assert proc.poll() is None, log.read_text()
+                await asyncio.sleep(0.1)
+        return proc
+
+    def kill(self, proc: subprocess.Popen[bytes]) -> None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        assert proc.returncode == -signal.SIGKILL
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            devstack.stop_process(proc)
+
+
+@pytest.fixture
+def worker_process(settings: Settings, tmp_path: Path) -> Iterator[WorkerProcess]:
+    """Worker processes for the test's `settings` (a fixture of the test's package)."""
+    workers = WorkerProcess(settings, tmp_path)
+    yield workers
+    workers.stop_all()
 
 
 _invariant_engines: dict[str, AsyncEngine] = {}

@@ -4,63 +4,12 @@ points are posted exactly once and the customer is notified exactly once."""
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from loyalty import devstack
-from loyalty.settings import PROJECT_ROOT, Settings
 from tests.earning.conftest import accrual_result, postings
-
-
-class WorkerProcess:
-    """`python worker.py` in its own process group, on the test's task queue and stack."""
-
-    def __init__(self, settings: Settings, log_dir: Path) -> None:
-        self.env = {
-            "ENVIRONMENT": "test",
-            "DATABASE_URL": settings.database_url or "",
-            "TEMPORAL_ADDRESS": settings.temporal_address or "",
-            "TEMPORAL_TASK_QUEUE": settings.temporal_task_queue,
-            "NOTIFY_URL": settings.notify_url or "",
-        }
-        self.log_dir = log_dir
-        self.procs: list[subprocess.Popen[bytes]] = []
-
-    async def start(self) -> subprocess.Popen[bytes]:
-        log = self.log_dir / f"worker-{len(self.procs)}.log"
-        proc = devstack.start_process(
-            [sys.executable, str(PROJECT_ROOT / "worker.py")], log_file=log, env=self.env
-        )
-        self.procs.append(proc)
-        async with asyncio.timeout(30):
-            while "started on task queue" not in (log.read_text() if log.exists() else ""):
-                assert proc.poll() is None, log.read_text()
-                await asyncio.sleep(0.1)
-        return proc
-
-    def kill(self, proc: subprocess.Popen[bytes]) -> None:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        assert proc.returncode == -signal.SIGKILL
-
-    def stop_all(self) -> None:
-        for proc in self.procs:
-            devstack.stop_process(proc)
-
-
-@pytest.fixture
-def worker_process(settings: Settings, tmp_path: Path) -> Iterator[WorkerProcess]:
-    workers = WorkerProcess(settings, tmp_path)
-    yield workers
-    workers.stop_all()
 
 
 async def _accrual_status(engine: AsyncEngine, booking_id: str) -> str | None:

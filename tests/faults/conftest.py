@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,7 +28,6 @@ from loyalty import devstack
 from loyalty.settings import Settings
 from loyalty.stripe_client import make_stripe_client
 from tests.redemption.conftest import Api
-from tests.redemption.test_worker_crash import WorkerProcess
 from worker import build_worker
 
 # One webhook registration in localstripe for every test that runs an API (the same id as
@@ -111,14 +110,6 @@ async def running_worker(
     deps = Dependencies(settings=settings, engine=engine)
     async with build_worker(client, deps, settings.temporal_task_queue):
         yield
-
-
-@pytest.fixture
-def worker_process(settings: Settings, tmp_path: Path) -> Iterator[WorkerProcess]:
-    """`python worker.py` processes on the test's task queue (killed with SIGKILL at will)."""
-    workers = WorkerProcess(settings, tmp_path)
-    yield workers
-    workers.stop_all()
 
 
 @dataclass

@@ -30,6 +30,7 @@ from loyalty.invariants import find_violations
 from loyalty.redemption import BookingDecision, RedeemRequest, RedemptionState
 from loyalty.settings import Settings
 from loyalty.temporal import connect
+from tests.conftest import WorkerProcess
 from tests.faults.conftest import (
     OwnPostgres,
     WebhookCatcher,
@@ -42,7 +43,6 @@ from tests.faults.conftest import (
 from tests.redemption.conftest import Api
 from tests.redemption.helpers import DECLINED_CARD, pay, postings, wait_for_end, wallet
 from tests.redemption.test_http import signed
-from tests.redemption.test_worker_crash import WorkerProcess
 from workflows.redemption import RedemptionWorkflow
 
 MakeWallet = Callable[..., Awaitable[str]]

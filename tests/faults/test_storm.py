@@ -22,10 +22,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 
 from loyalty.settings import PROJECT_ROOT, Settings
+from tests.conftest import WorkerProcess
 from tests.faults.conftest import running_api, unique
 from tests.redemption.conftest import Api
 from tests.redemption.helpers import DECLINED_CARD, pay, postings, wait_for_end, wallet
-from tests.redemption.test_worker_crash import WorkerProcess
 
 MakeWallet = Callable[..., Awaitable[str]]
 SEED = 20261125

@@ -3,68 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
-from collections.abc import Awaitable, Callable, Iterator
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 
-import pytest
 import stripe
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 
-from loyalty import devstack, stripe_events
-from loyalty.settings import PROJECT_ROOT, Settings
+from loyalty import stripe_events
+from tests.conftest import WorkerProcess
 from tests.redemption.conftest import Api
 from tests.redemption.helpers import pay, postings, wait_for_end, wallet
 
 MakeWallet = Callable[..., Awaitable[str]]
 SaveHistory = Callable[[str, str], Awaitable[None]]
-
-
-class WorkerProcess:
-    """`python worker.py` as a separate process group, on the test's task queue."""
-
-    def __init__(self, settings: Settings, log_dir: Path) -> None:
-        self._env = {
-            "ENVIRONMENT": "test",
-            "DATABASE_URL": settings.database_url or "",
-            "TEMPORAL_ADDRESS": settings.temporal_address or "",
-            "TEMPORAL_TASK_QUEUE": settings.temporal_task_queue,
-            "STRIPE_API_KEY": settings.stripe_api_key or "",
-            "STRIPE_API_BASE": settings.stripe_api_base or "",
-        }
-        self._log_dir = log_dir
-        self.procs: list[subprocess.Popen[bytes]] = []
-
-    async def start(self) -> subprocess.Popen[bytes]:
-        log = self._log_dir / f"worker-{len(self.procs)}.log"
-        proc = devstack.start_process(
-            [sys.executable, str(PROJECT_ROOT / "worker.py")], log_file=log, env=self._env
-        )
-        self.procs.append(proc)
-        async with asyncio.timeout(30):
-            while "started on task queue" not in (log.read_text() if log.exists() else ""):
-                assert proc.poll() is None, log.read_text()
-                await asyncio.sleep(0.1)
-        return proc
-
-    def kill(self, proc: subprocess.Popen[bytes]) -> None:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-
-    def stop_all(self) -> None:
-        for proc in self.procs:
-            devstack.stop_process(proc)
-
-
-@pytest.fixture
-def worker_process(settings: Settings, tmp_path: Path) -> Iterator[WorkerProcess]:
-    workers = WorkerProcess(settings, tmp_path)
-    yield workers
-    workers.stop_all()
 
 
 async def test_worker_killed_after_the_hold_saga_completes_exactly_once(
