@@ -196,7 +196,7 @@ async def _serve_worker(tune: dict[str, float], profile: Path | None) -> None:
     from temporalio.worker import Worker
 
     import activities
-    from worker import build_worker
+    from worker import WORKFLOW_RUNNER, build_worker
     from workflows.registry import WORKFLOWS
 
     settings = Settings()
@@ -209,6 +209,7 @@ async def _serve_worker(tune: dict[str, float], profile: Path | None) -> None:
             task_queue=settings.temporal_task_queue,
             workflows=WORKFLOWS,
             activities=activities.build_activities(deps),
+            workflow_runner=WORKFLOW_RUNNER,
             **{
                 k: (v if k == "nonsticky_to_sticky_poll_ratio" else int(v)) for k, v in tune.items()
             },
