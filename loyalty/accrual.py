@@ -30,6 +30,7 @@ from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.engine import RowMapping
+from sqlalchemy.exc import NoResultFound
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loyalty import campaigns, earning, ledger, notifications, tier_store
@@ -38,6 +39,7 @@ from loyalty.errors import IdempotencyConflict, NotFound, ValidationFailed
 from loyalty.notifications import Notification, NotificationKind
 from loyalty.schemas import BalanceOut, EarnIn, EarnOut, EarnRuleOut, TransactionOut
 from loyalty.settings import Settings
+from loyalty.tiers import Ladder, TierStep
 
 DEBT_REPAYMENT_ACCOUNT = "issuance:debt-repayment"
 
@@ -83,17 +85,75 @@ class EarnPlan:
         }
 
 
+_LOCK_WALLET = text(
+    f"SELECT {', '.join(ledger.WalletState.__dataclass_fields__)} FROM wallets "
+    "WHERE user_id = :u FOR UPDATE"
+)
+
+
 async def lock_wallet(conn: AsyncConnection, user_id: str) -> ledger.WalletState:
-    """The user's wallet (opened on first use), locked for the rest of the transaction."""
-    wallet = await ledger.open_wallet(conn, user_id)
-    await conn.execute(
-        text("SELECT 1 FROM wallets WHERE wallet_id = :w FOR UPDATE"), {"w": wallet.wallet_id}
+    """The user's wallet (opened on first use), locked for the rest of the transaction: one
+    statement when the wallet exists (FOR UPDATE returns the row as it is once locked)."""
+    row = (await conn.execute(_LOCK_WALLET, {"u": user_id})).mappings().first()
+    if row is None:
+        await ledger.open_wallet(conn, user_id)
+        row = (await conn.execute(_LOCK_WALLET, {"u": user_id})).mappings().one()
+    return ledger.WalletState(**{k: row[k] for k in ledger.WalletState.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class EarnFacts:
+    """What a new earn reads besides the wallet, in one statement after the wallet is locked
+    (so it sees every debt and refund written by whoever held the wallet before): the tier
+    ladder with its multipliers, the transaction's time, refunds so far, outstanding debt."""
+
+    steps: list[TierStep]
+    multipliers: dict[str, int]
+    as_of: datetime
+    refunded: int
+    full_refund: bool
+    debt: int
+
+    def multiplier(self, tier: str) -> int:
+        if tier not in self.multipliers:  # as the former `scalar_one()` of this tier's row
+            raise NoResultFound(f"no tier {tier!r} in loyalty_tiers")
+        return self.multipliers[tier]
+
+
+_EARN_FACTS = text(
+    "SELECT code, rank, threshold, basis, earn_multiplier_pct, now() AS as_of, "
+    "(SELECT COALESCE(SUM(amount), 0) FROM booking_refunds WHERE booking_id = :b) AS refunded, "
+    "(SELECT COALESCE(bool_or(full_refund), false) FROM booking_refunds WHERE booking_id = :b) "
+    "AS full_refund, "
+    "(SELECT COALESCE(SUM(points), 0) FROM points_debt_entries WHERE user_id = :u) AS debt "
+    "FROM (SELECT 1) one LEFT JOIN loyalty_tiers ON true"
+)
+
+
+async def earn_facts(conn: AsyncConnection, user_id: str, booking_id: str) -> EarnFacts:
+    rows = (await conn.execute(_EARN_FACTS, {"u": user_id, "b": booking_id})).mappings().all()
+    tiers = [r for r in rows if r["code"] is not None]
+    first = rows[0]
+    return EarnFacts(
+        steps=[
+            TierStep(code=r["code"], rank=r["rank"], threshold=r["threshold"], basis=r["basis"])
+            for r in tiers
+        ],
+        multipliers={r["code"]: r["earn_multiplier_pct"] for r in tiers},
+        as_of=first["as_of"],
+        refunded=int(first["refunded"]),
+        full_refund=bool(first["full_refund"]),
+        debt=int(first["debt"]),
     )
-    return await ledger.get_wallet(conn, user_id)
 
 
 async def plan_earn(
-    conn: AsyncConnection, wallet: ledger.WalletState, cmd: EarnCommand, settings: Settings
+    conn: AsyncConnection,
+    wallet: ledger.WalletState,
+    cmd: EarnCommand,
+    settings: Settings,
+    *,
+    multiplier: int | None = None,
 ) -> EarnPlan:
     if cmd.currency != settings.currency:
         raise ValidationFailed(
@@ -101,12 +161,13 @@ async def plan_earn(
             currency=cmd.currency,
             expected=settings.currency,
         )
-    multiplier = (
-        await conn.execute(
-            text("SELECT earn_multiplier_pct FROM loyalty_tiers WHERE code = :c"),
-            {"c": wallet.tier},
-        )
-    ).scalar_one()
+    if multiplier is None:
+        multiplier = (
+            await conn.execute(
+                text("SELECT earn_multiplier_pct FROM loyalty_tiers WHERE code = :c"),
+                {"c": wallet.tier},
+            )
+        ).scalar_one()
     facts = earning.BookingFacts(
         amount_paid=cmd.amount_paid,
         paid_at=cmd.paid_at,
@@ -211,9 +272,25 @@ async def _existing_earn(conn: AsyncConnection, key: str) -> RowMapping | None:
     )
 
 
+@dataclass(frozen=True)
+class Accrued:
+    """An accrual's outcome, with what the earn endpoint answers when the posting path knows it
+    without reading it back."""
+
+    outcome: EarnOutcome
+    wallet: ledger.WalletState | None = None  # after the earn, when nothing else moved it
+    posting: ledger.Posting | None = None  # the earn, when this call posted (or replayed) it
+    notes_recorded: bool = False  # outcome.notifications are already in the outbox
+
+
 async def accrue(conn: AsyncConnection, cmd: EarnCommand, settings: Settings) -> EarnOutcome:
     """Earn on the booking's payment: post at once, or plan it as pending until
     `cmd.pending_until`. Idempotent by booking and by posting key."""
+    return (await accrue_detailed(conn, cmd, settings)).outcome
+
+
+async def accrue_detailed(conn: AsyncConnection, cmd: EarnCommand, settings: Settings) -> Accrued:
+    """accrue, also returning the wallet and posting it already has (for the earn endpoint)."""
     key = earn_key(cmd.booking_id, cmd.payment_id)
     wallet = await lock_wallet(conn, cmd.user_id)
     row = await accrual_row(conn, cmd.booking_id)
@@ -226,15 +303,17 @@ async def accrue(conn: AsyncConnection, cmd: EarnCommand, settings: Settings) ->
                     cmd.user_id, outcome.idempotency_key, cmd.booking_id, outcome.points
                 )
             ]
-        return outcome
+        return Accrued(outcome)
     existing = await _existing_earn(conn, key)
     if existing is not None:
-        return await _adopt(conn, existing, cmd, key)
-    plan = await plan_earn(conn, wallet, cmd, settings)
-    refunded, full = await refunds_so_far(conn, cmd.booking_id)
+        return Accrued(await _adopt(conn, existing, cmd, key))
+    facts = await earn_facts(conn, cmd.user_id, cmd.booking_id)
+    plan = await plan_earn(conn, wallet, cmd, settings, multiplier=facts.multiplier(wallet.tier))
     # Refunds that arrived before the payment was processed are taken off at once.
-    net = plan.points - earning.clawback_target(plan.points, cmd.amount_paid, refunded, full)
-    now = (await conn.execute(text("SELECT now()"))).scalar_one()
+    net = plan.points - earning.clawback_target(
+        plan.points, cmd.amount_paid, facts.refunded, facts.full_refund
+    )
+    now = facts.as_of
     status = "posted"
     if net == 0 and plan.points > 0:
         status = "voided"
@@ -251,8 +330,8 @@ async def accrue(conn: AsyncConnection, cmd: EarnCommand, settings: Settings) ->
         breakdown=plan.metadata(),
     )
     if status != "posted" or net == 0:
-        return outcome_of(row, replayed=False, points=net if status == "pending" else 0)
-    return await _post(conn, row, net)
+        return Accrued(outcome_of(row, replayed=False, points=net if status == "pending" else 0))
+    return await _post(conn, row, net, facts=facts)
 
 
 async def _insert_accrual(
@@ -335,9 +414,25 @@ async def _reported_points(conn: AsyncConnection, row: RowMapping) -> int:
     return await _posted_points(conn, row["earn_tx_id"])
 
 
-async def _post(conn: AsyncConnection, row: RowMapping, points: int) -> EarnOutcome:
+# The posted earn's bookkeeping in one statement, when no debt is owed and the tier stays: the
+# accrual row marked posted, a pending downgrade cleared if the points keep the tier, the
+# notification put in the outbox.
+_POSTED = (
+    "WITH accrued AS (UPDATE booking_accruals SET status = 'posted', earn_tx_id = :t, "
+    "pending_points = 0, updated_at = now() WHERE booking_id = :b), "
+    "cleared AS (DELETE FROM wallet_tier_status "
+    "WHERE wallet_id = :w AND CAST(:clear AS boolean)) "
+    "INSERT INTO notification_outbox (idempotency_key, kind, user_id, payload) VALUES {values} "
+    "ON CONFLICT (idempotency_key) DO NOTHING"
+)
+
+
+async def _post(
+    conn: AsyncConnection, row: RowMapping, points: int, *, facts: EarnFacts | None = None
+) -> Accrued:
     """Post the planned earn of an accrual row (status `posted` after this), repay debt first,
-    move the tier up if the points reach a higher one."""
+    move the tier up if the points reach a higher one. With `facts` (read in this transaction
+    after the wallet was locked) a fresh posting skips the reads they answer."""
     metadata = dict(row["breakdown"])
     if points != row["points"]:
         metadata["reduced_by_refunds"] = int(row["points"]) - points
@@ -356,6 +451,43 @@ async def _post(conn: AsyncConnection, row: RowMapping, points: int) -> EarnOutc
         description=f"earned on booking {row['booking_id']}",
         metadata=metadata,
     )
+    notes = [earned_notification(row["user_id"], row["idempotency_key"], row["booking_id"], points)]
+    # A fresh posting (not a replay) has no debt repayment yet: with no debt owed there is
+    # nothing to repay, and unless the points reach a higher tier, one statement does the rest.
+    if facts is not None and facts.debt <= 0 and not result.replayed:
+        wallet = result.wallet
+        decision = await tier_store.realtime_decision(
+            conn,
+            Ladder.of(facts.steps),
+            wallet_id=wallet.wallet_id,
+            tier=wallet.tier,
+            lifetime_points=wallet.lifetime_points,
+            as_of=facts.as_of,
+        )
+        if not decision.upgrade:
+            values, params = notifications.outbox_values(notes)
+            await conn.execute(
+                text(_POSTED.format(values=values)),
+                {
+                    "t": result.posting.tx_id,
+                    "b": row["booking_id"],
+                    "w": wallet.wallet_id,
+                    "clear": decision.clear_pending,
+                    **params,
+                },
+            )
+            outcome = EarnOutcome(
+                booking_id=row["booking_id"],
+                status="posted",
+                points=points,
+                planned_points=int(row["points"]),
+                idempotency_key=row["idempotency_key"],
+                tx_id=result.posting.tx_id,
+                replayed=False,
+                debt_repaid=0,
+                notifications=notes,
+            )
+            return Accrued(outcome, wallet=wallet, posting=result.posting, notes_recorded=True)
     await conn.execute(
         text(
             "UPDATE booking_accruals SET status = 'posted', earn_tx_id = :t, pending_points = 0, "
@@ -364,15 +496,13 @@ async def _post(conn: AsyncConnection, row: RowMapping, points: int) -> EarnOutc
         {"t": result.posting.tx_id, "b": row["booking_id"]},
     )
     repaid = await repay_debt(conn, row["user_id"], row["idempotency_key"], result.posting)
-    notes = [earned_notification(row["user_id"], row["idempotency_key"], row["booking_id"], points)]
     change = await tier_store.apply_realtime_upgrade(
         conn, result.wallet.wallet_id, source=row["idempotency_key"]
     )
-    if change is not None:
+    if change is not None:  # already in the outbox
         notes.append(change.notification)
-    for note in notes:
-        await notifications.record(conn, note)
-    return EarnOutcome(
+    await notifications.enqueue(conn, notes[:1])
+    outcome = EarnOutcome(
         booking_id=row["booking_id"],
         status="posted",
         points=points,
@@ -383,6 +513,7 @@ async def _post(conn: AsyncConnection, row: RowMapping, points: int) -> EarnOutc
         debt_repaid=repaid,
         notifications=notes,
     )
+    return Accrued(outcome, posting=result.posting, notes_recorded=True)
 
 
 async def activate(conn: AsyncConnection, booking_id: str, user_id: str) -> EarnOutcome:
@@ -399,7 +530,7 @@ async def activate(conn: AsyncConnection, booking_id: str, user_id: str) -> Earn
                 earned_notification(user_id, row["idempotency_key"], booking_id, outcome.points)
             ]
         return outcome
-    return await _post(conn, row, int(row["pending_points"]))
+    return (await _post(conn, row, int(row["pending_points"]))).outcome
 
 
 # --- debt ----------------------------------------------------------------------------------------
@@ -514,7 +645,7 @@ async def earn_on_payment(
             currency=body.currency,
             expected=settings.currency,
         )
-    outcome = await accrue(
+    accrued = await accrue_detailed(
         conn,
         EarnCommand(
             booking_id=body.booking_id,
@@ -528,20 +659,22 @@ async def earn_on_payment(
         ),
         settings,
     )
-    for note in outcome.notifications:  # delivered by a workflow or the outbox relay
-        await notifications.record(conn, note)
-    wallet = await ledger.get_wallet(conn, user_id)
-    posting = None
-    if outcome.tx_id is not None:
+    outcome = accrued.outcome
+    if not accrued.notes_recorded:  # delivered by a workflow or the outbox relay
+        await notifications.enqueue(conn, outcome.notifications)
+    wallet = accrued.wallet or await ledger.get_wallet(conn, user_id)
+    posting = accrued.posting
+    if posting is None and outcome.tx_id is not None:
         posting = (
             await ledger.list_transactions(
                 conn, wallet.wallet_id, limit=1, before_tx_id=outcome.tx_id + 1
             )
         )[0]
     meta: dict[str, Any] = posting.metadata if posting is not None else {}
-    accrual = await accrual_row(conn, body.booking_id)
-    planned: dict[str, Any] = dict(accrual["breakdown"]) if accrual is not None else {}
-    rule_source = meta or planned
+    rule_source = meta
+    if not rule_source:
+        accrual = await accrual_row(conn, body.booking_id)
+        rule_source = dict(accrual["breakdown"]) if accrual is not None else {}
     return EarnOut(
         points=outcome.points,
         posted=outcome.status == "posted",

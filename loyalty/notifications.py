@@ -69,6 +69,41 @@ async def record(conn: AsyncConnection, note: Notification) -> bool:
     return bool(delivered)
 
 
+_ENQUEUE_COLUMNS = "(idempotency_key, kind, user_id, payload)"
+
+
+def outbox_values(notes: list[Notification], prefix: str = "n") -> tuple[str, dict[str, Any]]:
+    """VALUES rows and their parameters for putting `notes` in the outbox in one statement."""
+    rows: list[str] = []
+    params: dict[str, Any] = {}
+    for i, note in enumerate(notes):
+        rows.append(
+            f"(:{prefix}k{i}, :{prefix}kind{i}, :{prefix}u{i}, CAST(:{prefix}p{i} AS jsonb))"
+        )
+        params |= {
+            f"{prefix}k{i}": note.idempotency_key,
+            f"{prefix}kind{i}": note.kind.value,
+            f"{prefix}u{i}": note.user_id,
+            f"{prefix}p{i}": json.dumps(note.payload, default=str),
+        }
+    return ", ".join(rows), params
+
+
+async def enqueue(conn: AsyncConnection, notes: list[Notification]) -> None:
+    """Put the notifications in the outbox in one statement (ON CONFLICT DO NOTHING), without
+    reading back whether they were delivered: for callers that leave delivery to a relay."""
+    if not notes:
+        return
+    values, params = outbox_values(notes)
+    await conn.execute(
+        text(
+            f"INSERT INTO notification_outbox {_ENQUEUE_COLUMNS} VALUES {values} "
+            "ON CONFLICT (idempotency_key) DO NOTHING"
+        ),
+        params,
+    )
+
+
 async def mark_attempt(conn: AsyncConnection, key: str, *, error: str | None) -> None:
     await conn.execute(
         text(

@@ -283,6 +283,36 @@ class TierChange:
     notification: Notification  # already in the outbox; send it with the send_notification activity
 
 
+@dataclass(frozen=True)
+class RealtimeDecision:
+    """What apply_realtime_upgrade would do for a wallet already read in this transaction."""
+
+    upgrade: bool  # the points reach a higher tier: apply_realtime_upgrade must run
+    clear_pending: bool  # not lower than the current tier: a pending downgrade is cleared
+
+
+async def realtime_decision(
+    conn: AsyncConnection,
+    ladder: Ladder,
+    *,
+    wallet_id: uuid.UUID,
+    tier: str,
+    lifetime_points: int,
+    as_of: datetime,
+) -> RealtimeDecision:
+    """apply_realtime_upgrade's decision from a locked wallet row and ladder the caller read
+    in this transaction (the trailing sum is read only when the ladder has such a tier)."""
+    current = ladder.get(tier)
+    if current is None:
+        return RealtimeDecision(upgrade=False, clear_pending=False)
+    needs_trailing = any(s.basis == "trailing_12m" for s in ladder.steps)
+    trailing = await trailing_points(conn, wallet_id, as_of) if needs_trailing else 0
+    earned = ladder.earned(lifetime=lifetime_points, trailing=trailing)
+    return RealtimeDecision(
+        upgrade=earned.rank > current.rank, clear_pending=earned.rank >= current.rank
+    )
+
+
 async def apply_realtime_upgrade(
     conn: AsyncConnection, wallet_id: uuid.UUID, *, source: str | None = None
 ) -> TierChange | None:
@@ -347,7 +377,7 @@ async def apply_realtime_upgrade(
             "reason": "realtime",
         },
     )
-    await notifications.record(conn, note)
+    await notifications.enqueue(conn, [note])
     return TierChange(wallet_id, wallet.user_id, current.code, earned.code, history_id, note)
 
 
