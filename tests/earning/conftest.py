@@ -1,6 +1,7 @@
 """Earning fixtures: settings pointing at the session's PostgreSQL and Temporal dev server with
 the test's own task queue (the API and the worker share them), an in-process worker built as
-worker.py builds it, the API in process, a local notification receiver, and small helpers."""
+worker.py builds it, the API in process, a local notification receiver, and small helpers;
+histories saved for the replay test."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -25,7 +27,13 @@ from api.tokens import mint_token
 from loyalty.booking_events import AccrualState, RefundOutcome
 from loyalty.settings import Settings
 from tests.api.conftest import serve
+from tests.histories import SaveHistory, history_saver
 from worker import build_worker
+
+HISTORIES = Path(__file__).parent / "histories"
+# `EARNING_SAVE_HISTORIES=1 pytest tests/earning` rewrites the histories the replay test checks
+# (tests/earning/histories/*.json) from the tests that call `save_history`.
+SAVE_HISTORIES_ENV = "EARNING_SAVE_HISTORIES"
 
 
 @dataclass
@@ -162,6 +170,13 @@ class Api:
 async def api(settings: Settings, engine: AsyncEngine) -> AsyncIterator[Api]:
     async with serve(create_app(settings)) as http:
         yield Api(http, settings)
+
+
+@pytest.fixture
+def save_history(temporal_client: Client) -> SaveHistory:
+    """`await save_history("accrual_posted", f"accrual-{booking_id}")` stores the run's history
+    for the replay test when EARNING_SAVE_HISTORIES=1 (a no-op otherwise)."""
+    return history_saver(temporal_client, HISTORIES, SAVE_HISTORIES_ENV)
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from tests.earning.conftest import accrual_result, earn_rows, postings
 
 
 async def test_payment_earns_once_and_notifies_once(
-    api, worker, temporal_client, engine, receiver, new_user_id, booking_id
+    api, worker, temporal_client, engine, receiver, new_user_id, booking_id, save_history
 ):
     user = new_user_id()
     receiver.fail_first = 2  # the notification service fails twice before it answers
@@ -44,6 +44,7 @@ async def test_payment_earns_once_and_notifies_once(
     assert (wallet["balance"], wallet["pending_points"], wallet["debt_points"]) == (149, 0, 0)
     assert receiver.keys(user) == [f"points_earned:earn:pi-{booking_id}"]
     assert receiver.attempts == 3
+    await save_history("accrual_posted", f"accrual-{booking_id}")
 
 
 async def test_same_event_id_with_another_body_is_409(api, worker, new_user_id, booking_id):

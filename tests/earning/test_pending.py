@@ -26,7 +26,7 @@ async def _wait_pending(api, user: str, points: int) -> dict:
 
 
 async def test_pending_points_are_activated_by_the_timer(
-    api, worker, temporal_client, engine, new_user_id, booking_id, receiver
+    api, worker, temporal_client, engine, new_user_id, booking_id, receiver, save_history
 ):
     user = new_user_id()
     await api.paid(user, booking_id, 420_000)
@@ -39,6 +39,7 @@ async def test_pending_points_are_activated_by_the_timer(
     assert (wallet["balance"], wallet["pending_points"]) == (420, 0)
     assert await postings(engine, user) == [("earn", 420, booking_id)]
     assert receiver.keys(user) == [f"points_earned:earn:pi-{booking_id}"]
+    await save_history("accrual_pending_activated", f"accrual-{booking_id}")
 
 
 async def test_end_of_stay_sets_the_pending_date(
@@ -54,7 +55,7 @@ async def test_end_of_stay_sets_the_pending_date(
 
 @pytest.mark.parametrize("pending_seconds", [120])
 async def test_full_refund_before_activation_voids_the_pending_points(
-    api, worker, temporal_client, engine, make_wallet, booking_id, pending_seconds
+    api, worker, temporal_client, engine, make_wallet, booking_id, pending_seconds, save_history
 ):
     user = await make_wallet(10)
     await api.paid(user, booking_id, 300_000)
@@ -72,6 +73,8 @@ async def test_full_refund_before_activation_voids_the_pending_points(
     wallet = await api.wallet(user)
     assert (wallet["balance"], wallet["pending_points"], wallet["debt_points"]) == (10, 0, 0)
     assert await postings(engine, user) == []
+    await save_history("accrual_pending_voided", f"accrual-{booking_id}")
+    await save_history("refund_voids_pending", f"refund-{booking_id}-r1")
 
 
 async def test_partial_refund_before_activation_reduces_the_pending_points(

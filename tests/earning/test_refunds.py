@@ -33,7 +33,7 @@ async def redeem(engine: AsyncEngine, user: str, booking_id: str, points: int) -
 
 
 async def test_full_refund_after_redemption_returns_burn_and_claws_back_earn(
-    api, worker, temporal_client, engine, make_wallet, receiver, booking_id
+    api, worker, temporal_client, engine, make_wallet, receiver, booking_id, save_history
 ):
     user = await make_wallet(1_000)
     await redeem(engine, user, booking_id, 300)  # 300 points off a 1,000,300 VND order
@@ -65,6 +65,7 @@ async def test_full_refund_after_redemption_returns_burn_and_claws_back_earn(
     )
     kinds = sorted(r["kind"] for r in receiver.received if r["user_id"] == user)
     assert kinds == ["points_clawed_back", "points_earned", "points_returned"]
+    await save_history("refund_burn_returned_and_clawed_back", f"refund-{booking_id}-r1")
 
 
 async def test_partial_refunds_are_pro_rata_and_add_up_to_the_full_refund(
@@ -117,7 +118,7 @@ async def test_redelivered_refund_does_nothing_new(
 
 
 async def test_clawback_beyond_the_balance_becomes_a_debt_repaid_by_later_earns(
-    api, worker, temporal_client, engine, new_user_id, booking_id
+    api, worker, temporal_client, engine, new_user_id, booking_id, save_history
 ):
     user = new_user_id()
     await api.paid(user, booking_id, 500_000)
@@ -144,6 +145,8 @@ async def test_clawback_beyond_the_balance_becomes_a_debt_repaid_by_later_earns(
     wallet = await api.wallet(user)
     assert (wallet["balance"], wallet["debt_points"], wallet["lifetime_points"]) == (150, 0, 1_100)
     assert (await postings(engine, user))[-2:] == [("earn", 600, other), ("clawback", -450, None)]
+    await save_history("refund_debt", f"refund-{booking_id}-r1")
+    await save_history("accrual_repays_debt", f"accrual-{other}")
 
 
 async def test_cancellation_is_a_full_refund(

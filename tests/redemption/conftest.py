@@ -5,9 +5,8 @@ task queue; a Stripe client for playing the customer; histories saved for the re
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,12 +24,13 @@ from api.tokens import mint_token
 from loyalty import devstack
 from loyalty.settings import Settings
 from loyalty.stripe_client import make_stripe_client
+from tests.histories import SaveHistory, history_saver
 from worker import build_worker
 
 HISTORIES = Path(__file__).parent / "histories"
 # `REDEMPTION_SAVE_HISTORIES=1 pytest tests/redemption` rewrites the histories the replay test
 # checks (tests/redemption/histories/*.json) from the tests that call `save_history`.
-SAVE_HISTORIES = os.environ.get("REDEMPTION_SAVE_HISTORIES") == "1"
+SAVE_HISTORIES_ENV = "REDEMPTION_SAVE_HISTORIES"
 
 
 @pytest.fixture
@@ -67,18 +67,10 @@ def booking_id() -> str:
 
 
 @pytest.fixture
-def save_history(temporal_client: Client) -> Callable[[str, str], Awaitable[None]]:
+def save_history(temporal_client: Client) -> SaveHistory:
     """`await save_history("paid_captured", workflow_id)` stores the run's history for the replay
     test when REDEMPTION_SAVE_HISTORIES=1 (a no-op otherwise)."""
-
-    async def save(name: str, workflow_id: str) -> None:
-        if not SAVE_HISTORIES:
-            return
-        history = await temporal_client.get_workflow_handle(workflow_id).fetch_history()
-        HISTORIES.mkdir(exist_ok=True)
-        (HISTORIES / f"{name}.json").write_text(history.to_json())
-
-    return save
+    return history_saver(temporal_client, HISTORIES, SAVE_HISTORIES_ENV)
 
 
 @dataclass(frozen=True)

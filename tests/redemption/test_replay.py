@@ -7,19 +7,14 @@ non-determinism errors. Regenerate them after a deliberate, versioned change wit
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
-from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.worker import Replayer
 
+from tests.histories import load, replay_failure, skip_while_saving
+from tests.redemption.conftest import HISTORIES as HISTORIES_DIR
+from tests.redemption.conftest import SAVE_HISTORIES_ENV
 from workflows.redemption import RedemptionWorkflow
 
-HISTORIES = {
-    p.stem: p.read_text() for p in sorted((Path(__file__).parent / "histories").glob("*.json"))
-}
+HISTORIES = load(HISTORIES_DIR)
 EXPECTED_PATHS = {
     "paid_captured",
     "all_points_confirmed",
@@ -33,9 +28,7 @@ EXPECTED_PATHS = {
 }
 
 
-pytestmark = pytest.mark.skipif(
-    os.environ.get("REDEMPTION_SAVE_HISTORIES") == "1", reason="histories are being rewritten"
-)
+pytestmark = skip_while_saving(SAVE_HISTORIES_ENV)
 
 
 def test_every_path_has_a_saved_history() -> None:
@@ -44,7 +37,5 @@ def test_every_path_has_a_saved_history() -> None:
 
 @pytest.mark.parametrize("name", sorted(HISTORIES))
 async def test_history_replays(name: str) -> None:
-    history = WorkflowHistory.from_json(f"redemption-replay-{name}", HISTORIES[name])
-    replayer = Replayer(workflows=[RedemptionWorkflow], data_converter=pydantic_data_converter)
-    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
-    assert result.replay_failure is None, f"{name}: {result.replay_failure!r}"
+    failure = await replay_failure([RedemptionWorkflow], name, HISTORIES[name])
+    assert failure is None, f"{name}: {failure!r}"

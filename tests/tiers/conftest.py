@@ -10,6 +10,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,8 +22,14 @@ from activities import Dependencies
 from loyalty.settings import Settings
 from loyalty.tier_evaluation import TierEvaluationInput, TierEvaluationResult
 from loyalty.tiers import Decision, Ladder, TierStep, decide, in_trailing_window
+from tests.histories import SaveHistory, history_saver
 from worker import build_worker
 from workflows.tier_evaluation import TierEvaluationWorkflow
+
+HISTORIES = Path(__file__).parent / "histories"
+# `TIERS_SAVE_HISTORIES=1 pytest tests/tiers` rewrites the histories the replay test checks
+# (tests/tiers/histories/*.json) from the tests that call `save_history`.
+SAVE_HISTORIES_ENV = "TIERS_SAVE_HISTORIES"
 
 # Silver on lifetime points, gold on the trailing 12 months: both bases in every run.
 TEST_LADDER = {
@@ -161,6 +168,14 @@ async def tiers_of(engine: AsyncEngine, wallet_ids: Sequence[uuid.UUID] | None =
         )
         found = {r[0]: (r[1], r[2]) for r in rows}
     return found if wallet_ids is None else {w: found[w] for w in wallet_ids}
+
+
+@pytest.fixture
+def save_history(temporal_client: Client) -> SaveHistory:
+    """`await save_history("downgrade_into_grace", handle.id)` stores the run's history (with
+    `run_id=..., all_runs=True`: every run of a continue-as-new chain) for the replay test when
+    TIERS_SAVE_HISTORIES=1 (a no-op otherwise)."""
+    return history_saver(temporal_client, HISTORIES, SAVE_HISTORIES_ENV)
 
 
 Evaluate = Callable[..., Awaitable[tuple[TierEvaluationResult, WorkflowHandle[Any, Any]]]]

@@ -22,6 +22,7 @@ from activities import Dependencies
 from loyalty.settings import Settings
 from loyalty.tier_evaluation import TierEvaluationInput
 from loyalty.tiers import Ladder, notification_key, trailing_window_start
+from tests.histories import SaveHistory
 from tests.tiers.conftest import Evaluate, SeedWallet, direct_decisions, seed, tiers_of
 from worker import build_worker
 from workflows.tier_evaluation import TierEvaluationWorkflow
@@ -52,7 +53,11 @@ def _population(as_of: datetime, size: int, rng: random.Random) -> list[SeedWall
 
 
 async def test_continues_as_new_and_matches_a_direct_computation(
-    engine: AsyncEngine, ladder: Ladder, evaluate: Evaluate, temporal_client: Client
+    engine: AsyncEngine,
+    ladder: Ladder,
+    evaluate: Evaluate,
+    temporal_client: Client,
+    save_history: SaveHistory,
 ) -> None:
     as_of = datetime.now(UTC)
     await seed(engine, _population(as_of, 3000, random.Random(20261125)))
@@ -77,6 +82,9 @@ async def test_continues_as_new_and_matches_a_direct_computation(
     first = await first_run.fetch_history()
     assert first.events[-1].event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW
     assert len(first.events) < 100  # continue-as-new keeps each run's history small
+    await save_history(
+        "continued_as_new", handle.id, run_id=handle.first_execution_run_id, all_runs=True
+    )
 
     actual = await tiers_of(engine)
     assert actual == {w: (d.tier, d.downgrade_pending_since) for w, d in expected.items()}
@@ -136,7 +144,7 @@ async def test_threshold_and_trailing_window_edges(
 
 
 async def test_downgrade_with_and_without_grace(
-    engine: AsyncEngine, ladder: Ladder, evaluate: Evaluate
+    engine: AsyncEngine, ladder: Ladder, evaluate: Evaluate, save_history: SaveHistory
 ) -> None:
     t0 = datetime.now(UTC)
     old = t0 - timedelta(days=400)  # lifetime 6000 (silver), nothing in the trailing window
@@ -145,8 +153,9 @@ async def test_downgrade_with_and_without_grace(
     ids = await seed(engine, [with_grace, requalifies])
     graced, requal = ids[with_grace.user_id], ids[requalifies.user_id]
 
-    await evaluate(as_of=t0, downgrade_grace_days=30)
+    _, into_grace = await evaluate(as_of=t0, downgrade_grace_days=30)
     assert await tiers_of(engine, [graced, requal]) == {graced: ("gold", t0), requal: ("gold", t0)}
+    await save_history("downgrade_into_grace", into_grace.id)
 
     # Re-qualifying inside the grace period cancels the pending downgrade.
     async with engine.begin() as conn:
@@ -172,7 +181,7 @@ async def test_downgrade_with_and_without_grace(
         requal: ("gold", None),
     }
 
-    due, _ = await evaluate(as_of=t0 + GRACE, downgrade_grace_days=30)
+    due, after_grace = await evaluate(as_of=t0 + GRACE, downgrade_grace_days=30)
     assert await tiers_of(engine, [graced, requal]) == {
         graced: ("silver", None),
         requal: ("gold", None),
@@ -195,6 +204,7 @@ async def test_downgrade_with_and_without_grace(
         ).one()
     assert [tuple(r) for r in rows] == [(due.progress.evaluation_id, "gold", "silver", "downgrade")]
     assert note[0] == "tier_changed" and note[1]["direction"] == "downgrade"
+    await save_history("downgrade_after_grace", after_grace.id)
 
     # Without grace the same shortfall drops the wallet at the first evaluation.
     no_grace = SeedWallet("gold", [(6000, old)])

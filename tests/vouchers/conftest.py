@@ -11,9 +11,8 @@ reservation, the compensations) is the production code."""
 
 from __future__ import annotations
 
-import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -37,6 +36,7 @@ from loyalty import ledger
 from loyalty.settings import Settings
 from loyalty.voucher_schemas import BurnPoints, IssueVoucher, PointsBurned, VoucherOut
 from tests.api.conftest import serve
+from tests.histories import SaveHistory, history_saver
 from worker import build_worker
 from workflows.registry import WORKFLOWS
 
@@ -45,7 +45,7 @@ Headers = dict[str, str]
 HISTORIES = Path(__file__).parent / "histories"
 # `VOUCHERS_SAVE_HISTORIES=1 pytest tests/vouchers` rewrites the histories that test_replay
 # checks, from the tests that call `save_history`.
-SAVE_HISTORIES = os.environ.get("VOUCHERS_SAVE_HISTORIES") == "1"
+SAVE_HISTORIES_ENV = "VOUCHERS_SAVE_HISTORIES"
 
 
 class FailingIssue:
@@ -144,18 +144,10 @@ def fault_worker(
 
 
 @pytest.fixture
-def save_history(temporal_client: Client) -> Callable[[str, str], Awaitable[None]]:
+def save_history(temporal_client: Client) -> SaveHistory:
     """`await save_history("completed", workflow_id)` stores the latest run's history for the
     replay test when VOUCHERS_SAVE_HISTORIES=1 (a no-op otherwise)."""
-
-    async def save(name: str, workflow_id: str) -> None:
-        if not SAVE_HISTORIES:
-            return
-        history = await temporal_client.get_workflow_handle(workflow_id).fetch_history()
-        HISTORIES.mkdir(exist_ok=True)
-        (HISTORIES / f"{name}.json").write_text(history.to_json())
-
-    return save
+    return history_saver(temporal_client, HISTORIES, SAVE_HISTORIES_ENV)
 
 
 @dataclass(frozen=True)

@@ -4,18 +4,16 @@ running purchases fails here. Regenerate with `VOUCHERS_SAVE_HISTORIES=1 pytest 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.worker import Replayer
 
+from tests.histories import load, replay_failure, skip_while_saving
+from tests.vouchers.conftest import HISTORIES as HISTORIES_DIR
+from tests.vouchers.conftest import SAVE_HISTORIES_ENV
 from workflows.voucher_purchase import VoucherPurchaseWorkflow
 
-HISTORIES = {
-    p.stem: p.read_text() for p in sorted((Path(__file__).parent / "histories").glob("*.json"))
-}
+HISTORIES = load(HISTORIES_DIR)
+
+pytestmark = skip_while_saving(SAVE_HISTORIES_ENV)
 
 
 def test_every_path_has_a_saved_history() -> None:
@@ -24,7 +22,5 @@ def test_every_path_has_a_saved_history() -> None:
 
 @pytest.mark.parametrize("name", sorted(HISTORIES))
 async def test_history_replays(name: str) -> None:
-    history = WorkflowHistory.from_json(f"voucher-replay-{name}", HISTORIES[name])
-    replayer = Replayer(workflows=[VoucherPurchaseWorkflow], data_converter=pydantic_data_converter)
-    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
-    assert result.replay_failure is None, result.replay_failure
+    failure = await replay_failure([VoucherPurchaseWorkflow], name, HISTORIES[name])
+    assert failure is None, f"{name}: {failure!r}"

@@ -1,0 +1,40 @@
+"""Saved histories of AccrualWorkflow and RefundWorkflow replay on the current workflow code
+without non-determinism errors, so a change that would break running accruals and refunds fails
+here. Regenerate them after a deliberate, versioned change with
+
+    EARNING_SAVE_HISTORIES=1 .venv/bin/python -m pytest tests/earning
+
+(the tests that call `save_history` rewrite tests/earning/histories/<path>.json)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.earning.conftest import HISTORIES as HISTORIES_DIR
+from tests.earning.conftest import SAVE_HISTORIES_ENV
+from tests.histories import load, replay_failure, skip_while_saving
+from workflows.accrual import AccrualWorkflow
+from workflows.refund import RefundWorkflow
+
+HISTORIES = load(HISTORIES_DIR)
+EXPECTED_PATHS = {
+    "accrual_posted",
+    "accrual_pending_activated",
+    "accrual_pending_voided",
+    "accrual_repays_debt",
+    "refund_burn_returned_and_clawed_back",
+    "refund_debt",
+    "refund_voids_pending",
+}
+
+pytestmark = skip_while_saving(SAVE_HISTORIES_ENV)
+
+
+def test_every_path_has_a_saved_history() -> None:
+    assert set(HISTORIES) >= EXPECTED_PATHS
+
+
+@pytest.mark.parametrize("name", sorted(HISTORIES))
+async def test_history_replays(name: str) -> None:
+    failure = await replay_failure([AccrualWorkflow, RefundWorkflow], name, HISTORIES[name])
+    assert failure is None, f"{name}: {failure!r}"

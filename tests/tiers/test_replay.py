@@ -1,0 +1,37 @@
+"""Saved histories of TierEvaluationWorkflow (every run of a continue-as-new chain, a downgrade
+into grace and one after it) replay on the current workflow code without non-determinism
+errors. Regenerate them after a deliberate, versioned change with
+
+    TIERS_SAVE_HISTORIES=1 .venv/bin/python -m pytest tests/tiers
+
+(the tests that call `save_history` rewrite tests/tiers/histories/<path>.json)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.histories import load, replay_failure, skip_while_saving
+from tests.tiers.conftest import HISTORIES as HISTORIES_DIR
+from tests.tiers.conftest import SAVE_HISTORIES_ENV
+from workflows.tier_evaluation import TierEvaluationWorkflow
+
+HISTORIES = load(HISTORIES_DIR)
+# continued_as_new.run1 ends in continue-as-new; run2 starts from the carried state.
+EXPECTED_PATHS = {
+    "continued_as_new.run1",
+    "continued_as_new.run2",
+    "downgrade_into_grace",
+    "downgrade_after_grace",
+}
+
+pytestmark = skip_while_saving(SAVE_HISTORIES_ENV)
+
+
+def test_every_path_has_a_saved_history() -> None:
+    assert set(HISTORIES) >= EXPECTED_PATHS
+
+
+@pytest.mark.parametrize("name", sorted(HISTORIES))
+async def test_history_replays(name: str) -> None:
+    failure = await replay_failure([TierEvaluationWorkflow], name, HISTORIES[name])
+    assert failure is None, f"{name}: {failure!r}"
