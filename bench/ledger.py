@@ -276,8 +276,8 @@ async def count_statements(
     engine: AsyncEngine, url: str, run_id: str, *, show: bool
 ) -> dict[str, int]:
     """SQL statements of one earn posting on a wallet that exists: through the ledger, and
-    through the HTTP endpoint (the app in this process, its engine watched). BEGIN, COMMIT and
-    the pool's pre-ping are round trips too, but not statements, so they are not counted."""
+    through the HTTP endpoint (the app in this process, its engine watched). BEGIN and COMMIT
+    are round trips too, but not statements, so they are not counted."""
     statements: list[str] = []
 
     def record(*args: Any) -> None:  # conn, cursor, statement, parameters, context, many
@@ -573,7 +573,7 @@ async def measure(args: argparse.Namespace, url: str, workdir: Path, pg_pid: int
         f"cpu ms/op = CPU time of that process group per operation"
     )
     print(
-        "SQL statements per posting (plus BEGIN, COMMIT and the pool's pre-ping): "
+        "SQL statements per posting (plus BEGIN and COMMIT): "
         + ", ".join(f"{k} {v}" for k, v in statements.items())
     )
     print(f"invariants after the run: {'OK' if not violations else violations[:5]}")
