@@ -173,7 +173,9 @@ async def state(client: Client, booking_id: str) -> RedemptionState:
     try:
         return await handle.query(RedemptionWorkflow.status, rpc_timeout=QUERY_TIMEOUT)
     except RPCError as err:
-        if err.status != RPCStatusCode.DEADLINE_EXCEEDED:
+        # The server answers DEADLINE_EXCEEDED; when the client's deadline fires first the SDK
+        # raises CANCELLED ("Timeout expired"). Either way no worker answered in time.
+        if err.status not in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED):
             raise
         log.warning("no worker answered the status query of %s", description.id)
         return _state_without_worker(description)
