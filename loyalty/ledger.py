@@ -5,8 +5,9 @@ Posting protocol (one database transaction, owned by the caller):
    the stored request hash tells a true replay (return the original) from a conflicting reuse;
 2. move the wallet with one conditional UPDATE (`... WHERE balance + amount - held - held_delta
    >= 0`); zero rows means not enough points.
-earn, adjust and burn do both (and the wallet lookup) in one statement when the wallet exists
-and the key is new, the hot path: one round trip instead of three (bench/ledger.py measured it).
+earn, adjust, burn and clawback do both (and the wallet lookup) in one statement when the
+wallet exists and the key is new, the hot path: one round trip instead of three
+(bench/ledger.py measured it).
 
 Functions here take an AsyncConnection inside a transaction and never commit. When one raises a
 LoyaltyError the caller must roll back (`async with engine.begin()` does): a failed step may have
@@ -331,10 +332,11 @@ async def _insufficient(
 _POST_BY_USER = text(
     "WITH target AS (SELECT wallet_id FROM wallets WHERE user_id = :user_id), "
     "posted AS (INSERT INTO wallet_transactions (wallet_id, type, amount, held_delta, "
-    "currency_amount, currency, counter_account, booking_id, payment_id, idempotency_key, "
-    "request_hash, description, metadata) "
+    "currency_amount, currency, counter_account, booking_id, payment_id, reverses_tx_id, "
+    "idempotency_key, request_hash, description, metadata) "
     "SELECT wallet_id, :type, :amount, 0, :currency_amount, :currency, :counter_account, "
-    ":booking_id, :payment_id, :key, :hash, :description, CAST(:metadata AS jsonb) FROM target "
+    ":booking_id, :payment_id, :reverses, :key, :hash, :description, CAST(:metadata AS jsonb) "
+    "FROM target "
     f"ON CONFLICT (idempotency_key) DO NOTHING RETURNING {_TX_COLUMNS}), "
     "moved AS (UPDATE wallets SET balance = balance + posted.amount, "
     "lifetime_points = lifetime_points + :lifetime_delta, version = version + 1, "
@@ -346,10 +348,11 @@ _POST_BY_USER = text(
 )
 
 
-async def _post_by_user(
+async def _post_to_user(
     conn: AsyncConnection,
     *,
     user_id: str,
+    open_if_missing: bool,
     tx_type: str,
     amount: int,
     counter_account: str,
@@ -358,38 +361,64 @@ async def _post_by_user(
     lifetime_delta: int = 0,
     booking_id: str | None = None,
     payment_id: str | None = None,
+    reverses_tx_id: int | None = None,
     currency_amount: int | None = None,
     currency: str | None = None,
     description: str | None = None,
     metadata: Mapping[str, Any] | None = None,
-) -> PostingResult | None:
-    """Post in one round trip when the wallet exists and the key is new; None otherwise."""
+) -> PostingResult:
+    """Post a change of the balance (no hold) to the user's wallet: in one round trip when the
+    wallet exists and the key is new, else step by step (missing wallet, replay, conflict)."""
     _check_key(idempotency_key)
+    fields: dict[str, Any] = {
+        "booking_id": booking_id,
+        "payment_id": payment_id,
+        "currency_amount": currency_amount,
+        "currency": currency,
+        "description": description,
+    }
     row = await _first(
         conn,
         _POST_BY_USER,
         {
+            **fields,
             "user_id": user_id,
             "type": tx_type,
             "amount": amount,
             "lifetime_delta": lifetime_delta,
-            "currency_amount": currency_amount,
-            "currency": currency,
             "counter_account": counter_account,
-            "booking_id": booking_id,
-            "payment_id": payment_id,
+            "reverses": reverses_tx_id,
             "key": idempotency_key,
             "hash": request_hash(request),
-            "description": description,
             "metadata": json.dumps(dict(metadata or {}), default=str),
         },
     )
-    if row is None:
-        return None
-    posting = _posting(row)
-    if row["wallet_wallet_id"] is None:  # inserted, but the wallet cannot cover it
-        raise await _insufficient(conn, posting.wallet_id, amount=amount, held_delta=0)
-    wallet = WalletState(**{k: row[f"wallet_{k}"] for k in WalletState.__dataclass_fields__})
+    if row is not None:
+        posting = _posting(row)
+        if row["wallet_wallet_id"] is None:  # inserted, but the wallet cannot cover it
+            raise await _insufficient(conn, posting.wallet_id, amount=amount, held_delta=0)
+        wallet = WalletState(**{k: row[f"wallet_{k}"] for k in WalletState.__dataclass_fields__})
+        return PostingResult(posting, wallet, False)
+
+    wallet = await (open_wallet if open_if_missing else get_wallet)(conn, user_id)
+    posting, replayed = await _insert_or_replay(
+        conn,
+        wallet_id=wallet.wallet_id,
+        tx_type=tx_type,
+        amount=amount,
+        held_delta=0,
+        counter_account=counter_account,
+        idempotency_key=idempotency_key,
+        request=request,
+        reverses_tx_id=reverses_tx_id,
+        metadata=metadata,
+        **fields,
+    )
+    if replayed:
+        return PostingResult(posting, await _wallet_by_id(conn, wallet.wallet_id), True)
+    wallet = await _move_wallet(
+        conn, wallet.wallet_id, amount=amount, held_delta=0, lifetime_delta=lifetime_delta
+    )
     return PostingResult(posting, wallet, False)
 
 
@@ -426,9 +455,10 @@ async def earn(
         "payment_id": payment_id,
         "currency_amount": currency_amount,
     }
-    posted = await _post_by_user(
+    return await _post_to_user(
         conn,
         user_id=user_id,
+        open_if_missing=True,
         tx_type="earn",
         amount=points,
         lifetime_delta=points,
@@ -442,31 +472,6 @@ async def earn(
         description=description,
         metadata=metadata,
     )
-    if posted is not None:
-        return posted
-    wallet = await open_wallet(conn, user_id)
-    posting, replayed = await _insert_or_replay(
-        conn,
-        wallet_id=wallet.wallet_id,
-        tx_type="earn",
-        amount=points,
-        held_delta=0,
-        counter_account=counter_account,
-        idempotency_key=idempotency_key,
-        request=request,
-        booking_id=booking_id,
-        payment_id=payment_id,
-        currency_amount=currency_amount,
-        currency=currency,
-        description=description,
-        metadata=metadata,
-    )
-    if replayed:
-        return PostingResult(posting, await _wallet_by_id(conn, wallet.wallet_id), True)
-    wallet = await _move_wallet(
-        conn, wallet.wallet_id, amount=points, held_delta=0, lifetime_delta=points
-    )
-    return PostingResult(posting, wallet, False)
 
 
 async def adjust(
@@ -483,9 +488,10 @@ async def adjust(
     if not reason or not reason.strip():
         raise ValidationFailed("a reason is required for an adjustment")
     request = {"type": "adjustment", "user_id": user_id, "points": points, "reason": reason}
-    posted = await _post_by_user(
+    return await _post_to_user(
         conn,
         user_id=user_id,
+        open_if_missing=False,
         tx_type="adjustment",
         amount=points,
         counter_account="adjustment",
@@ -494,25 +500,6 @@ async def adjust(
         description=reason,
         metadata={"actor": actor} if actor else None,
     )
-    if posted is not None:
-        return posted
-    wallet = await get_wallet(conn, user_id)
-    posting, replayed = await _insert_or_replay(
-        conn,
-        wallet_id=wallet.wallet_id,
-        tx_type="adjustment",
-        amount=points,
-        held_delta=0,
-        counter_account="adjustment",
-        idempotency_key=idempotency_key,
-        request=request,
-        description=reason,
-        metadata={"actor": actor} if actor else None,
-    )
-    if replayed:
-        return PostingResult(posting, await _wallet_by_id(conn, wallet.wallet_id), True)
-    wallet = await _move_wallet(conn, wallet.wallet_id, amount=points, held_delta=0)
-    return PostingResult(posting, wallet, False)
 
 
 async def burn(
@@ -537,9 +524,10 @@ async def burn(
         "booking_id": booking_id,
         "counter_account": counter_account,
     }
-    posted = await _post_by_user(
+    return await _post_to_user(
         conn,
         user_id=user_id,
+        open_if_missing=False,
         tx_type="burn",
         amount=-points,
         counter_account=counter_account,
@@ -551,28 +539,6 @@ async def burn(
         description=description,
         metadata=metadata,
     )
-    if posted is not None:
-        return posted
-    wallet = await get_wallet(conn, user_id)
-    posting, replayed = await _insert_or_replay(
-        conn,
-        wallet_id=wallet.wallet_id,
-        tx_type="burn",
-        amount=-points,
-        held_delta=0,
-        counter_account=counter_account,
-        idempotency_key=idempotency_key,
-        request=request,
-        booking_id=booking_id,
-        currency_amount=currency_amount,
-        currency=currency,
-        description=description,
-        metadata=metadata,
-    )
-    if replayed:
-        return PostingResult(posting, await _wallet_by_id(conn, wallet.wallet_id), True)
-    wallet = await _move_wallet(conn, wallet.wallet_id, amount=-points, held_delta=0)
-    return PostingResult(posting, wallet, False)
 
 
 async def refund(
@@ -653,7 +619,6 @@ async def clawback(
     points below zero: the caller decides what to do with a shortfall (loyalty.accrual records
     it as a debt). Lifetime points stay: they count every point ever earned."""
     _check_points(points)
-    wallet = await get_wallet(conn, user_id)
     request = {
         "type": "clawback",
         "user_id": user_id,
@@ -661,12 +626,12 @@ async def clawback(
         "reverses_tx_id": reverses_tx_id,
         "booking_id": booking_id,
     }
-    posting, replayed = await _insert_or_replay(
+    return await _post_to_user(
         conn,
-        wallet_id=wallet.wallet_id,
+        user_id=user_id,
+        open_if_missing=False,
         tx_type="clawback",
         amount=-points,
-        held_delta=0,
         counter_account=counter_account,
         idempotency_key=idempotency_key,
         request=request,
@@ -675,10 +640,6 @@ async def clawback(
         description=description,
         metadata=metadata,
     )
-    if replayed:
-        return PostingResult(posting, await _wallet_by_id(conn, wallet.wallet_id), True)
-    wallet = await _move_wallet(conn, wallet.wallet_id, amount=-points, held_delta=0)
-    return PostingResult(posting, wallet, False)
 
 
 async def hold(
