@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+from datetime import UTC, datetime
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from loyalty import accrual, ledger, rules
+from loyalty import accrual, ledger, rules, tier_store
 from loyalty.errors import ValidationFailed
 from loyalty.schemas import (
     AdjustmentIn,
@@ -71,19 +72,10 @@ async def _tiers(conn: AsyncConnection) -> list[rules.Tier]:
 
 
 async def _basis_points(conn: AsyncConnection, wallet: ledger.WalletState, basis: str) -> int:
+    """The points that count towards a threshold: the same window tier evaluation uses."""
     if basis == "lifetime":
         return wallet.lifetime_points
-    earned = (
-        await conn.execute(
-            text(
-                "SELECT COALESCE(SUM(amount), 0) FROM wallet_transactions "
-                "WHERE wallet_id = :w AND type = 'earn' "
-                "AND created_at >= now() - interval '12 months'"
-            ),
-            {"w": wallet.wallet_id},
-        )
-    ).scalar_one()
-    return int(earned)
+    return await tier_store.trailing_points(conn, wallet.wallet_id, datetime.now(UTC))
 
 
 async def wallet_view(conn: AsyncConnection, user_id: str) -> WalletOut:
