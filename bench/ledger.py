@@ -8,8 +8,10 @@ Phases, each at the same client count:
 2. earn postings through `loyalty.ledger.earn`, one transaction each, from C asyncio tasks on an
    engine with a pool of C connections;
 3. earn postings through HTTP (`POST /wallets/{userId}/earn`, service token) against the API
-   served by a real uvicorn process on a free loopback port, from an httpx client with C
-   concurrent requests;
+   served by a real uvicorn process on a free loopback port (uvicorn's defaults: uvloop and
+   httptools when installed, as scripts/serve_api.py), from C keep-alive HTTP/1.1 connections
+   of a lean client on raw asyncio streams (like wrk: the load generator is not the service, so
+   it should cost little CPU on the same cores; `--http-client httpx` uses httpx instead);
 4. `pgbench -N` again, to show how much the baseline drifted meanwhile (a shared box is noisy);
    the ratios use the mean of both pgbench runs.
 
@@ -30,12 +32,14 @@ import argparse
 import asyncio
 import contextlib
 import cProfile
+import functools
+import importlib.util
 import io
+import json
 import os
 import pstats
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -47,6 +51,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -59,7 +64,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from api.app import create_app
 from api.auth import SCOPE_SERVICE
 from api.tokens import mint_token
-from loyalty import devstack, ledger
+from loyalty import db, devstack, ledger
 from loyalty.db import make_engine
 from loyalty.invariants import find_violations
 from loyalty.settings import PROJECT_ROOT, Settings
@@ -288,6 +293,8 @@ async def count_statements(
     async with engine.begin() as conn:
         await ledger.earn(conn, user_id=user, points=1, idempotency_key=f"bench:{run_id}:c0")
     counts = {}
+    # Through SQLAlchemy, and straight on the driver (loyalty.db's hot path).
+    db.statement_observers.append(lambda sql: statements.append(" ".join(sql.split())[:100]))
     event.listen(engine.sync_engine, "before_cursor_execute", record)
     try:
         async with engine.begin() as conn:
@@ -317,6 +324,7 @@ async def count_statements(
         finally:
             event.remove(app.state.engine.sync_engine, "before_cursor_execute", record)
         assert response.status_code == 201, response.text
+    db.statement_observers.clear()
     counts["HTTP earn"] = len(statements)
     listing["HTTP earn"] = list(statements)
     if show:
@@ -329,45 +337,67 @@ async def count_statements(
 # --- earn through HTTP -----------------------------------------------------------------------
 
 
-def serve_api(port: int, profile: Path | None) -> int:
-    """The API under uvicorn in this process (what --serve-api runs), optionally profiled."""
-    import uvicorn
+# The API server process: uvicorn on the app of a source tree (this one, or another checkout
+# with --api-source, to compare code in one run), optionally under cProfile. uvicorn re-raises
+# the SIGTERM it handled once it has shut down; a Python handler keeps the process alive long
+# enough to write the profile.
+_SERVE = """
+import cProfile, signal, sys
+sys.path.insert(0, {source!r})
+import uvicorn
+from api.app import create_app
+from loyalty.settings import Settings
+signal.signal(signal.SIGTERM, lambda *_: None)
+config = uvicorn.Config(create_app(Settings()), host="127.0.0.1", port={port}, access_log=False,
+                        log_level="warning", loop={loop!r}, http={http!r})
+server = uvicorn.Server(config)
+profiler = cProfile.Profile() if {profile!r} else None
+if profiler is not None:
+    profiler.enable()
+server.run()
+if profiler is not None:
+    profiler.disable()
+    profiler.dump_stats({profile!r})
+sys.exit(0 if server.started else 1)
+"""
 
-    # uvicorn re-raises the SIGTERM it handled once it has shut down; a Python handler keeps
-    # the process alive long enough to write the profile.
-    signal.signal(signal.SIGTERM, lambda *_: None)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(Settings()),
-            host="127.0.0.1",
-            port=port,
-            access_log=False,
-            log_level="warning",
-        )
-    )
-    profiler = cProfile.Profile() if profile is not None else None
-    if profiler is not None:
-        profiler.enable()
-    server.run()
-    if profiler is not None and profile is not None:
-        profiler.disable()
-        profiler.dump_stats(profile)
-    return 0 if server.started else 1
+# uvicorn's loop and http settings: "auto" takes uvloop and httptools when installed.
+API_RUNTIMES = {"auto": ("auto", "auto"), "asyncio-h11": ("asyncio", "h11")}
+
+
+def api_runtime_name(runtime: str) -> str:
+    loop, http = API_RUNTIMES[runtime]
+    if loop == "auto":
+        loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    if http == "auto":
+        http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    return f"{loop}+{http}"
 
 
 @contextlib.contextmanager
 def api_server(
-    url: str, *, pool_size: int, workdir: Path, profile: Path | None
+    url: str,
+    *,
+    pool_size: int,
+    workdir: Path,
+    profile: Path | None,
+    source: Path = PROJECT_ROOT,
+    runtime: str = "auto",
 ) -> Iterator[tuple[str, subprocess.Popen]]:
     port = devstack.free_port()
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--serve-api", str(port)]
-    if profile is not None:
-        cmd += ["--profile-out", str(profile)]
+    loop, http = API_RUNTIMES[runtime]
+    code = _SERVE.format(
+        source=str(source),
+        port=port,
+        loop=loop,
+        http=http,
+        profile=str(profile) if profile is not None else "",
+    )
     env = {"DATABASE_URL": url, "DB_POOL_SIZE": str(pool_size)}
     log = workdir / "api.log"
     proc = subprocess.Popen(
-        cmd,
-        cwd=PROJECT_ROOT,
+        [sys.executable, "-c", code],
+        cwd=source,
         env={**os.environ, **env},
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
@@ -383,6 +413,62 @@ def api_server(
             print(log.read_text()[-3000:], file=sys.stderr)
 
 
+class RawHttpConnection:
+    """One keep-alive HTTP/1.1 connection on asyncio streams: writes a request, reads the status
+    line, the headers and exactly Content-Length bytes of body. Enough for this API (uvicorn
+    always sends Content-Length for JSON); anything else is an error, not a guess."""
+
+    def __init__(self, host: str, port: int, headers: dict[str, str]) -> None:
+        self._host, self._port = host, port
+        self._head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if self._reader is None or self._writer is None:
+            self._reader, self._writer = await asyncio.open_connection(self._host, self._port)
+        return self._reader, self._writer
+
+    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        reader, writer = await self._connect()
+        writer.write(
+            (
+                f"POST {path} HTTP/1.1\r\nHost: {self._host}:{self._port}\r\n{self._head}"
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+            ).encode()
+            + body
+        )
+        head = await reader.readuntil(b"\r\n\r\n")
+        status_line, *lines = head[:-4].split(b"\r\n")
+        version, status, *_ = status_line.split(b" ", 2)
+        if not version.startswith(b"HTTP/1."):
+            raise RuntimeError(f"not an HTTP/1.x response: {status_line!r}")
+        length: int | None = None
+        close = False
+        for line in lines:
+            name, _, value = line.partition(b":")
+            name = name.strip().lower()
+            if name == b"content-length":
+                length = int(value)
+            elif name == b"transfer-encoding":
+                raise RuntimeError(f"unexpected Transfer-Encoding: {value.strip()!r}")
+            elif name == b"connection" and value.strip().lower() == b"close":
+                close = True
+        if length is None:
+            raise RuntimeError(f"no Content-Length in the response: {head!r}")
+        content = await reader.readexactly(length)
+        if close:
+            await self.close()
+        return int(status), content
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            with contextlib.suppress(OSError):
+                await self._writer.wait_closed()
+        self._reader = self._writer = None
+
+
 async def run_http(
     base_url: str,
     *,
@@ -392,46 +478,61 @@ async def run_http(
     seconds: int,
     warmup: float,
     groups: dict,
+    http_client: str,
+    label: str = "",
 ) -> Phase:
     settings = Settings(_env_file=PROJECT_ROOT / ".env")
     token = mint_token(settings, sub="bench", scopes=[SCOPE_SERVICE], ttl=3600)
-    users = [f"bench-{run_id}-h{i}" for i in range(wallets)]
+    tag = re.sub(r"[^0-9a-z]", "", label)  # ids: printable ASCII, no spaces
+    users = [f"bench-{run_id}-h{tag}-{i}" for i in range(wallets)]
     latencies: list[float] = []
     failures: list[str] = []
     measure_from = time.perf_counter() + warmup
     until = measure_from + seconds
+    parsed = urlsplit(base_url)
+    host, port = parsed.hostname or "127.0.0.1", parsed.port or 80
+    headers = {"Authorization": f"Bearer {token}"}
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(
-        base_url=base_url,
-        headers={"Authorization": f"Bearer {token}"},
-        limits=limits,
-        timeout=30,
+        base_url=base_url, headers=headers, limits=limits, timeout=30
     ) as http:
 
         async def client(i: int) -> None:
+            raw = RawHttpConnection(host, port, headers) if http_client == "raw" else None
             n = 0
-            while (started := time.perf_counter()) < until and not failures:
-                user = _wallet_for(users, i, n, clients)
-                body = {
-                    "booking_id": f"bench-{run_id}-{i}-{n}",
-                    "amount_paid": AMOUNT_PAID,
-                    "currency": "VND",
-                }
-                response = await http.post(f"/wallets/{user}/earn", json=body)
-                if response.status_code != 201:
-                    failures.append(f"{response.status_code} {response.text[:300]}")
-                    return
-                if started >= measure_from:
-                    latencies.append(time.perf_counter() - started)
-                n += 1
+            try:
+                while (started := time.perf_counter()) < until and not failures:
+                    user = _wallet_for(users, i, n, clients)
+                    path = f"/wallets/{user}/earn"
+                    body = {
+                        "booking_id": f"bench-{run_id}{tag}-{i}-{n}",
+                        "amount_paid": AMOUNT_PAID,
+                        "currency": "VND",
+                    }
+                    if raw is not None:
+                        status, content = await raw.post(path, json.dumps(body).encode())
+                    else:
+                        response = await http.post(path, json=body)
+                        status, content = response.status_code, response.content
+                    # Every booking is new and earns one point: 201, anything else is a failure.
+                    if status != 201:
+                        failures.append(f"{status} {content[:300]!r}")
+                        return
+                    if started >= measure_from:
+                        latencies.append(time.perf_counter() - started)
+                    n += 1
+            finally:
+                if raw is not None:
+                    await raw.close()
 
         tasks = [asyncio.create_task(client(i)) for i in range(clients)]
         await asyncio.sleep(warmup)
         with CpuSampler(groups) as cpu:
             await asyncio.gather(*tasks)
     if failures:
-        raise RuntimeError(f"HTTP earn failed: {failures[0]}")
-    return Phase("HTTP POST /wallets/{userId}/earn", seconds, latencies, cpu=cpu.totals())
+        raise RuntimeError(f"HTTP earn failed ({len(failures)} failures): {failures[0]}")
+    name = f"HTTP POST /wallets/{{userId}}/earn{label}"
+    return Phase(name, seconds, latencies, cpu=cpu.totals())
 
 
 # --- report ----------------------------------------------------------------------------------
@@ -446,7 +547,7 @@ def report(phases: list[Phase], baseline: float, targets: dict[str, float]) -> N
     for phase in phases:
         rate = phase.ops_per_second
         ratio = rate / baseline
-        target = targets.get(phase.name)
+        target = next((t for name, t in targets.items() if phase.name.startswith(name)), None)
         verdict = (
             "" if target is None else f">= {target:.0%}: {'met' if ratio >= target else 'MISSED'}"
         )
@@ -465,9 +566,32 @@ def report(phases: list[Phase], baseline: float, targets: dict[str, float]) -> N
         print(f"{phase.name:34}{cells} {sum(per_op.values()):13.3f}")
 
 
+def _package(filename: str) -> str:
+    """What a profiled function belongs to: a site-packages distribution, the project's own
+    top-level package, the standard library, or a built-in."""
+    if filename.startswith("~") or filename.startswith("<"):
+        return "(built-in / C)"
+    match = re.search(r"site-packages/([A-Za-z0-9_]+)", filename)
+    if match:
+        return match.group(1)
+    if filename.startswith(f"{PROJECT_ROOT}/"):
+        return filename.removeprefix(f"{PROJECT_ROOT}/").split("/")[0]
+    return "(stdlib)"
+
+
 def print_profile(title: str, stats: pstats.Stats, limit: int = 25) -> None:
-    """Top functions by own time, then the project's own functions by cumulative time (for a
-    coroutine that is the time of its steps, not the time it spent waiting)."""
+    """Own time by package, top functions by own time, then the project's own functions by
+    cumulative time (for a coroutine that is the time of its steps, not the time it spent
+    waiting)."""
+    by_package: dict[str, float] = {}
+    raw_stats: dict[tuple[str, int, str], tuple[Any, ...]] = stats.stats  # type: ignore[attr-defined]
+    for (filename, _line, _name), (_cc, _nc, tottime, *_rest) in raw_stats.items():
+        package = _package(filename)
+        by_package[package] = by_package.get(package, 0.0) + tottime
+    total = sum(by_package.values()) or 1.0
+    print(f"\n--- {title}: own time by package (includes waiting in epoll) ---")
+    for package, seconds in sorted(by_package.items(), key=lambda kv: -kv[1])[:15]:
+        print(f"  {package:24} {seconds:8.3f} s {seconds / total:6.1%}")
     own = io.StringIO()
     stats.stream = own  # type: ignore[attr-defined]
     stats.sort_stats("cumulative").print_stats(rf"{PROJECT_ROOT}/(api|loyalty)/", limit)
@@ -523,22 +647,35 @@ async def measure(args: argparse.Namespace, url: str, workdir: Path, pg_pid: int
             )
         )
         server_profile = workdir / "api.prof" if args.profile else None
-        with api_server(url, pool_size=clients, workdir=workdir, profile=server_profile) as (
-            base_url,
-            proc,
-        ):
-            http_groups = {**groups, "API server": lambda: _tree(proc.pid)}
-            phases.append(
-                await run_http(
-                    base_url,
-                    run_id=run_id,
-                    clients=clients,
-                    wallets=wallets,
-                    seconds=seconds,
-                    warmup=args.warmup,
-                    groups=http_groups,
-                )
-            )
+        # Without --variant, one HTTP phase as configured; with variants, each in turn, for
+        # --rounds rounds (alternating, so drift hits them alike).
+        variants = args.variant or [{}]
+        labelled = len(variants) > 1
+        for _round in range(args.rounds if labelled else 1):
+            for number, variant in enumerate(variants, 1):
+                runtime = variant.get("runtime", args.api_runtime)
+                with api_server(
+                    url,
+                    pool_size=clients,
+                    workdir=workdir,
+                    profile=server_profile if not labelled else None,
+                    source=Path(variant.get("source", PROJECT_ROOT)),
+                    runtime=runtime,
+                ) as (base_url, proc):
+                    http_groups = {**groups, "API server": functools.partial(_tree, proc.pid)}
+                    phases.append(
+                        await run_http(
+                            base_url,
+                            run_id=run_id,
+                            clients=clients,
+                            wallets=wallets,
+                            seconds=seconds,
+                            warmup=args.warmup,
+                            groups=http_groups,
+                            http_client=variant.get("client", args.http_client),
+                            label=f" [{number}.{_round}]" if labelled else "",
+                        )
+                    )
         phases.append(
             run_pgbench(
                 "pgbench -N (after)",
@@ -560,8 +697,13 @@ async def measure(args: argparse.Namespace, url: str, workdir: Path, pg_pid: int
         f"\nledger benchmark: {clients} clients, {seconds} s per phase "
         f"(+{args.warmup:g} s warm-up), "
         f"{'one wallet per client' if wallets == clients else f'{wallets} shared wallets'}, "
-        f"PostgreSQL {server_version}, {os.cpu_count()} CPUs, loopback/Unix socket only"
+        f"PostgreSQL {server_version}, {os.cpu_count()} CPUs, loopback/Unix socket only\n"
+        f"bench process loop: {args.loop}; API server: uvicorn on "
+        f"{api_runtime_name(args.api_runtime)}, 1 process; HTTP load: {args.http_client} client"
     )
+    if args.variant and len(args.variant) > 1:
+        for number, variant in enumerate(args.variant, 1):
+            print(f"  [{number}.round] = {variant}")
     report(
         phases,
         baseline,
@@ -584,6 +726,16 @@ async def measure(args: argparse.Namespace, url: str, workdir: Path, pg_pid: int
     return 1 if violations else 0
 
 
+def _variant(spec: str) -> dict[str, str]:
+    variant = dict(part.split("=", 1) for part in spec.split(",") if part)
+    unknown = set(variant) - {"source", "runtime", "client"}
+    if unknown or variant.get("runtime", "auto") not in API_RUNTIMES:
+        raise argparse.ArgumentTypeError(f"bad variant {spec!r}")
+    if variant.get("client", "raw") not in ("raw", "httpx"):
+        raise argparse.ArgumentTypeError(f"bad variant {spec!r}")
+    return variant
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=10, help="measured seconds per phase")
@@ -593,12 +745,34 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds first")
     parser.add_argument("--profile", action="store_true", help="cProfile + statement counts")
-    # Internal: how the HTTP phase starts its API server process.
-    parser.add_argument("--serve-api", type=int, metavar="PORT", help=argparse.SUPPRESS)
-    parser.add_argument("--profile-out", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--loop",
+        choices=["uvloop", "asyncio"],
+        default="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
+        help="event loop of this process (module phase, HTTP client); default: uvloop, as the API",
+    )
+    parser.add_argument(
+        "--api-runtime",
+        choices=sorted(API_RUNTIMES),
+        default="auto",
+        help="uvicorn loop+http: auto (uvloop+httptools when installed) or asyncio-h11",
+    )
+    parser.add_argument(
+        "--http-client",
+        choices=["raw", "httpx"],
+        default="raw",
+        help="HTTP load generator: lean keep-alive client on asyncio streams, or httpx",
+    )
+    parser.add_argument(
+        "--variant",
+        action="append",
+        type=_variant,
+        metavar="KEY=VALUE,...",
+        help="HTTP phase variant (keys: source=DIR of another checkout, runtime, client); "
+        "give two or more to run them alternately in one run",
+    )
+    parser.add_argument("--rounds", type=int, default=2, help="rounds of the variants")
     args = parser.parse_args(argv)
-    if args.serve_api:
-        return serve_api(args.serve_api, args.profile_out)
     if not 1 <= args.clients <= 256 or not 1 <= args.seconds <= 600 or args.wallets < 0:
         parser.error("use 1..256 clients, 1..600 seconds and a non-negative wallet count")
 
@@ -614,6 +788,10 @@ def main(argv: list[str] | None = None) -> int:
             url = pg.ensure_database("loyalty_bench")
             pg_pid = int((workdir / "pg" / "postmaster.pid").read_text().split()[0])
         devstack.run_migrations(url)
+        if args.loop == "uvloop":
+            import uvloop
+
+            return uvloop.run(measure(args, url, workdir, pg_pid))
         return asyncio.run(measure(args, url, workdir, pg_pid))
     finally:
         if pg is not None:
