@@ -23,7 +23,9 @@ locks the wallet row first, so earn, activation and refunds of one wallet run on
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -33,7 +35,7 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import NoResultFound
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from loyalty import campaigns, earning, ledger, notifications, tier_store
+from loyalty import campaigns, db, earning, ledger, notifications, tier_store
 from loyalty.booking_events import EarnCommand, EarnOutcome
 from loyalty.errors import IdempotencyConflict, NotFound, ValidationFailed
 from loyalty.notifications import Notification, NotificationKind
@@ -42,6 +44,8 @@ from loyalty.settings import Settings
 from loyalty.tiers import Ladder, TierStep
 
 DEBT_REPAYMENT_ACCOUNT = "issuance:debt-repayment"
+
+Row = Mapping[Any, Any]  # a result row: SQLAlchemy's RowMapping, or a dict from loyalty.db
 
 
 def earn_key(booking_id: str, payment_id: str | None) -> str:
@@ -85,7 +89,9 @@ class EarnPlan:
         }
 
 
-_LOCK_WALLET = text(
+# The statements of a new earn run on the driver (loyalty.db: a fraction of SQLAlchemy's
+# per-statement cost); the rarer paths (replays, adoption, debt, tier changes) stay on SQLAlchemy.
+_LOCK_WALLET = db.Statement.of(
     f"SELECT {', '.join(ledger.WalletState.__dataclass_fields__)} FROM wallets "
     "WHERE user_id = :u FOR UPDATE"
 )
@@ -94,10 +100,12 @@ _LOCK_WALLET = text(
 async def lock_wallet(conn: AsyncConnection, user_id: str) -> ledger.WalletState:
     """The user's wallet (opened on first use), locked for the rest of the transaction: one
     statement when the wallet exists (FOR UPDATE returns the row as it is once locked)."""
-    row = (await conn.execute(_LOCK_WALLET, {"u": user_id})).mappings().first()
+    row = await db.fetchrow(conn, _LOCK_WALLET, {"u": user_id})
     if row is None:
         await ledger.open_wallet(conn, user_id)
-        row = (await conn.execute(_LOCK_WALLET, {"u": user_id})).mappings().one()
+        row = await db.fetchrow(conn, _LOCK_WALLET, {"u": user_id})
+        if row is None:
+            raise NoResultFound(f"no wallet for user {user_id!r} after opening it")
     return ledger.WalletState(**{k: row[k] for k in ledger.WalletState.__dataclass_fields__})
 
 
@@ -120,7 +128,7 @@ class EarnFacts:
         return self.multipliers[tier]
 
 
-_EARN_FACTS = text(
+_EARN_FACTS = db.Statement.of(
     "SELECT code, rank, threshold, basis, earn_multiplier_pct, now() AS as_of, "
     "(SELECT COALESCE(SUM(amount), 0) FROM booking_refunds WHERE booking_id = :b) AS refunded, "
     "(SELECT COALESCE(bool_or(full_refund), false) FROM booking_refunds WHERE booking_id = :b) "
@@ -131,7 +139,7 @@ _EARN_FACTS = text(
 
 
 async def earn_facts(conn: AsyncConnection, user_id: str, booking_id: str) -> EarnFacts:
-    rows = (await conn.execute(_EARN_FACTS, {"u": user_id, "b": booking_id})).mappings().all()
+    rows = await db.fetch(conn, _EARN_FACTS, {"u": user_id, "b": booking_id})
     tiers = [r for r in rows if r["code"] is not None]
     first = rows[0]
     return EarnFacts(
@@ -189,17 +197,12 @@ async def plan_earn(
 # --- the booking's accrual row -----------------------------------------------------------------
 
 
+_ACCRUAL_ROW = "SELECT * FROM booking_accruals WHERE booking_id = :b FOR UPDATE"
+_ACCRUAL_ROW_ON_DRIVER = db.Statement.of(_ACCRUAL_ROW)
+
+
 async def accrual_row(conn: AsyncConnection, booking_id: str) -> RowMapping | None:
-    return (
-        (
-            await conn.execute(
-                text("SELECT * FROM booking_accruals WHERE booking_id = :b FOR UPDATE"),
-                {"b": booking_id},
-            )
-        )
-        .mappings()
-        .first()
-    )
+    return (await conn.execute(text(_ACCRUAL_ROW), {"b": booking_id})).mappings().first()
 
 
 async def refunds_so_far(conn: AsyncConnection, booking_id: str) -> tuple[int, bool]:
@@ -216,7 +219,7 @@ async def refunds_so_far(conn: AsyncConnection, booking_id: str) -> tuple[int, b
     return int(row[0]), bool(row[1])
 
 
-def _check_same_booking(row: RowMapping, cmd: EarnCommand) -> None:
+def _check_same_booking(row: Row, cmd: EarnCommand) -> None:
     if (row["user_id"], row["amount_paid"], row["currency"]) != (
         cmd.user_id,
         cmd.amount_paid,
@@ -228,7 +231,7 @@ def _check_same_booking(row: RowMapping, cmd: EarnCommand) -> None:
         )
 
 
-def outcome_of(row: RowMapping, *, replayed: bool, points: int | None = None) -> EarnOutcome:
+def outcome_of(row: Row, *, replayed: bool, points: int | None = None) -> EarnOutcome:
     status = row["status"]
     if status == "posted" and row["earn_tx_id"] is None:
         status = "nothing_to_earn"
@@ -255,21 +258,15 @@ async def _posted_points(conn: AsyncConnection, tx_id: int | None) -> int:
     return int(amount)
 
 
-async def _existing_earn(conn: AsyncConnection, key: str) -> RowMapping | None:
-    return (
-        (
-            await conn.execute(
-                text(
-                    "SELECT t.tx_id, t.type, t.amount, t.booking_id, t.payment_id, "
-                    "t.currency_amount, t.currency, w.user_id FROM wallet_transactions t "
-                    "JOIN wallets w ON w.wallet_id = t.wallet_id WHERE t.idempotency_key = :k"
-                ),
-                {"k": key},
-            )
-        )
-        .mappings()
-        .first()
-    )
+_EXISTING_EARN = db.Statement.of(
+    "SELECT t.tx_id, t.type, t.amount, t.booking_id, t.payment_id, "
+    "t.currency_amount, t.currency, w.user_id FROM wallet_transactions t "
+    "JOIN wallets w ON w.wallet_id = t.wallet_id WHERE t.idempotency_key = :k"
+)
+
+
+async def _existing_earn(conn: AsyncConnection, key: str) -> Row | None:
+    return await db.fetchrow(conn, _EXISTING_EARN, {"k": key})
 
 
 @dataclass(frozen=True)
@@ -293,10 +290,11 @@ async def accrue_detailed(conn: AsyncConnection, cmd: EarnCommand, settings: Set
     """accrue, also returning the wallet and posting it already has (for the earn endpoint)."""
     key = earn_key(cmd.booking_id, cmd.payment_id)
     wallet = await lock_wallet(conn, cmd.user_id)
-    row = await accrual_row(conn, cmd.booking_id)
-    if row is not None:
-        _check_same_booking(row, cmd)
-        outcome = outcome_of(row, replayed=True, points=await _reported_points(conn, row))
+    existing_row = await db.fetchrow(conn, _ACCRUAL_ROW_ON_DRIVER, {"b": cmd.booking_id})
+    if existing_row is not None:
+        _check_same_booking(existing_row, cmd)
+        points = await _reported_points(conn, existing_row)
+        outcome = outcome_of(existing_row, replayed=True, points=points)
         if outcome.status == "posted":  # keyed: sent once, whichever path posted the earn
             outcome.notifications = [
                 earned_notification(
@@ -334,6 +332,14 @@ async def accrue_detailed(conn: AsyncConnection, cmd: EarnCommand, settings: Set
     return await _post(conn, row, net, facts=facts)
 
 
+_INSERT_ACCRUAL = db.Statement.of(
+    "INSERT INTO booking_accruals (booking_id, user_id, payment_id, amount_paid, "
+    "currency, points, pending_points, status, pending_until, idempotency_key, "
+    "earn_tx_id, breakdown) VALUES (:b, :u, :p, :amount, :currency, :points, "
+    ":pending, :status, :until, :key, :tx, CAST(:breakdown AS jsonb)) RETURNING *"
+)
+
+
 async def _insert_accrual(
     conn: AsyncConnection,
     cmd: EarnCommand,
@@ -345,40 +351,31 @@ async def _insert_accrual(
     pending_until: datetime | None,
     breakdown: dict[str, Any],
     earn_tx_id: int | None = None,
-) -> RowMapping:
-    return (
-        (
-            await conn.execute(
-                text(
-                    "INSERT INTO booking_accruals (booking_id, user_id, payment_id, amount_paid, "
-                    "currency, points, pending_points, status, pending_until, idempotency_key, "
-                    "earn_tx_id, breakdown) VALUES (:b, :u, :p, :amount, :currency, :points, "
-                    ":pending, :status, :until, :key, :tx, CAST(:breakdown AS jsonb)) RETURNING *"
-                ),
-                {
-                    "b": cmd.booking_id,
-                    "u": cmd.user_id,
-                    "p": cmd.payment_id,
-                    "amount": cmd.amount_paid,
-                    "currency": cmd.currency,
-                    "points": points,
-                    "pending": pending,
-                    "status": status,
-                    "until": pending_until,
-                    "key": key,
-                    "tx": earn_tx_id,
-                    "breakdown": json.dumps(breakdown),
-                },
-            )
-        )
-        .mappings()
-        .one()
+) -> Row:
+    row = await db.fetchrow(
+        conn,
+        _INSERT_ACCRUAL,
+        {
+            "b": cmd.booking_id,
+            "u": cmd.user_id,
+            "p": cmd.payment_id,
+            "amount": cmd.amount_paid,
+            "currency": cmd.currency,
+            "points": points,
+            "pending": pending,
+            "status": status,
+            "until": pending_until,
+            "key": key,
+            "tx": earn_tx_id,
+            "breakdown": json.dumps(breakdown),
+        },
     )
+    if row is None:
+        raise NoResultFound("INSERT ... RETURNING returned no row")
+    return row
 
 
-async def _adopt(
-    conn: AsyncConnection, existing: RowMapping, cmd: EarnCommand, key: str
-) -> EarnOutcome:
+async def _adopt(conn: AsyncConnection, existing: Row, cmd: EarnCommand, key: str) -> EarnOutcome:
     """The key was posted before the booking had an accrual row (an earn posted before this
     module kept one): record it as the booking's accrual, post nothing."""
     same = (
@@ -408,7 +405,7 @@ async def _adopt(
     return outcome_of(row, replayed=True, points=int(existing["amount"]))
 
 
-async def _reported_points(conn: AsyncConnection, row: RowMapping) -> int:
+async def _reported_points(conn: AsyncConnection, row: Row) -> int:
     if row["status"] == "pending":
         return int(row["pending_points"])
     return await _posted_points(conn, row["earn_tx_id"])
@@ -427,8 +424,13 @@ _POSTED = (
 )
 
 
+@functools.lru_cache(maxsize=16)
+def _posted_statement(values: str) -> db.Statement:
+    return db.Statement.of(_POSTED.format(values=values))
+
+
 async def _post(
-    conn: AsyncConnection, row: RowMapping, points: int, *, facts: EarnFacts | None = None
+    conn: AsyncConnection, row: Row, points: int, *, facts: EarnFacts | None = None
 ) -> Accrued:
     """Post the planned earn of an accrual row (status `posted` after this), repay debt first,
     move the tier up if the points reach a higher one. With `facts` (read in this transaction
@@ -466,8 +468,9 @@ async def _post(
         )
         if not decision.upgrade:
             values, params = notifications.outbox_values(notes)
-            await conn.execute(
-                text(_POSTED.format(values=values)),
+            await db.execute(
+                conn,
+                _posted_statement(values),
                 {
                     "t": result.posting.tx_id,
                     "b": row["booking_id"],

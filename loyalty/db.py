@@ -13,12 +13,15 @@ like any other database error (callers retry: Temporal activities, HTTP clients)
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 
 def async_url(url: str) -> str:
@@ -45,3 +48,91 @@ def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     )
     event.listen(engine.sync_engine.pool, "checkout", _discard_closed)
     return engine
+
+
+# --- the hot path on the driver ------------------------------------------------------------------
+#
+# A statement through SQLAlchemy's AsyncConnection.execute costs about 100 us of Python (greenlet
+# hop, execution context, result metadata for a textual statement) against about 20 us for the
+# same prepared statement on asyncpg itself (bench/ledger.py's module phase: three round trips
+# per posting, so most of its client CPU). The hottest statements (the ledger's one-statement
+# posting, the earn endpoint's accrual path) therefore run on the asyncpg connection under the
+# caller's AsyncConnection, inside the transaction SQLAlchemy owns: SQLAlchemy's asyncpg adapter
+# begins that transaction lazily, before its first statement, so `_driver` begins it the same way
+# when the driver speaks first, under the adapter's own mutex. Commit, rollback and savepoints
+# stay SQLAlchemy's. Values come back as SQLAlchemy's textual statements return them (the
+# adapter's jsonb codec decodes JSON). Errors are asyncpg's own exceptions; the pool still
+# discards a connection that the server closed (_discard_closed), and nothing catches specific
+# database errors on these paths. tests/ledger/test_driver_path.py pins the adapter's internals
+# this relies on (SQLAlchemy 2.x asyncpg dialect).
+
+_PARAM = re.compile(r"(?<![:\w]):(\w+)")
+
+# Called with the SQL of every statement sent on the driver (bench/ledger.py counts them).
+statement_observers: list[Callable[[str], None]] = []
+
+
+@dataclass(frozen=True)
+class Statement:
+    """SQL written with `:name` parameters, turned once into asyncpg's `$n` form."""
+
+    sql: str
+    names: tuple[str, ...]
+
+    @classmethod
+    def of(cls, sql: str) -> Statement:
+        names: list[str] = []
+
+        def number(match: re.Match[str]) -> str:
+            if match.group(1) not in names:
+                names.append(match.group(1))
+            return f"${names.index(match.group(1)) + 1}"
+
+        return cls(_PARAM.sub(number, sql), tuple(names))
+
+    def args(self, params: Mapping[str, Any]) -> list[Any]:
+        return [params[name] for name in self.names]
+
+
+async def _driver(conn: AsyncConnection) -> Any:
+    """The asyncpg connection under `conn`, its transaction begun (as SQLAlchemy would)."""
+    sync = conn.sync_connection
+    if sync is not None and not sync.closed and not sync.invalidated:
+        fairy: Any = sync.connection  # connected: no I/O
+    else:  # let SQLAlchemy (re)connect, or raise as it would
+        fairy = await conn.get_raw_connection()
+    adapted = fairy.dbapi_connection  # AsyncAdapt_asyncpg_connection
+    if adapted._transaction is None:
+        async with adapted._execute_mutex:
+            if adapted._transaction is None:
+                await adapted._start_transaction()
+    return adapted.driver_connection
+
+
+def _observe(statement: Statement) -> None:
+    for observer in statement_observers:
+        observer(statement.sql)
+
+
+async def fetchrow(
+    conn: AsyncConnection, statement: Statement, params: Mapping[str, Any]
+) -> dict[str, Any] | None:
+    if statement_observers:
+        _observe(statement)
+    row = await (await _driver(conn)).fetchrow(statement.sql, *statement.args(params))
+    return dict(row) if row is not None else None
+
+
+async def fetch(
+    conn: AsyncConnection, statement: Statement, params: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    if statement_observers:
+        _observe(statement)
+    rows = await (await _driver(conn)).fetch(statement.sql, *statement.args(params))
+    return [dict(row) for row in rows]
+
+
+async def execute(conn: AsyncConnection, statement: Statement, params: Mapping[str, Any]) -> None:
+    if statement_observers:
+        _observe(statement)
+    await (await _driver(conn)).execute(statement.sql, *statement.args(params))

@@ -32,6 +32,7 @@ from sqlalchemy import TextClause, text
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from loyalty import db
 from loyalty.errors import (
     HoldNotOpen,
     IdempotencyConflict,
@@ -123,11 +124,11 @@ _TX_COLUMNS = (
 )
 
 
-def _wallet(row: RowMapping) -> WalletState:
+def _wallet(row: Mapping[Any, Any]) -> WalletState:
     return WalletState(**{k: row[k] for k in WalletState.__dataclass_fields__})
 
 
-def _posting(row: RowMapping) -> Posting:
+def _posting(row: Mapping[Any, Any]) -> Posting:
     return Posting(**{k: row[k] for k in Posting.__dataclass_fields__})
 
 
@@ -329,7 +330,7 @@ async def _insufficient(
 # The common case of a posting by user id (the wallet exists, the key is new) in one statement:
 # find the wallet, insert the row, move the wallet. Any other case returns no row, and the caller
 # takes the step-by-step path, which tells a missing wallet, a replay and a conflicting key apart.
-_POST_BY_USER = text(
+_POST_BY_USER = db.Statement.of(
     "WITH target AS (SELECT wallet_id FROM wallets WHERE user_id = :user_id), "
     "posted AS (INSERT INTO wallet_transactions (wallet_id, type, amount, held_delta, "
     "currency_amount, currency, counter_account, booking_id, payment_id, reverses_tx_id, "
@@ -377,7 +378,7 @@ async def _post_to_user(
         "currency": currency,
         "description": description,
     }
-    row = await _first(
+    row = await db.fetchrow(
         conn,
         _POST_BY_USER,
         {
