@@ -348,9 +348,12 @@ import uvicorn
 from api.app import create_app
 from loyalty.settings import Settings
 signal.signal(signal.SIGTERM, lambda *_: None)
-config = uvicorn.Config(create_app(Settings()), host="127.0.0.1", port={port}, access_log=False,
-                        log_level="warning", loop={loop!r}, http={http!r})
-server = uvicorn.Server(config)
+options = dict(host="127.0.0.1", port={port}, access_log=False, log_level="warning",
+               loop={loop!r}, http={http!r})
+if {workers} > 1:  # uvicorn's supervisor and worker processes, each with the app and its pool
+    uvicorn.run("api.app:create_app", factory=True, workers={workers}, **options)
+    sys.exit(0)
+server = uvicorn.Server(uvicorn.Config(create_app(Settings()), **options))
 profiler = cProfile.Profile() if {profile!r} else None
 if profiler is not None:
     profiler.enable()
@@ -383,6 +386,7 @@ def api_server(
     profile: Path | None,
     source: Path = PROJECT_ROOT,
     runtime: str = "auto",
+    workers: int = 1,
 ) -> Iterator[tuple[str, subprocess.Popen]]:
     port = devstack.free_port()
     loop, http = API_RUNTIMES[runtime]
@@ -391,6 +395,7 @@ def api_server(
         port=port,
         loop=loop,
         http=http,
+        workers=workers,
         profile=str(profile) if profile is not None else "",
     )
     env = {"DATABASE_URL": url, "DB_POOL_SIZE": str(pool_size)}
@@ -661,6 +666,7 @@ async def measure(args: argparse.Namespace, url: str, workdir: Path, pg_pid: int
                     profile=server_profile if not labelled else None,
                     source=Path(variant.get("source", PROJECT_ROOT)),
                     runtime=runtime,
+                    workers=int(variant.get("workers", args.api_workers)),
                 ) as (base_url, proc):
                     http_groups = {**groups, "API server": functools.partial(_tree, proc.pid)}
                     phases.append(
@@ -699,7 +705,8 @@ async def measure(args: argparse.Namespace, url: str, workdir: Path, pg_pid: int
         f"{'one wallet per client' if wallets == clients else f'{wallets} shared wallets'}, "
         f"PostgreSQL {server_version}, {os.cpu_count()} CPUs, loopback/Unix socket only\n"
         f"bench process loop: {args.loop}; API server: uvicorn on "
-        f"{api_runtime_name(args.api_runtime)}, 1 process; HTTP load: {args.http_client} client"
+        f"{api_runtime_name(args.api_runtime)}, {args.api_workers} worker(s); "
+        f"HTTP load: {args.http_client} client"
     )
     if args.variant and len(args.variant) > 1:
         for number, variant in enumerate(args.variant, 1):
@@ -728,7 +735,7 @@ async def measure(args: argparse.Namespace, url: str, workdir: Path, pg_pid: int
 
 def _variant(spec: str) -> dict[str, str]:
     variant = dict(part.split("=", 1) for part in spec.split(",") if part)
-    unknown = set(variant) - {"source", "runtime", "client"}
+    unknown = set(variant) - {"source", "runtime", "client", "workers"}
     if unknown or variant.get("runtime", "auto") not in API_RUNTIMES:
         raise argparse.ArgumentTypeError(f"bad variant {spec!r}")
     if variant.get("client", "raw") not in ("raw", "httpx"):
@@ -756,6 +763,9 @@ def main(argv: list[str] | None = None) -> int:
         choices=sorted(API_RUNTIMES),
         default="auto",
         help="uvicorn loop+http: auto (uvloop+httptools when installed) or asyncio-h11",
+    )
+    parser.add_argument(
+        "--api-workers", type=int, default=1, help="uvicorn worker processes of the API"
     )
     parser.add_argument(
         "--http-client",

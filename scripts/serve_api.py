@@ -4,7 +4,10 @@
 
 Equivalent to `uvicorn --factory api.app:create_app --host ... --port ...`; this wrapper exists
 so the process exits with uvicorn's real status even when the Temporal SDK aborts during
-interpreter shutdown (temporalio/sdk-python#300)."""
+interpreter shutdown (temporalio/sdk-python#300). uvicorn runs on uvloop and httptools (project
+dependencies; its `auto` settings pick them). WEB_CONCURRENCY (uvicorn's own variable) sets the
+number of worker processes, default 1: one process is CPU-bound on one core, so on a box with
+spare cores 2 serve more (bench/ledger.py --api-workers 2); each has a pool of DB_POOL_SIZE."""
 
 from __future__ import annotations
 
@@ -23,6 +26,18 @@ def main() -> int:
     from api.app import create_app
 
     settings = Settings()
+    workers = int(os.environ.get("WEB_CONCURRENCY") or 1)
+    if workers > 1:  # a supervisor and its worker processes, each making the app itself
+        uvicorn.run(
+            "api.app:create_app",
+            factory=True,
+            workers=workers,
+            host=settings.api_host,
+            port=settings.api_port,
+            log_level="info",
+            timeout_graceful_shutdown=10,
+        )
+        return 0
     server = uvicorn.Server(
         uvicorn.Config(
             create_app(settings),
