@@ -130,6 +130,12 @@ def temporal_dev_server_command(
         cmd += ["--search-attribute", f"{name}={kind}"]
     # Faster visibility for tests and the UI (the default is a few seconds).
     cmd += ["--dynamic-config-value", "system.forceSearchAttributesCacheRefreshOnRead=true"]
+    # The dev server has one history shard, and each shard reads its task queues at most 20
+    # times a second by default: back-to-back workflow tasks then wait ~30 ms to be dispatched
+    # (a bare update-with-start took 47 ms instead of 21 at concurrency 1). A production cluster
+    # spreads that limit over its many shards.
+    for queue in ("transfer", "timer", "visibility"):
+        cmd += ["--dynamic-config-value", f"history.{queue}ProcessorMaxPollRPS=1000"]
     return cmd
 
 
@@ -217,9 +223,15 @@ def localstripe_command(port: int) -> list[str]:
 
 
 def start_localstripe(
-    *, port: int, log_file: Path | None = None, timeout: float = 30
+    *,
+    port: int,
+    log_file: Path | None = None,
+    timeout: float = 30,
+    webhook_delay: float | None = None,
 ) -> subprocess.Popen:
-    proc = start_process(localstripe_command(port), log_file=log_file)
+    """`webhook_delay`: seconds before each webhook (None: localstripe's own 1 s)."""
+    env = None if webhook_delay is None else {"LOCALSTRIPE_WEBHOOK_DELAY": str(webhook_delay)}
+    proc = start_process(localstripe_command(port), log_file=log_file, env=env)
     wait_for_port("127.0.0.1", port, timeout=timeout, proc=proc, name="localstripe")
     return proc
 

@@ -1,4 +1,4 @@
-"""localstripe with its state in memory only.
+"""localstripe with its state in memory only, and a configurable webhook delay.
 
 As shipped, localstripe pickles its whole store to /tmp/localstripe.pickle on every write and
 loads that file at start. The file is shared by every localstripe on the machine, so parallel
@@ -7,18 +7,64 @@ objects, and each write costs time in proportion to everything stored so far. Th
 the tests and the benchmarks run it through this module instead:
 
     python -m loyalty.localstripe_in_memory --port 8420
+
+Webhooks are sent by this module rather than localstripe's own sender, which sleeps 1 s before
+each event and opens a new HTTP connection for it. Here the delay is LOCALSTRIPE_WEBHOOK_DELAY
+seconds (default 1, as shipped; the saga benchmark uses 0, since a fake's sleep is not work of
+the service it measures) and one keep-alive session is reused. Events are signed the way Stripe
+signs them (`Stripe-Signature: t=<created>,v1=<HMAC-SHA256 of "<created>.<payload>">`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+import os
 import sys
+from typing import Any
 
-from localstripe import resources, server
+import aiohttp
+from localstripe import resources, server, webhooks
+
+log = logging.getLogger("aiohttp.access")
+_session: aiohttp.ClientSession | None = None
+
+
+def _delay() -> float:
+    return float(os.environ.get("LOCALSTRIPE_WEBHOOK_DELAY", "1"))
+
+
+async def _deliver(event: Any) -> None:
+    global _session
+    payload = json.dumps(event._export(), indent=2, sort_keys=True).encode()
+    signed = b"%d.%s" % (event.created, payload)
+    if delay := _delay():
+        await asyncio.sleep(delay)
+    if _session is None:
+        _session = aiohttp.ClientSession()
+    for hook in list(webhooks._webhooks.values()):
+        if hook.events is not None and event.type not in hook.events:
+            continue
+        signature = hmac.new(hook.secret.encode(), signed, hashlib.sha256).hexdigest()
+        headers = {
+            "Content-Type": "application/json; charset=utf-8",
+            "Stripe-Signature": f"t={event.created},v1={signature}",
+        }
+        try:
+            async with _session.post(hook.url, data=payload, headers=headers) as response:
+                log.info('webhook "%s" answered %d', event.type, response.status)
+        except aiohttp.ClientError as err:
+            log.info('webhook "%s" failed: %s', event.type, err)
 
 
 def main() -> None:
+    _delay()  # a malformed LOCALSTRIPE_WEBHOOK_DELAY fails at start, not on the first event
     resources.Store.dump_to_disk = lambda self: None
     resources.Store.try_load_from_disk = lambda self: None
+    webhooks._send_webhook = _deliver  # schedule_webhook looks it up at call time
     sys.exit(server.start())
 
 
