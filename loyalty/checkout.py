@@ -40,6 +40,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from loyalty import search_attributes as sa
 from loyalty.errors import LoyaltyError, NotFound
 from loyalty.redemption import (
+    CURRENT_SAGA_VERSION,
     BookingDecision,
     PaymentEvent,
     RedeemRequest,
@@ -93,6 +94,7 @@ async def redeem(
             booking_id=request.booking_id,
             currency=settings.currency,
             hold_ttl_seconds=settings.hold_ttl_seconds,
+            saga_version=CURRENT_SAGA_VERSION,
         ),
         id=workflow_id,
         task_queue=task_queue or settings.temporal_task_queue,

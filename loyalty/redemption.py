@@ -105,6 +105,15 @@ class RedemptionInput(_Model):
     booking_id: str
     currency: str
     hold_ttl_seconds: int = Field(gt=0)
+    # The saga's shape, fixed at start and kept in its history, so a saga replays the shape it
+    # began with (no workflow.patched(): its marker costs a search-attribute upsert per saga).
+    # 1: search attributes upserted at start, capture / release as remote activities.
+    # 2: attributes only from the start request, capture / release as local activities.
+    # Deploy workers before the clients that start version 2.
+    saga_version: int = Field(default=1, ge=1, le=2)
+
+
+CURRENT_SAGA_VERSION = 2
 
 
 class PlaceHold(_Model):

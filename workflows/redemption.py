@@ -47,6 +47,7 @@ RETRY_FOREVER = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30)
 )
 LOCAL_TIMEOUT = timedelta(seconds=10)
+LOCAL_TRIES = RetryPolicy(initial_interval=timedelta(milliseconds=500), maximum_attempts=2)
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
 
 
@@ -71,6 +72,7 @@ class RedemptionWorkflow:
         self._request: RedeemRequest | None = None
         self._answer: RedemptionHold | None = None
         self._status: Status = "pending"
+        self._published_status: Status = "pending"  # as set at start
         self._decision: Decision | None = None
         self._decision_reason: str | None = None
         self._payment_status: str | None = None
@@ -201,13 +203,17 @@ class RedemptionWorkflow:
 
     @workflow.run
     async def run(self, inp: RedemptionInput) -> RedemptionState:
-        workflow.upsert_search_attributes(
-            [
-                sa.LOYALTY_USER_ID.value_set(inp.user_id),
-                sa.BOOKING_ID.value_set(inp.booking_id),
-                sa.REDEMPTION_STATUS.value_set(self._status),
-            ]
-        )
+        started_with_attributes = workflow.info().typed_search_attributes.get(sa.BOOKING_ID)
+        if inp.saga_version == 1 or started_with_attributes is None:
+            # The client sets these at start (loyalty.checkout); a saga started otherwise gets
+            # them here. (Deterministic: the start event carries the attributes.)
+            workflow.upsert_search_attributes(
+                [
+                    sa.LOYALTY_USER_ID.value_set(inp.user_id),
+                    sa.BOOKING_ID.value_set(inp.booking_id),
+                    sa.REDEMPTION_STATUS.value_set(self._status),
+                ]
+            )
         if self._request is None:
             # Update-with-start delivers the update in the first workflow task, and its handler
             # starts before run(); no request here means the validator refused it. Nothing was
@@ -260,7 +266,13 @@ class RedemptionWorkflow:
                 reason = f"the customer paid before the cancel ({reason})"
         elif self._decision == "payment_succeeded":
             self._payment_status = "succeeded"
-        self._set_status("capturing" if capture else "releasing")
+        # Version 2 settles in a local activity: its outcome reaches the server in the same
+        # workflow task as this status, so only the outcome is published (the status query and
+        # the current details say capturing / releasing meanwhile).
+        self._set_status(
+            "capturing" if capture else "releasing", publish=self._input.saga_version == 1
+        )
+        workflow.set_current_details(f"{self._status}: {reason}")
         await self._settle_hold(
             "capture_redemption_hold" if capture else "release_redemption_hold",
             answer,
@@ -279,19 +291,43 @@ class RedemptionWorkflow:
     ) -> None:
         hold_id = held.hold_id
         points = held.points if isinstance(held, HoldPlaced) else held.points_held
+        command = SettleHold(
+            hold_id=hold_id,
+            booking_id=self._input.booking_id,
+            payment_intent_id=payment_intent_id,
+            discount_minor=held.discount_minor,
+            currency=self._input.currency,
+            reason=reason,
+        )
+        summary = f"{activity.split('_')[0]} {points} points: {reason}"
+        if self._input.saga_version >= 2:
+            # One short database transaction: as a local activity it needs no activity task
+            # and no further workflow task, which halves the server's work after the payment.
+            # If it fails twice (database trouble), it goes on as an ordinary activity: a local
+            # one retrying for long would hold the workflow task open, delaying queries, and
+            # would show operators neither the status nor the pending activity.
+            try:
+                await workflow.execute_local_activity(
+                    activity,
+                    command,
+                    start_to_close_timeout=LOCAL_TIMEOUT,
+                    retry_policy=LOCAL_TRIES,
+                    summary=summary,
+                )
+                return
+            except (ActivityError, ApplicationError) as err:
+                if _failure_of(err) is not None:  # a refusal: an activity would get the same
+                    raise
+                workflow.logger.warning(
+                    "%s failed locally, retrying as an activity: %s", activity, err
+                )
+            self._publish_status()
         await workflow.execute_activity(
             activity,
-            SettleHold(
-                hold_id=hold_id,
-                booking_id=self._input.booking_id,
-                payment_intent_id=payment_intent_id,
-                discount_minor=held.discount_minor,
-                currency=self._input.currency,
-                reason=reason,
-            ),
+            command,
             start_to_close_timeout=ACTIVITY_TIMEOUT,
             retry_policy=RETRY_FOREVER,
-            summary=f"{activity.split('_')[0]} {points} points: {reason}",
+            summary=summary,
         )
 
     # --- helpers -------------------------------------------------------------------------------
@@ -324,10 +360,16 @@ class RedemptionWorkflow:
         self._set_status("rejected")
         return self._error
 
-    def _set_status(self, status: Status) -> None:
-        if status != self._status:
-            self._status = status
-            workflow.upsert_search_attributes([sa.REDEMPTION_STATUS.value_set(status)])
+    def _set_status(self, status: Status, *, publish: bool = True) -> None:
+        self._status = status
+        if publish:
+            self._publish_status()
+
+    def _publish_status(self) -> None:
+        """The status as the RedemptionStatus search attribute, if it is not that already."""
+        if self._status != self._published_status:
+            self._published_status = self._status
+            workflow.upsert_search_attributes([sa.REDEMPTION_STATUS.value_set(self._status)])
 
     def _waiting_for(self, answer: RedemptionHold) -> str:
         expiry = answer.hold_expires_at.isoformat()

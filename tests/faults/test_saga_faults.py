@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import stripe
 from sqlalchemy.ext.asyncio import AsyncEngine
-from temporalio.api.enums.v1 import EventType, PendingActivityState
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from loyalty import checkout, devstack, ledger, stripe_events
@@ -40,7 +40,8 @@ from tests.faults.conftest import (
     unique,
     wait_for_lock_waiter,
 )
-from tests.redemption.conftest import Api
+from tests.histories import history_saver
+from tests.redemption.conftest import HISTORIES, SAVE_HISTORIES_ENV, Api
 from tests.redemption.helpers import DECLINED_CARD, pay, postings, wait_for_end, wallet
 from tests.redemption.test_http import signed
 from workflows.redemption import RedemptionWorkflow
@@ -215,9 +216,9 @@ async def test_worker_killed_while_the_capture_runs(
     stripe_client: stripe.StripeClient,
     make_wallet: MakeWallet,
 ) -> None:
-    """The capture activity is running (waiting for the hold's row) when the worker dies. The
-    attempt is lost with the process; Temporal retries it after its start-to-close timeout
-    (30 s) on the new worker, and the hold is captured once."""
+    """The capture (a local activity) is running, waiting for the hold's row, when the worker
+    dies. Its transaction dies with the process; the workflow task times out (10 s) and the new
+    worker runs the capture again: the hold is captured once."""
     user = await make_wallet(50_000)
     booking_id = unique("bk-capture-kill")
     first = await worker_process.start()
@@ -227,10 +228,7 @@ async def test_worker_killed_while_the_capture_runs(
     async with row_locked(engine, HOLD_ROW, {"h": uuid.UUID(hold["hold_id"])}):
         await pay(stripe_client, hold["payment_intent_id"])
         await wait_for_lock_waiter(engine, CAPTURE_WAITS_ON)
-        pending = (await handle.describe()).raw_description.pending_activities
-        assert [(p.activity_type.name, p.state, p.attempt) for p in pending] == [
-            ("capture_redemption_hold", PendingActivityState.PENDING_ACTIVITY_STATE_STARTED, 1)
-        ]
+        assert not (await handle.describe()).raw_description.pending_activities  # it is local
         worker_process.kill(first)
     # The lock is gone; the killed worker's transaction can never commit (its client is dead).
     await asyncio.sleep(1)
@@ -242,9 +240,9 @@ async def test_worker_killed_while_the_capture_runs(
     assert final.status == "captured"
     assert await postings(engine, booking_id) == CAPTURED
     assert await wallet(engine, user) == type(await wallet(engine, user))(50_000 - POINTS, 0)
-    assert (await activity_starts(temporal_client, hold["workflow_id"], "capture_redemption_hold"))[
-        -1
-    ] >= 2
+    kinds = [e.event_type for e in (await handle.fetch_history()).events]
+    assert EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT in kinds  # the killed worker's task
+    assert EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED not in kinds  # captured locally
 
 
 @pytest.mark.slow
@@ -412,10 +410,15 @@ async def test_postgres_stopped_during_a_capture(
         assert await wallet(own_engine, user) == type(await wallet(own_engine, user))(
             50_000 - POINTS, 0
         )
+        # The local capture failed, so it went on as an ordinary activity, retried until the
+        # database was back.
         starts = await activity_starts(
             temporal_client, hold["workflow_id"], "capture_redemption_hold"
         )
         assert starts[-1] >= 2, starts
+        await history_saver(temporal_client, HISTORIES, SAVE_HISTORIES_ENV)(
+            "database_down_capture_as_activity", hold["workflow_id"]
+        )
         async with own_engine.connect() as conn:
             assert await find_violations(conn) == []
     finally:

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 import stripe
 from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from loyalty import checkout
@@ -78,6 +79,13 @@ async def test_paid_checkout_captures_the_points(
         ("hold", 0, 30_000, None),
         ("capture", -30_000, -30_000, 30_000),
     ]
+    # Saga version 2: the capture is a local activity (no activity task, no third workflow
+    # task), and the search attributes set at start are not upserted again.
+    events = (await temporal_client.get_workflow_handle(hold.workflow_id).fetch_history()).events
+    kinds = [EventType.Name(e.event_type).removeprefix("EVENT_TYPE_") for e in events]
+    assert "ACTIVITY_TASK_SCHEDULED" not in kinds
+    assert kinds.count("WORKFLOW_TASK_COMPLETED") == 2
+    assert kinds.count("UPSERT_WORKFLOW_SEARCH_ATTRIBUTES") == 2  # held, captured
     await save_history("paid_captured", hold.workflow_id)
 
 
