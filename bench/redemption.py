@@ -42,10 +42,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
+import psutil  # noqa: E402
 import stripe  # noqa: E402
 from temporalio.client import Client  # noqa: E402
 
 from bench import bare_saga  # noqa: E402
+from bench.ledger import CpuSampler, _tree  # noqa: E402
 from loyalty import devstack, ledger  # noqa: E402
 from loyalty.db import make_engine  # noqa: E402
 from loyalty.invariants import find_violations  # noqa: E402
@@ -70,10 +72,19 @@ class Stack:
     db_pool: int
     profile: bool
     localstripe_pickle: bool
+    webhook_delay: float = 0.0
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     pg: devstack.EmbeddedPostgres | None = None
     settings: Settings | None = None
     api_url: str = ""
+    named: dict[str, int] = field(default_factory=dict)  # process group name -> root pid
+
+    def cpu_groups(self) -> dict[str, Callable[[], list[psutil.Process]]]:
+        me = psutil.Process()
+        groups: dict[str, Callable[[], list[psutil.Process]]] = {"bench client": lambda: [me]}
+        for name, pid in self.named.items():
+            groups[name] = lambda pid=pid: _tree(pid)  # type: ignore[misc]
+        return groups
 
     def _python(self, *args: str, profile_as: str | None = None) -> list[str]:
         if self.profile and profile_as:
@@ -83,6 +94,7 @@ class Stack:
     def start(self) -> Settings:
         self.pg = devstack.EmbeddedPostgres(self.root / "pg", delete_on_stop=True)
         database_url = self.pg.ensure_database("loyalty_bench")
+        self.named["postgres"] = int((self.root / "pg" / "postmaster.pid").read_text().split()[0])
         devstack.run_migrations(database_url)
         temporal_port, stripe_port, api_port = (devstack.free_port() for _ in range(3))
         self.procs.append(
@@ -91,6 +103,7 @@ class Stack:
             )
         )
         self.procs.append(self._localstripe(stripe_port))
+        self.named["temporal"], self.named["localstripe"] = (p.pid for p in self.procs[-2:])
         self.settings = Settings(
             environment="test",
             database_url=database_url,
@@ -129,6 +142,7 @@ class Stack:
             env=env,
         )
         self.procs.append(api)
+        self.named["API"] = api.pid
         self.api_url = f"http://127.0.0.1:{api_port}"
         devstack.wait_for_http(f"{self.api_url}/health", timeout=60, proc=api)
         httpx.post(
@@ -153,6 +167,7 @@ class Stack:
             "bare-worker",
             env,
         )  # fmt: skip
+        self.named["worker"], self.named["bare worker"] = ours.pid, bare.pid
         for proc, name in ((ours, "worker"), (bare, "bare-worker")):
             log = self.root / f"{name}.log"
             deadline = time.monotonic() + 60
@@ -165,7 +180,9 @@ class Stack:
     def _localstripe(self, port: int) -> subprocess.Popen[bytes]:
         log = self.root / "localstripe.log"
         if not self.localstripe_pickle:
-            return devstack.start_localstripe(port=port, log_file=log)
+            return devstack.start_localstripe(
+                port=port, log_file=log, webhook_delay=self.webhook_delay
+            )
         proc = devstack.start_process(
             [devstack.venv_bin("localstripe"), "--port", str(port)], log_file=log
         )
@@ -241,6 +258,7 @@ class Result:
     sagas: int
     seconds: float
     holds_ms: list[float]
+    cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds per process group
 
     @property
     def rate(self) -> float:
@@ -256,6 +274,11 @@ class Result:
             f"{self.rate:7.2f} sagas/s   hold p50 {self.pct(50):7.1f} ms  "
             f"p99 {self.pct(99):7.1f} ms"
         )
+
+    def cpu_line(self) -> str:
+        used = {k: v for k, v in self.cpu.items() if v >= 0.0005 * self.sagas}
+        parts = ", ".join(f"{k} {v * 1000 / self.sagas:.1f}" for k, v in used.items())
+        return f"{'':<11} CPU ms per saga {sum(self.cpu.values()) * 1000 / self.sagas:.1f}: {parts}"
 
 
 async def _loops(
@@ -377,6 +400,7 @@ async def bench(args: argparse.Namespace) -> int:
         args.db_pool,
         args.profile,
         args.localstripe_pickle,
+        args.webhook_delay,
     )
     try:
         settings = await asyncio.to_thread(stack.start)  # alembic runs its own event loop
@@ -396,7 +420,8 @@ async def bench(args: argparse.Namespace) -> int:
             f"stack up in {root} (API {stack.api_url}, Temporal {settings.temporal_address}); "
             f"{n} sagas per run at concurrency {c}, {args.rounds} round(s), "
             f"worker options {tune or 'default'}, DB pool {args.db_pool}, localstripe "
-            f"{'pickling every write' if args.localstripe_pickle else 'in memory'}",
+            f"{'pickling every write' if args.localstripe_pickle else 'in memory'}, webhooks after "
+            f"{'1 (as shipped)' if args.localstripe_pickle else args.webhook_delay} s",
             flush=True,
         )
         results: list[tuple[Result, Result]] = []
@@ -407,10 +432,14 @@ async def bench(args: argparse.Namespace) -> int:
                 mine = users[r * per_round : (r + 1) * per_round]
                 await run_bare(client, warm, c, remote=args.bare_remote, tag=f"warm{r}")
                 await run_ours(client, api, customer, mine[:warm], warm, c, tag=f"warm{r}")
-                bare = await run_bare(client, n, c, remote=args.bare_remote, tag=f"r{r}")
-                print(bare.line(), flush=True)
-                ours = await run_ours(client, api, customer, mine[warm:], n, c, tag=f"r{r}")
-                print(ours.line(), flush=True)
+                with CpuSampler(stack.cpu_groups()) as cpu:
+                    bare = await run_bare(client, n, c, remote=args.bare_remote, tag=f"r{r}")
+                bare.cpu = cpu.totals()
+                print(bare.line(), bare.cpu_line(), sep="\n", flush=True)
+                with CpuSampler(stack.cpu_groups()) as cpu:
+                    ours = await run_ours(client, api, customer, mine[warm:], n, c, tag=f"r{r}")
+                ours.cpu = cpu.totals()
+                print(ours.line(), ours.cpu_line(), sep="\n", flush=True)
                 results.append((bare, ours))
         problems = await check_ledger(settings.database_url, users)
         print("\nsame-run comparison (ours / bare):")
@@ -452,6 +481,12 @@ def main() -> None:
     parser.add_argument("--bare-remote", action="store_true", help="bare hold as remote activity")
     parser.add_argument(
         "--localstripe-pickle", action="store_true", help="keep localstripe's pickle-per-write"
+    )
+    parser.add_argument(
+        "--webhook-delay",
+        type=float,
+        default=0.0,
+        help="seconds localstripe waits before each webhook (as shipped: 1)",
     )
     parser.add_argument("--profile", action="store_true", help="cProfile the API and worker")
     parser.add_argument("--profile-top", type=int, default=25)
