@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 from datetime import timedelta
+from pathlib import Path
 
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
@@ -24,8 +25,9 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 import activities
 from loyalty.db import make_engine
 from loyalty.settings import Settings
-from loyalty.temporal import connect
+from loyalty.temporal import connect, precompile_for_sandbox
 from loyalty.tier_schedule import ensure_tier_schedule
+from workflows import registry
 from workflows.registry import WORKFLOWS
 
 # The sandbox re-imports every module a workflow imports for each workflow run, unless the
@@ -42,6 +44,7 @@ WORKFLOW_RUNNER = SandboxedWorkflowRunner(
 
 def build_worker(client: Client, deps: activities.Dependencies, task_queue: str) -> Worker:
     """The one place that decides what a worker runs; tests use it too."""
+    precompile_for_sandbox(Path(registry.__file__).parent)
     return Worker(
         client,
         task_queue=task_queue,

@@ -98,9 +98,10 @@ async def _serve(address: str, task_queue: str) -> None:
     # The workflow must come from its importable module, not __main__: the sandbox re-imports it.
     from bench import bare_saga
     from loyalty.settings import Settings
-    from loyalty.temporal import connect
+    from loyalty.temporal import connect, precompile_for_sandbox
 
     client = await connect(Settings(environment="test"), address=address)
+    precompile_for_sandbox(Path(bare_saga.__file__).parent)  # as worker.build_worker does
     worker = bare_saga.build_worker(client, task_queue)
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -9,14 +9,16 @@ production) and stops it all at the end. Then, on the same Temporal server:
 - bare:  C loops, each: update-with-start (hold = one trivial local activity), then the `paid`
          signal; the saga completes.
 - ours:  C loops, each: POST /wallets/{user}/redeem (update-with-start; hold and PaymentIntent),
-         then the customer pays the remainder in localstripe with the stripe SDK; localstripe
-         posts the signed webhook to the API, which signals the saga; the saga captures.
+         then the customer pays the remainder in localstripe with the stripe SDK (a saved card:
+         attach it, confirm); localstripe posts the signed webhook to the API, which signals
+         the saga; the saga captures.
 
 A loop starts its next checkout as soon as the customer side is done (the hold answered and the
 payment made); the sagas finish on their own. Throughput is sagas / (last close time - start);
 hold latency is what the booking service waits for (the redeem call, or the update-with-start).
-Levers: --tune (worker options), --db-pool, --bare-remote (the hold as a remote activity in the
-baseline), --profile (cProfile of the API and the worker)."""
+Each run prints the CPU time per saga of every process. Levers: --tune (worker options),
+--db-pool, --bare-remote (the hold as a remote activity in the baseline), --webhook-delay,
+--profile (cProfile of the API and the worker)."""
 
 from __future__ import annotations
 
@@ -52,7 +54,7 @@ from loyalty import devstack, ledger  # noqa: E402
 from loyalty.db import make_engine  # noqa: E402
 from loyalty.invariants import find_violations  # noqa: E402
 from loyalty.settings import Settings  # noqa: E402
-from loyalty.temporal import connect  # noqa: E402
+from loyalty.temporal import connect, precompile_for_sandbox  # noqa: E402
 
 # The stack runs localstripe in memory (loyalty.localstripe_in_memory); --localstripe-pickle runs
 # it as shipped, pickling its whole store to a shared /tmp file on every write, which slows the
@@ -73,6 +75,8 @@ class Stack:
     profile: bool
     localstripe_pickle: bool
     webhook_delay: float = 0.0
+    saga_version: int = 2
+    dev_server_defaults: bool = False
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     pg: devstack.EmbeddedPostgres | None = None
     settings: Settings | None = None
@@ -99,7 +103,11 @@ class Stack:
         temporal_port, stripe_port, api_port = (devstack.free_port() for _ in range(3))
         self.procs.append(
             devstack.start_temporal(
-                port=temporal_port, ui_port=None, db_file=None, log_file=self.root / "temporal.log"
+                port=temporal_port,
+                ui_port=None,
+                db_file=None,
+                log_file=self.root / "temporal.log",
+                queue_reads_per_second=None if self.dev_server_defaults else 1000,
             )
         )
         self.procs.append(self._localstripe(stripe_port))
@@ -121,6 +129,7 @@ class Stack:
             "STRIPE_API_KEY": "sk_test_bench",
             "STRIPE_API_BASE": self.settings.stripe_api_base or "",
             "DB_POOL_SIZE": str(self.db_pool),
+            "REDEMPTION_SAGA_VERSION": str(self.saga_version),
             "PYTHONPATH": str(ROOT),
         }
         api = devstack.start_process(
@@ -221,6 +230,7 @@ async def _serve_worker(tune: dict[str, float], profile: Path | None) -> None:
     client = await connect(settings)
     deps = activities.Dependencies(settings=settings, engine=engine)
     if tune:  # the same workflows and activities as worker.build_worker, with the options tried
+        precompile_for_sandbox(ROOT / "workflows")
         worker = Worker(
             client,
             task_queue=settings.temporal_task_queue,
@@ -330,6 +340,12 @@ async def run_ours(
     n: int, concurrency: int, *, tag: str,
 ) -> Result:  # fmt: skip
     ids = [f"{tag}-{uuid.uuid4().hex[:10]}" for _ in range(n)]
+    # The customers pay with a saved card (one PaymentMethod, made before the clock starts):
+    # attach it to the PaymentIntent, then confirm, as Stripe.js does for a returning customer.
+    card = await customer.v1.payment_methods.create_async(
+        {"type": "card",
+         "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2030, "cvc": "123"}}
+    )  # fmt: skip
 
     async def one(i: int) -> float:
         body = {"booking_id": ids[i], "order_amount": ORDER, "currency": "VND", "points": POINTS}
@@ -339,12 +355,7 @@ async def run_ours(
         if answer.status_code != 200:
             raise RuntimeError(f"redeem failed: {answer.status_code} {answer.text}")
         intent = answer.json()["payment_intent_id"]
-        method = await customer.v1.payment_methods.create_async(
-            {"type": "card",
-             "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2030,
-                      "cvc": "123"}}
-        )  # fmt: skip
-        await customer.v1.payment_intents.update_async(intent, {"payment_method": method.id})
+        await customer.v1.payment_intents.update_async(intent, {"payment_method": card.id})
         await customer.v1.payment_intents.confirm_async(intent)
         return held * 1000
 
@@ -401,6 +412,8 @@ async def bench(args: argparse.Namespace) -> int:
         args.profile,
         args.localstripe_pickle,
         args.webhook_delay,
+        args.saga_version,
+        args.dev_server_defaults,
     )
     try:
         settings = await asyncio.to_thread(stack.start)  # alembic runs its own event loop
@@ -421,7 +434,9 @@ async def bench(args: argparse.Namespace) -> int:
             f"{n} sagas per run at concurrency {c}, {args.rounds} round(s), "
             f"worker options {tune or 'default'}, DB pool {args.db_pool}, localstripe "
             f"{'pickling every write' if args.localstripe_pickle else 'in memory'}, webhooks after "
-            f"{'1 (as shipped)' if args.localstripe_pickle else args.webhook_delay} s",
+            f"{'1 (as shipped)' if args.localstripe_pickle else args.webhook_delay} s, saga "
+            f"version {args.saga_version}, dev server task-queue reads "
+            f"{'20/s (default)' if args.dev_server_defaults else '1000/s'}",
             flush=True,
         )
         results: list[tuple[Result, Result]] = []
@@ -487,6 +502,14 @@ def main() -> None:
         type=float,
         default=0.0,
         help="seconds localstripe waits before each webhook (as shipped: 1)",
+    )
+    parser.add_argument(
+        "--saga-version", type=int, default=2, choices=(1, 2), help="REDEMPTION_SAGA_VERSION"
+    )
+    parser.add_argument(
+        "--dev-server-defaults",
+        action="store_true",
+        help="keep the dev server's 20 task-queue reads per second (devstack lifts it)",
     )
     parser.add_argument("--profile", action="store_true", help="cProfile the API and worker")
     parser.add_argument("--profile-top", type=int, default=25)

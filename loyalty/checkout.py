@@ -40,7 +40,6 @@ from temporalio.service import RPCError, RPCStatusCode
 from loyalty import search_attributes as sa
 from loyalty.errors import LoyaltyError, NotFound
 from loyalty.redemption import (
-    CURRENT_SAGA_VERSION,
     BookingDecision,
     PaymentEvent,
     RedeemRequest,
@@ -94,7 +93,7 @@ async def redeem(
             booking_id=request.booking_id,
             currency=settings.currency,
             hold_ttl_seconds=settings.hold_ttl_seconds,
-            saga_version=CURRENT_SAGA_VERSION,
+            saga_version=settings.redemption_saga_version,
         ),
         id=workflow_id,
         task_queue=task_queue or settings.temporal_task_queue,

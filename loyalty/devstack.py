@@ -104,8 +104,15 @@ class EmbeddedPostgres:
 
 
 def temporal_dev_server_command(
-    *, port: int, ui_port: int | None, db_file: Path | None, namespace: str = "default"
+    *,
+    port: int,
+    ui_port: int | None,
+    db_file: Path | None,
+    namespace: str = "default",
+    queue_reads_per_second: int | None = 1000,
 ) -> list[str]:
+    """`queue_reads_per_second`: see below; None keeps the server's default (the benchmark's
+    --dev-server-defaults)."""
     cmd = [
         venv_bin("temporal"),
         "server",
@@ -134,8 +141,9 @@ def temporal_dev_server_command(
     # times a second by default: back-to-back workflow tasks then wait ~30 ms to be dispatched
     # (a bare update-with-start took 47 ms instead of 21 at concurrency 1). A production cluster
     # spreads that limit over its many shards.
-    for queue in ("transfer", "timer", "visibility"):
-        cmd += ["--dynamic-config-value", f"history.{queue}ProcessorMaxPollRPS=1000"]
+    for queue in ("transfer", "timer", "visibility") if queue_reads_per_second else ():
+        rate = f"history.{queue}ProcessorMaxPollRPS={queue_reads_per_second}"
+        cmd += ["--dynamic-config-value", rate]
     return cmd
 
 
@@ -181,10 +189,12 @@ def start_temporal(
     db_file: Path | None,
     log_file: Path | None = None,
     timeout: float = 60,
+    queue_reads_per_second: int | None = 1000,
 ) -> subprocess.Popen:
-    proc = start_process(
-        temporal_dev_server_command(port=port, ui_port=ui_port, db_file=db_file), log_file=log_file
+    command = temporal_dev_server_command(
+        port=port, ui_port=ui_port, db_file=db_file, queue_reads_per_second=queue_reads_per_second
     )
+    proc = start_process(command, log_file=log_file)
     try:
         wait_for_temporal(port, timeout=timeout, proc=proc)
     except Exception:

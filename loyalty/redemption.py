@@ -109,11 +109,8 @@ class RedemptionInput(_Model):
     # began with (no workflow.patched(): its marker costs a search-attribute upsert per saga).
     # 1: search attributes upserted at start, capture / release as remote activities.
     # 2: attributes only from the start request, capture / release as local activities.
-    # Deploy workers before the clients that start version 2.
+    # Clients start settings.redemption_saga_version (2 unless set to 1 for a rolling upgrade).
     saga_version: int = Field(default=1, ge=1, le=2)
-
-
-CURRENT_SAGA_VERSION = 2
 
 
 class PlaceHold(_Model):

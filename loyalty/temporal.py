@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import compileall
+import contextlib
+from pathlib import Path
+
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
@@ -17,3 +21,12 @@ async def connect(settings: Settings, *, address: str | None = None) -> Client:
         data_converter=pydantic_data_converter,
         tls=settings.temporal_tls,
     )
+
+
+def precompile_for_sandbox(package_dir: Path) -> None:
+    """Write bytecode for the workflow modules in `package_dir`. The sandbox imports a workflow's
+    module afresh for every workflow run; without bytecode on disk (PYTHONDONTWRITEBYTECODE=1, as
+    on our development machines and in many container images) each of those imports compiles
+    the source again, about 1.3 ms of CPU per module per run. A read-only tree is left as is."""
+    with contextlib.suppress(OSError):
+        compileall.compile_dir(package_dir, quiet=1)
