@@ -9,10 +9,11 @@ the tests and the benchmarks run it through this module instead:
     python -m loyalty.localstripe_in_memory --port 8420
 
 Webhooks are sent by this module rather than localstripe's own sender, which sleeps 1 s before
-each event and opens a new HTTP connection for it. Here the delay is LOCALSTRIPE_WEBHOOK_DELAY
-seconds (default 1, as shipped; the saga benchmark uses 0, since a fake's sleep is not work of
-the service it measures) and one keep-alive session is reused. Events are signed the way Stripe
-signs them (`Stripe-Signature: t=<created>,v1=<HMAC-SHA256 of "<created>.<payload>">`).
+each event, opens a new HTTP connection for it and never retries. Here the delay is
+LOCALSTRIPE_WEBHOOK_DELAY seconds (default 1, as shipped; the saga benchmark uses 0, since a
+fake's sleep is not work of the service it measures), one keep-alive session is reused, and a
+delivery that cannot connect or gets a 5xx is tried again, up to 5 times. Events are signed the
+way Stripe signs them (`Stripe-Signature: t=<created>,v1=<HMAC-SHA256 of "<created>.<payload>">`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import aiohttp
 from localstripe import resources, server, webhooks
 
 log = logging.getLogger("aiohttp.access")
+DELIVERY_ATTEMPTS = 5
 _session: aiohttp.ClientSession | None = None
 
 
@@ -53,11 +55,17 @@ async def _deliver(event: Any) -> None:
             "Content-Type": "application/json; charset=utf-8",
             "Stripe-Signature": f"t={event.created},v1={signature}",
         }
-        try:
-            async with _session.post(hook.url, data=payload, headers=headers) as response:
-                log.info('webhook "%s" answered %d', event.type, response.status)
-        except aiohttp.ClientError as err:
-            log.info('webhook "%s" failed: %s', event.type, err)
+        for attempt in range(1, DELIVERY_ATTEMPTS + 1):
+            # Like Stripe, try again when the endpoint cannot be reached or answers 5xx: a
+            # keep-alive connection the server has just closed fails the first write.
+            try:
+                async with _session.post(hook.url, data=payload, headers=headers) as response:
+                    log.info('webhook "%s" answered %d', event.type, response.status)
+                    if response.status < 500:
+                        break
+            except aiohttp.ClientError as err:
+                log.info('webhook "%s" failed (attempt %d): %s', event.type, attempt, err)
+            await asyncio.sleep(0.05 * 2**attempt)
 
 
 def main() -> None:
