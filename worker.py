@@ -15,6 +15,7 @@ import signal
 import sys
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
@@ -42,8 +43,11 @@ WORKFLOW_RUNNER = SandboxedWorkflowRunner(
 )
 
 
-def build_worker(client: Client, deps: activities.Dependencies, task_queue: str) -> Worker:
-    """The one place that decides what a worker runs; tests use it too."""
+def build_worker(
+    client: Client, deps: activities.Dependencies, task_queue: str, **tuning: Any
+) -> Worker:
+    """The one place that decides what a worker runs; tests use it too, and the saga benchmark
+    passes `tuning` (further temporalio Worker options) to try them."""
     precompile_for_sandbox(Path(registry.__file__).parent)
     return Worker(
         client,
@@ -52,6 +56,7 @@ def build_worker(client: Client, deps: activities.Dependencies, task_queue: str)
         activities=activities.build_activities(deps),
         workflow_runner=WORKFLOW_RUNNER,
         graceful_shutdown_timeout=timedelta(seconds=10),
+        **tuning,
     )
 
 

@@ -54,7 +54,7 @@ from loyalty import devstack, ledger  # noqa: E402
 from loyalty.db import make_engine  # noqa: E402
 from loyalty.invariants import find_violations  # noqa: E402
 from loyalty.settings import Settings  # noqa: E402
-from loyalty.temporal import connect, precompile_for_sandbox  # noqa: E402
+from loyalty.temporal import connect  # noqa: E402
 
 # The stack runs localstripe in memory (loyalty.localstripe_in_memory); --localstripe-pickle runs
 # it as shipped, pickling its whole store to a shared /tmp file on every write, which slows the
@@ -219,30 +219,15 @@ DEV_WEBHOOK_SECRET = Settings().stripe_webhook_secret
 
 
 async def _serve_worker(tune: dict[str, float], profile: Path | None) -> None:
-    from temporalio.worker import Worker
-
     import activities
-    from worker import WORKFLOW_RUNNER, build_worker
-    from workflows.registry import WORKFLOWS
+    from worker import build_worker
 
     settings = Settings()
     engine = make_engine(settings.database_url or "", pool_size=settings.db_pool_size)
     client = await connect(settings)
     deps = activities.Dependencies(settings=settings, engine=engine)
-    if tune:  # the same workflows and activities as worker.build_worker, with the options tried
-        precompile_for_sandbox(ROOT / "workflows")
-        worker = Worker(
-            client,
-            task_queue=settings.temporal_task_queue,
-            workflows=WORKFLOWS,
-            activities=activities.build_activities(deps),
-            workflow_runner=WORKFLOW_RUNNER,
-            **{
-                k: (v if k == "nonsticky_to_sticky_poll_ratio" else int(v)) for k, v in tune.items()
-            },
-        )
-    else:
-        worker = build_worker(client, deps, settings.temporal_task_queue)
+    tuning = {k: (v if k == "nonsticky_to_sticky_poll_ratio" else int(v)) for k, v in tune.items()}
+    worker = build_worker(client, deps, settings.temporal_task_queue, **tuning)
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)

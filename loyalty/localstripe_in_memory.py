@@ -33,18 +33,15 @@ from localstripe import resources, server, webhooks
 log = logging.getLogger("aiohttp.access")
 DELIVERY_ATTEMPTS = 5
 _session: aiohttp.ClientSession | None = None
-
-
-def _delay() -> float:
-    return float(os.environ.get("LOCALSTRIPE_WEBHOOK_DELAY", "1"))
+_delay = 1.0  # LOCALSTRIPE_WEBHOOK_DELAY, read once by main()
 
 
 async def _deliver(event: Any) -> None:
     global _session
     payload = json.dumps(event._export(), indent=2, sort_keys=True).encode()
     signed = b"%d.%s" % (event.created, payload)
-    if delay := _delay():
-        await asyncio.sleep(delay)
+    if _delay:
+        await asyncio.sleep(_delay)
     if _session is None:
         _session = aiohttp.ClientSession()
     for hook in list(webhooks._webhooks.values()):
@@ -69,7 +66,8 @@ async def _deliver(event: Any) -> None:
 
 
 def main() -> None:
-    _delay()  # a malformed LOCALSTRIPE_WEBHOOK_DELAY fails at start, not on the first event
+    global _delay
+    _delay = float(os.environ.get("LOCALSTRIPE_WEBHOOK_DELAY", "1"))
     resources.Store.dump_to_disk = lambda self: None
     resources.Store.try_load_from_disk = lambda self: None
     webhooks._send_webhook = _deliver  # schedule_webhook looks it up at call time
