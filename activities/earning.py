@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from loyalty import accrual, refunds
+from loyalty import accrual, db, refunds
 from loyalty.booking_events import (
     ActivateCommand,
     EarnCommand,
@@ -32,7 +32,7 @@ class EarningActivities:
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[AsyncConnection]:
         try:
-            async with self._engine.begin() as conn:
+            async with db.begin(self._engine) as conn:
                 yield conn
         except LoyaltyError as err:  # rolled back by begin(); refuse for good
             raise ApplicationError(

@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from loyalty import notifications
+from loyalty import db, notifications
 from loyalty.notifications import Notification
 
 # Answers that mean "this request will never succeed": retrying them would only spin.
@@ -27,7 +27,7 @@ class NotificationActivities:
     async def send(self, note: Notification) -> str:
         """Record the notification, then deliver it if a notification service is configured.
         Returns `delivered`, `already_delivered` or `queued` (outbox only)."""
-        async with self._engine.begin() as conn:
+        async with db.begin(self._engine) as conn:
             if await notifications.record(conn, note):
                 return "already_delivered"
         if self._url is None:
@@ -42,7 +42,7 @@ class NotificationActivities:
         except httpx.HTTPError as exc:
             response = None
             error = f"{type(exc).__name__}: {exc}"
-        async with self._engine.begin() as conn:
+        async with db.begin(self._engine) as conn:
             await notifications.mark_attempt(conn, note.idempotency_key, error=error)
         if error is None:
             return "delivered"

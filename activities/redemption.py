@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from loyalty import ledger
+from loyalty import db, ledger
 from loyalty.errors import LoyaltyError, WalletNotFound
 from loyalty.redemption import HoldPlaced, PlaceHold, SettleHold, plan_hold
 from loyalty.settings import Settings
@@ -33,7 +33,7 @@ class RedemptionActivities:
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[AsyncConnection]:
         try:
-            async with self._engine.begin() as conn:
+            async with db.begin(self._engine) as conn:
                 yield conn
         except LoyaltyError as err:  # rolled back by begin(); refuse for good
             raise business_failure(err) from err

@@ -17,7 +17,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.notifications import NotificationActivities
-from loyalty import tier_store
+from loyalty import db, tier_store
 from loyalty.errors import LoyaltyError
 from loyalty.notifications import Notification
 from loyalty.tier_evaluation import (
@@ -68,7 +68,7 @@ class TierActivities:
     async def evaluate_batch(self, batch: TierBatchInput) -> TierBatchResult:
         """Move the next wallets (by wallet id) to the tiers they earn."""
         try:
-            async with self._engine.begin() as conn:
+            async with db.begin(self._engine) as conn:
                 result = await tier_store.evaluate_batch(conn, batch)
         except LoyaltyError as exc:
             raise _business_failure(exc) from exc

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from loyalty import ledger, vouchers
+from loyalty import db, ledger, vouchers
 from loyalty.errors import LoyaltyError
 from loyalty.voucher_schemas import (
     BurnPoints,
@@ -47,7 +47,7 @@ class VoucherActivities:
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[AsyncConnection]:
         try:
-            async with self._engine.begin() as conn:
+            async with db.begin(self._engine) as conn:
                 yield conn
         except LoyaltyError as err:  # rolled back by begin(); refuse for good
             raise ApplicationError(

@@ -1,8 +1,8 @@
 """Shared request dependencies: settings, the per-request transaction, Temporal, auth.
 
-The transaction lives at the edge: one connection per request inside `engine.begin()`, committed
-when the endpoint returns and rolled back when it raises. `scope="function"` makes the commit
-happen before the response is sent, so a 2xx always means committed."""
+The transaction lives at the edge: one connection per request inside `loyalty.db.begin`,
+committed when the endpoint returns and rolled back when it raises. `scope="function"` makes the
+commit happen before the response is sent, so a 2xx always means committed."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from api.auth import (
     require_scope,
 )
 from api.temporal import LazyTemporalClient
+from loyalty import db
 from loyalty.settings import Settings
 
 
@@ -36,7 +37,7 @@ def get_engine(request: Request) -> AsyncEngine:
 
 
 async def transaction(request: Request) -> AsyncIterator[AsyncConnection]:
-    async with get_engine(request).begin() as conn:
+    async with db.begin(get_engine(request)) as conn:
         yield conn
 
 

@@ -255,7 +255,7 @@ async def run_module(
     async def client(i: int) -> None:
         n = 0
         while (started := time.perf_counter()) < until:
-            async with engine.begin() as conn:
+            async with db.begin(engine) as conn:
                 await ledger.earn(
                     conn,
                     user_id=_wallet_for(users, i, n, clients),

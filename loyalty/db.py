@@ -13,8 +13,9 @@ like any other database error (callers retry: Temporal activities, HTTP clients)
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,14 +58,14 @@ def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
 # same prepared statement on asyncpg itself (bench/ledger.py's module phase: three round trips
 # per posting, so most of its client CPU). The hottest statements (the ledger's one-statement
 # posting, the earn endpoint's accrual path) therefore run on the asyncpg connection under the
-# caller's AsyncConnection, inside the transaction SQLAlchemy owns: SQLAlchemy's asyncpg adapter
-# begins that transaction lazily, before its first statement, so `_driver` begins it the same way
-# when the driver speaks first, under the adapter's own mutex. Commit, rollback and savepoints
-# stay SQLAlchemy's. Values come back as SQLAlchemy's textual statements return them (the
-# adapter's jsonb codec decodes JSON). Errors are asyncpg's own exceptions; the pool still
-# discards a connection that the server closed (_discard_closed), and nothing catches specific
-# database errors on these paths. tests/ledger/test_driver_path.py pins the adapter's internals
-# this relies on (SQLAlchemy 2.x asyncpg dialect).
+# caller's AsyncConnection, inside the caller's transaction: SQLAlchemy's asyncpg adapter begins
+# a transaction lazily, before its first statement, so `_driver` begins it the same way when the
+# driver speaks first, under the adapter's own mutex. Commit, rollback and savepoints stay with
+# whoever owns the transaction (SQLAlchemy, or `begin` below). Values come back as SQLAlchemy's
+# textual statements return them (the adapter's jsonb codec decodes JSON). Errors are asyncpg's
+# own exceptions; the pool still discards a connection that the server closed (_discard_closed),
+# and nothing catches specific database errors on these paths. tests/ledger/test_driver_path.py
+# pins the adapter's internals this relies on (SQLAlchemy 2.x asyncpg dialect).
 
 _PARAM = re.compile(r"(?<![:\w]):(\w+)")
 
@@ -94,8 +95,62 @@ class Statement:
         return [params[name] for name in self.names]
 
 
+# --- transactions -------------------------------------------------------------------------------
+#
+# `begin(engine)` is `engine.begin()` for the service's own transactions (API requests,
+# activities) with about half the Python: SQLAlchemy's begin and commit cost two greenlet hops
+# and its transaction bookkeeping, about 70 us a transaction (bench/ledger.py's module phase:
+# 0.33 against 0.25 ms of client CPU per posting). It yields a connection with no SQLAlchemy
+# transaction; a statement through SQLAlchemy begins one as usual (autobegin), a statement on the
+# driver begins the driver's. At the end it commits (or, on an exception, rolls back) whichever
+# was begun. The connection's info carries a mark while it runs, so the driver knows not to
+# begin SQLAlchemy's transaction itself (see `_driver`).
+
+_LEAN = "loyalty.db.begin"
+
+
+@contextlib.asynccontextmanager
+async def begin(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    async with engine.connect() as conn:
+        info = conn.info
+        info[_LEAN] = True
+        try:
+            yield conn
+        except BaseException:
+            await _end(conn, commit=False)
+            raise
+        else:
+            await _end(conn, commit=True)
+        finally:
+            info.pop(_LEAN, None)
+
+
+async def _end(conn: AsyncConnection, *, commit: bool) -> None:
+    if conn.in_transaction():  # a statement went through SQLAlchemy: its transaction
+        await (conn.commit() if commit else conn.rollback())
+        return
+    sync = conn.sync_connection
+    if sync is None or sync.closed or sync.invalidated:
+        return
+    adapted: Any = sync.connection.dbapi_connection  # AsyncAdapt_asyncpg_connection
+    transaction = adapted._transaction if adapted is not None else None
+    if transaction is None:  # nothing was sent
+        return
+    adapted._transaction = None  # done either way, as the adapter's own commit does
+    try:
+        await (transaction.commit() if commit else transaction.rollback())
+    except BaseException:
+        # The connection's state is unknown (a lost connection, a cancelled COMMIT): never pool it.
+        await conn.invalidate()
+        raise
+
+
 async def _driver(conn: AsyncConnection) -> Any:
-    """The asyncpg connection under `conn`, its transaction begun (as SQLAlchemy would)."""
+    """The asyncpg connection under `conn`, its transaction begun: by SQLAlchemy on a connection
+    of `engine.connect()` / `engine.begin()` (so its commit and rollback cover the driver's
+    statements), else by the driver (inside `begin`, which ends it)."""
+    if not conn.in_transaction() and not conn.info.get(_LEAN):
+        await conn.begin()
     sync = conn.sync_connection
     if sync is not None and not sync.closed and not sync.invalidated:
         fairy: Any = sync.connection  # connected: no I/O

@@ -10,8 +10,8 @@ wallet exists and the key is new, the hot path: one round trip instead of three
 (bench/ledger.py measured it).
 
 Functions here take an AsyncConnection inside a transaction and never commit. When one raises a
-LoyaltyError the caller must roll back (`async with engine.begin()` does): a failed step may have
-written part of the posting.
+LoyaltyError the caller must roll back (`loyalty.db.begin` and `engine.begin()` do): a failed
+step may have written part of the posting.
 
 Holds are two-phase: `hold` reserves points, then exactly one of `capture` (posted as a burn)
 or `release` resolves it. The hold row is locked first, and a partial unique index allows one
