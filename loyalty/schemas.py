@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from loyalty.text_limits import NO_NUL
 from loyalty.tier_schemas import TierStatusOut
 
 MAX_POINTS = 10**12  # the ledger's own bound (loyalty.ledger.MAX_POINTS)
@@ -127,7 +128,10 @@ class AdjustmentIn(_Input):
     points: int = Field(
         ge=-MAX_POINTS, le=MAX_POINTS, description="signed, non-zero: credit or debit"
     )
-    reason: Annotated[str, StringConstraints(min_length=1, max_length=500, strip_whitespace=True)]
+    reason: Annotated[
+        str,
+        StringConstraints(min_length=1, max_length=500, strip_whitespace=True, pattern=NO_NUL),
+    ]
 
     @field_validator("points")
     @classmethod

@@ -7,13 +7,18 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
+from loyalty.text_limits import NO_NUL, without_nul
 from loyalty.tiers import Basis
 
 MAX_POINTS = 10**12
 TierCode = Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=r"^[a-z0-9_-]+$")]
-TierName = Annotated[str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True)]
+TierName = Annotated[
+    str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True, pattern=NO_NUL)
+]
+# A tier's benefits are stored as jsonb, which cannot hold NUL either.
+Benefits = Annotated[dict[str, Any], AfterValidator(without_nul)]
 
 
 class _Input(BaseModel):
@@ -41,7 +46,7 @@ class TierIn(_Input):
     earn_multiplier_pct: int = Field(default=100, ge=1, le=10_000)
     redemption_cap_pct: int | None = Field(default=None, ge=0, le=100)
     redemption_cap_points: int | None = Field(default=None, ge=0, le=MAX_POINTS)
-    benefits: dict[str, Any] = Field(default_factory=dict, max_length=50)
+    benefits: Benefits = Field(default_factory=dict, max_length=50)
 
 
 class TierPatch(_Input):
@@ -54,7 +59,7 @@ class TierPatch(_Input):
     earn_multiplier_pct: int | None = Field(default=None, ge=1, le=10_000)
     redemption_cap_pct: int | None = Field(default=None, ge=0, le=100)
     redemption_cap_points: int | None = Field(default=None, ge=0, le=MAX_POINTS)
-    benefits: dict[str, Any] | None = Field(default=None, max_length=50)
+    benefits: Benefits | None = Field(default=None, max_length=50)
 
 
 class TierOrderIn(_Input):

@@ -21,6 +21,9 @@ from pydantic import (
     model_validator,
 )
 
+from loyalty.text_limits import NO_NUL
+from loyalty.tier_schemas import TierCode
+
 MAX_POINTS = 10**12  # the ledger's own bound
 MAX_CODES_PER_UPLOAD = 10_000
 
@@ -33,7 +36,6 @@ WorkflowStep = Literal[
 
 # Codes customers type: printable ASCII without spaces, bounded.
 VoucherCode = Annotated[str, StringConstraints(min_length=4, max_length=64, pattern=r"^[!-~]+$")]
-TierCode = Annotated[str, StringConstraints(min_length=1, max_length=32)]
 
 
 class _Input(BaseModel):
@@ -55,8 +57,8 @@ class _ProductFields(_Input):
 
 
 class ProductIn(_ProductFields):
-    name: str = Field(min_length=1, max_length=200)
-    description: str = Field(default="", max_length=4000)
+    name: str = Field(min_length=1, max_length=200, pattern=NO_NUL)
+    description: str = Field(default="", max_length=4000, pattern=NO_NUL)
     price_points: StrictInt = Field(gt=0, le=MAX_POINTS, description="price in points")
     code_source: CodeSource = Field(
         default="generated",
@@ -94,8 +96,8 @@ class ProductIn(_ProductFields):
 class ProductPatch(_ProductFields):
     """Only the fields given change; `null` clears an optional field."""
 
-    name: str | None = Field(default=None, min_length=1, max_length=200)
-    description: str | None = Field(default=None, max_length=4000)
+    name: str | None = Field(default=None, min_length=1, max_length=200, pattern=NO_NUL)
+    description: str | None = Field(default=None, max_length=4000, pattern=NO_NUL)
     price_points: StrictInt | None = Field(default=None, gt=0, le=MAX_POINTS)
     inventory: StrictInt | None = Field(default=None, ge=0, le=MAX_POINTS)
     sale_starts_at: AwareDatetime | None = None
@@ -172,7 +174,10 @@ class VoucherList(BaseModel):
 
 class UseVoucherIn(_Input):
     reference: str | None = Field(
-        default=None, max_length=128, description="e.g. the booking the voucher was used on"
+        default=None,
+        max_length=128,
+        pattern=NO_NUL,
+        description="e.g. the booking the voucher was used on",
     )
 
 

@@ -41,6 +41,7 @@ BAD_ADJUST = [
     ({"reason": ""}, "reason"),
     ({"reason": "   "}, "reason"),
     ({"reason": "r" * 501}, "reason"),
+    ({"reason": "good\x00will"}, "reason"),  # PostgreSQL text cannot hold NUL
     ({"reason": None}, "reason"),
     ({"reason": 7}, "reason"),
     ({"actor": "admin-2"}, "actor"),

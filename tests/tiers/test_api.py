@@ -204,3 +204,20 @@ async def test_customers_filters_pagination_and_csv(
         assert [r["user_id"] for r in rows] == ["'=SUM(1)", *mine[1:]]  # no formula injection
         assert [int(r["balance"]) for r in rows] == [c["balance"] for c in as_json]
         assert rows[1]["tier"] == as_json[1]["tier"]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"name": "Plat\x00inum"}, {"benefits": {"lounge": "a\x00b"}}, {"benefits": {"a\x00": 1}}],
+)
+async def test_text_postgresql_cannot_store_is_refused_and_nothing_is_written(
+    client: httpx.AsyncClient, admin: dict[str, str], change: dict[str, Any]
+) -> None:
+    body = {"code": "nul-test", "name": "Nul", "rank": 11, "threshold": 900000, **change}
+    created = await client.post("/tiers", json=body, headers=admin)
+    assert created.status_code == 422, created.text
+    assert created.json()["code"] == "validation_error"
+    patched = await client.patch("/tiers/gold", json=change, headers=admin)
+    assert patched.status_code == 422, patched.text
+    codes = [t["code"] for t in (await client.get("/tiers", headers=admin)).json()["tiers"]]
+    assert "nul-test" not in codes

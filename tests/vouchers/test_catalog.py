@@ -42,6 +42,10 @@ async def test_only_admins_change_the_catalog(http: httpx.AsyncClient, auth: Aut
         {"name": "x", "price_points": 100, "surprise": True},
         {"name": "x", "price_points": 100, "code_source": "uploaded", "inventory": 5},
         {"name": "x", "price_points": 100, "min_tier": "platinum"},
+        # PostgreSQL text cannot hold NUL: refused as input, not failed at the INSERT.
+        {"name": "co\x00ffee", "price_points": 100},
+        {"name": "x", "price_points": 100, "description": "\x00"},
+        {"name": "x", "price_points": 100, "min_tier": "gold\x00"},
         {
             "name": "x",
             "price_points": 100,
