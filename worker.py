@@ -26,6 +26,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 import activities
 from loyalty.db import make_engine
 from loyalty.settings import Settings
+from loyalty.stripe_client import async_stripe_client
 from loyalty.temporal import connect, precompile_for_sandbox
 from loyalty.tier_schedule import ensure_tier_schedule
 from workflows import registry
@@ -94,21 +95,21 @@ async def run(settings: Settings) -> int:
             f"schedule tier-evaluation {outcome} (daily at {settings.tier_evaluation_time} "
             f"{settings.tier_evaluation_timezone})"
         )
-        deps = activities.Dependencies(settings=settings, engine=engine)
-        worker = build_worker(client, deps, settings.temporal_task_queue)
-
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
 
-        async with worker:
-            _say(
-                f"started on task queue {settings.temporal_task_queue!r} at {temporal_target}; "
-                f"workflows: {', '.join(w.__name__ for w in WORKFLOWS) or 'none'}"
-            )
-            await stop.wait()
-            _say("stopping (waiting for running activities up to 10s)")
+        async with async_stripe_client(settings) as stripe_client:
+            deps = activities.Dependencies(settings=settings, engine=engine, stripe=stripe_client)
+            async with build_worker(client, deps, settings.temporal_task_queue):
+                _say(
+                    f"started on task queue {settings.temporal_task_queue!r} at "
+                    f"{temporal_target}; workflows: "
+                    f"{', '.join(w.__name__ for w in WORKFLOWS) or 'none'}"
+                )
+                await stop.wait()
+                _say("stopping (waiting for running activities up to 10s)")
         _say("stopped")
         return 0
     finally:

@@ -26,7 +26,7 @@ from api.auth import SCOPE_SERVICE
 from api.tokens import mint_token
 from loyalty import devstack
 from loyalty.settings import Settings
-from loyalty.stripe_client import make_stripe_client
+from loyalty.stripe_client import async_stripe_client, make_stripe_client
 from tests.redemption.conftest import Api
 from worker import build_worker
 
@@ -107,9 +107,10 @@ async def running_worker(
     client: Client, engine: AsyncEngine, settings: Settings
 ) -> AsyncIterator[None]:
     """A worker in this process, built exactly as worker.py builds it."""
-    deps = Dependencies(settings=settings, engine=engine)
-    async with build_worker(client, deps, settings.temporal_task_queue):
-        yield
+    async with async_stripe_client(settings) as stripe_client:
+        deps = Dependencies(settings=settings, engine=engine, stripe=stripe_client)
+        async with build_worker(client, deps, settings.temporal_task_queue):
+            yield
 
 
 @dataclass
