@@ -26,18 +26,20 @@ from loyalty import db
 from loyalty.settings import Settings
 
 
-def get_settings(request: Request) -> Settings:
+# Dependencies are `async def` even without I/O: FastAPI runs a plain `def` dependency in its
+# thread pool, a thread hop per request for reading an attribute.
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_engine(request: Request) -> AsyncEngine:
+async def get_engine(request: Request) -> AsyncEngine:
     engine: AsyncEngine = request.app.state.engine
     return engine
 
 
 async def transaction(request: Request) -> AsyncIterator[AsyncConnection]:
-    async with db.begin(get_engine(request)) as conn:
+    async with db.begin(await get_engine(request)) as conn:
         yield conn
 
 

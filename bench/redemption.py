@@ -50,6 +50,7 @@ import stripe  # noqa: E402
 from temporalio.client import Client  # noqa: E402
 
 from bench import bare_saga  # noqa: E402
+from bench.ledger import _SERVE as SERVE_API  # noqa: E402
 from bench.ledger import CpuSampler, RawHttpConnection, _tree  # noqa: E402
 from loyalty import devstack, ledger  # noqa: E402
 from loyalty.db import make_engine  # noqa: E402
@@ -134,23 +135,18 @@ class Stack:
             "REDEMPTION_SAGA_VERSION": str(self.saga_version),
             "PYTHONPATH": str(ROOT),
         }
+        # The API as scripts/serve_api.py serves it (uvicorn, uvloop and httptools), through
+        # bench/ledger.py's launcher, which also writes the API's profile with --profile.
+        serve = SERVE_API.format(
+            source=str(ROOT),
+            port=api_port,
+            loop="auto",
+            http="auto",
+            workers=1,
+            profile=str(self.root / "api.prof") if self.profile else "",
+        )
         api = devstack.start_process(
-            self._python(
-                "-m",
-                "uvicorn",
-                "--factory",
-                "api.app:create_app",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(api_port),
-                "--log-level",
-                "warning",
-                "--no-access-log",
-                profile_as="api.prof",
-            ),
-            log_file=self.root / "api.log",
-            env=env,
+            [sys.executable, "-c", serve], log_file=self.root / "api.log", env=env
         )
         self.procs.append(api)
         self.named["API"] = api.pid

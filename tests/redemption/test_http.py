@@ -286,6 +286,12 @@ async def test_forged_or_missing_signature_is_rejected_and_signals_nothing(
         answer = await api.http.post("/webhooks/stripe", content=forged, headers=headers)
         assert answer.status_code == 400
         assert answer.json()["code"] == "invalid_signature"
+    # Correctly signed, but not a Stripe event: refused the same way, nothing recorded.
+    secret = api.settings.stripe_webhook_secret
+    for body in (b"[1, 2]", b"not json", b"\xff\xfe", b'{"data": {}}'):
+        answer = await api.http.post("/webhooks/stripe", content=body, headers=signed(body, secret))
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["code"] == "invalid_signature"
 
     state = await api.http.get(f"/wallets/{user}/redemptions/{booking_id}", headers=api.service)
     assert state.json()["status"] == "held"
