@@ -13,6 +13,7 @@ accepted. Issuer, audience, expiry and subject are always required.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -36,6 +37,11 @@ SCOPES = {
 SECURITY_SCHEME = "bearerAuth"
 LEEWAY_SECONDS = 30
 JWKS_ALGORITHMS = ["RS256", "ES256"]
+# Verified tokens are remembered (the booking service sends the same token for its whole
+# lifetime; verifying it costs about 0.1 ms a request), until the token expires and at most as
+# long as the JWKS keys are cached, so a withdrawn key stops a token as soon as before.
+VERIFIED_TOKENS_KEPT = 4096
+VERIFIED_TOKEN_SECONDS = 300
 DEV_ALGORITHMS = ["HS256"]
 
 bearer_scheme = HTTPBearer(
@@ -88,6 +94,7 @@ class TokenVerifier:
         if settings.jwt_jwks_url:
             self._jwks = jwt.PyJWKClient(settings.jwt_jwks_url, lifespan=300, timeout=5)
         self._dev_secret = settings.jwt_dev_secret
+        self._verified: dict[str, tuple[float, Principal]] = {}  # token -> (good until, who)
 
     async def _key(self, token: str) -> tuple[Any, list[str]]:
         if self._jwks is None:
@@ -102,6 +109,12 @@ class TokenVerifier:
         return signing_key.key, JWKS_ALGORITHMS
 
     async def verify(self, token: str) -> Principal:
+        now = time.time()
+        known = self._verified.get(token)
+        if known is not None:
+            if now < known[0]:
+                return known[1]
+            del self._verified[token]
         key, algorithms = await self._key(token)
         try:
             claims = jwt.decode(
@@ -117,7 +130,12 @@ class TokenVerifier:
             raise InvalidToken("the token has expired") from exc
         except jwt.InvalidTokenError as exc:
             raise InvalidToken(f"the token is invalid: {exc}") from exc
-        return Principal(subject=str(claims["sub"]), scopes=_scopes(claims.get("scope")))
+        principal = Principal(subject=str(claims["sub"]), scopes=_scopes(claims.get("scope")))
+        good_until = min(float(claims["exp"]) + LEEWAY_SECONDS, now + VERIFIED_TOKEN_SECONDS)
+        if len(self._verified) >= VERIFIED_TOKENS_KEPT:
+            del self._verified[next(iter(self._verified))]  # the oldest
+        self._verified[token] = (good_until, principal)
+        return principal
 
 
 def _scopes(claim: object) -> frozenset[str]:

@@ -10,11 +10,13 @@ import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
+from types import SimpleNamespace
 
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from api import auth
 from api.app import create_app
 from api.auth import SCOPE_ADMIN, SCOPE_CUSTOMER, SCOPE_SERVICE
 from loyalty.settings import Settings
@@ -293,3 +295,58 @@ def test_token_command_rejects_unknown_scopes():
     result = _tokens_command("--sub", "u", "--scope", "wallet:everything")
     assert result.returncode == 2
     assert "unknown scope(s): wallet:everything" in result.stderr
+
+
+async def test_verified_tokens_are_remembered_until_expiry_and_at_most_five_minutes(
+    api_settings, monkeypatch
+):
+    verifier = auth.TokenVerifier(api_settings)
+    decoded: list[str] = []
+    real_decode = jwt.decode
+
+    def counting_decode(token, *args, **kwargs):  # type: ignore[no-untyped-def]
+        decoded.append(token)
+        return real_decode(token, *args, **kwargs)
+
+    monkeypatch.setattr(auth.jwt, "decode", counting_decode)
+    clock = [time.time()]
+    monkeypatch.setattr(auth, "time", SimpleNamespace(time=lambda: clock[0]))  # auth's clock only
+    soon = jwt.encode(_claims(api_settings, exp=int(clock[0]) + 60), api_settings.jwt_dev_secret)
+    later = jwt.encode(_claims(api_settings, sub="admin-2"), api_settings.jwt_dev_secret)
+
+    assert (await verifier.verify(soon)).subject == "admin-1"
+    assert (await verifier.verify(soon)).subject == "admin-1"
+    assert decoded == [soon]  # the second time from memory
+
+    # Past exp + leeway the memory no longer answers: the token is verified again (by pyjwt,
+    # on the real clock, which refuses it once it has expired: the "expired" case above).
+    clock[0] += 60 + auth.LEEWAY_SECONDS
+    await verifier.verify(soon)
+    assert decoded == [soon, soon]
+
+    clock[0] = time.time()
+    await verifier.verify(later)
+    clock[0] += auth.VERIFIED_TOKEN_SECONDS - 1
+    await verifier.verify(later)
+    assert decoded.count(later) == 1
+    clock[0] += 2  # remembered no longer than the JWKS keys are cached
+    await verifier.verify(later)
+    assert decoded.count(later) == 2
+
+
+async def test_refused_tokens_are_not_remembered_and_memory_is_bounded(api_settings, monkeypatch):
+    verifier = auth.TokenVerifier(api_settings)
+    forged = jwt.encode(_claims(api_settings), "another-secret-of-32-bytes-or-more!", "HS256")
+    for _ in range(2):
+        with pytest.raises(auth.InvalidToken):
+            await verifier.verify(forged)
+
+    monkeypatch.setattr(auth, "VERIFIED_TOKENS_KEPT", 2)
+    tokens = [
+        jwt.encode(_claims(api_settings, sub=f"admin-{i}"), api_settings.jwt_dev_secret)
+        for i in range(3)
+    ]
+    for token in tokens:
+        await verifier.verify(token)
+    assert len(verifier._verified) == 2
+    assert tokens[0] not in verifier._verified  # the oldest made room
