@@ -10,7 +10,6 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -23,6 +22,13 @@ from loyalty.settings import Settings
 
 def business_failure(err: LoyaltyError) -> ApplicationError:
     return ApplicationError(err.message, err.details, type=err.code, non_retryable=True)
+
+
+# On the driver (loyalty.db): the hold is on the checkout's critical path.
+_TIER_CAPS = db.Statement.of(
+    "SELECT w.tier, t.redemption_cap_pct, t.redemption_cap_points "
+    "FROM wallets w JOIN loyalty_tiers t ON t.code = w.tier WHERE w.user_id = :u"
+)
 
 
 class RedemptionActivities:
@@ -44,20 +50,7 @@ class RedemptionActivities:
         activity: it is on the checkout's critical path)."""
         request = command.request
         async with self._transaction() as conn:
-            row = (
-                (
-                    await conn.execute(
-                        text(
-                            "SELECT w.tier, t.redemption_cap_pct, t.redemption_cap_points "
-                            "FROM wallets w JOIN loyalty_tiers t ON t.code = w.tier "
-                            "WHERE w.user_id = :u"
-                        ),
-                        {"u": request.user_id},
-                    )
-                )
-                .mappings()
-                .first()
-            )
+            row = await db.fetchrow(conn, _TIER_CAPS, {"u": request.user_id})
             if row is None:
                 raise WalletNotFound(
                     f"no wallet for user {request.user_id!r}", user_id=request.user_id

@@ -327,6 +327,16 @@ async def _insufficient(
     )
 
 
+_WALLET_RETURNING = ", ".join(
+    f"wallets.{c} AS wallet_{c}" for c in WalletState.__dataclass_fields__
+)
+
+
+def _wallet_of(row: Mapping[str, Any]) -> WalletState:
+    """The wallet columns of a one-statement posting's row (prefixed `wallet_`)."""
+    return WalletState(**{k: row[f"wallet_{k}"] for k in WalletState.__dataclass_fields__})
+
+
 # The common case of a posting by user id (the wallet exists, the key is new) in one statement:
 # find the wallet, insert the row, move the wallet. Any other case returns no row, and the caller
 # takes the step-by-step path, which tells a missing wallet, a replay and a conflicting key apart.
@@ -343,9 +353,7 @@ _POST_BY_USER = db.Statement.of(
     "lifetime_points = lifetime_points + :lifetime_delta, version = version + 1, "
     "updated_at = now() FROM posted "
     "WHERE wallets.wallet_id = posted.wallet_id AND balance + posted.amount - held >= 0 "
-    "RETURNING "
-    + ", ".join(f"wallets.{c} AS wallet_{c}" for c in WalletState.__dataclass_fields__)
-    + ") SELECT * FROM posted LEFT JOIN moved ON true"
+    f"RETURNING {_WALLET_RETURNING}) SELECT * FROM posted LEFT JOIN moved ON true"
 )
 
 
@@ -398,8 +406,7 @@ async def _post_to_user(
         posting = _posting(row)
         if row["wallet_wallet_id"] is None:  # inserted, but the wallet cannot cover it
             raise await _insufficient(conn, posting.wallet_id, amount=amount, held_delta=0)
-        wallet = WalletState(**{k: row[f"wallet_{k}"] for k in WalletState.__dataclass_fields__})
-        return PostingResult(posting, wallet, False)
+        return PostingResult(posting, _wallet_of(row), False)
 
     wallet = await (open_wallet if open_if_missing else get_wallet)(conn, user_id)
     posting, replayed = await _insert_or_replay(
@@ -643,6 +650,31 @@ async def clawback(
     )
 
 
+_HOLD_COLUMNS = tuple(HoldState.__dataclass_fields__)
+
+# The common case of a hold (the wallet exists, the hold id and the key are new) in one statement:
+# place the hold, post it, move the wallet. Any other case returns no row, and the caller takes
+# the step-by-step path, which tells a missing wallet, a replay and a conflicting key apart.
+_HOLD_BY_USER = db.Statement.of(
+    "WITH target AS (SELECT wallet_id FROM wallets WHERE user_id = :user_id), "
+    "placed AS (INSERT INTO holds (hold_id, wallet_id, amount, booking_id, expires_at) "
+    "SELECT :hold_id, wallet_id, :points, :booking_id, :expires_at FROM target "
+    f"ON CONFLICT (hold_id) DO NOTHING RETURNING {', '.join(_HOLD_COLUMNS)}), "
+    "posted AS (INSERT INTO wallet_transactions (wallet_id, type, amount, held_delta, "
+    "counter_account, booking_id, hold_id, idempotency_key, request_hash, description, metadata) "
+    "SELECT wallet_id, 'hold', 0, amount, 'redemption', booking_id, hold_id, :key, :hash, "
+    "CAST(:description AS text), CAST(:metadata AS jsonb) FROM placed "
+    f"ON CONFLICT (idempotency_key) DO NOTHING RETURNING {_TX_COLUMNS}), "
+    "moved AS (UPDATE wallets SET held = held + posted.held_delta, version = version + 1, "
+    "updated_at = now() FROM posted "
+    "WHERE wallets.wallet_id = posted.wallet_id AND balance - held - posted.held_delta >= 0 "
+    f"RETURNING {_WALLET_RETURNING}) "
+    "SELECT posted.*, "
+    + ", ".join(f"placed.{c} AS hold_{c}" for c in _HOLD_COLUMNS)
+    + ", moved.* FROM posted CROSS JOIN placed LEFT JOIN moved ON true"
+)
+
+
 async def hold(
     conn: AsyncConnection,
     *,
@@ -655,11 +687,35 @@ async def hold(
     description: str | None = None,
     metadata: Mapping[str, Any] | None = None,
 ) -> tuple[HoldState, PostingResult]:
-    """Reserve points: they stay in the balance but are no longer available."""
+    """Reserve points: they stay in the balance but are no longer available. One round trip
+    when the wallet exists and the hold is new, else step by step."""
     _check_points(points)
-    wallet = await get_wallet(conn, user_id)
+    _check_key(idempotency_key)
     hold_id = hold_id or uuid.uuid5(uuid.NAMESPACE_URL, f"loyalty-hold:{idempotency_key}")
     request = {"type": "hold", "user_id": user_id, "points": points, "booking_id": booking_id}
+    row = await db.fetchrow(
+        conn,
+        _HOLD_BY_USER,
+        {
+            "user_id": user_id,
+            "hold_id": hold_id,
+            "points": points,
+            "booking_id": booking_id,
+            "expires_at": expires_at,
+            "key": idempotency_key,
+            "hash": request_hash(request),
+            "description": description,
+            "metadata": json.dumps(dict(metadata or {}), default=str),
+        },
+    )
+    if row is not None:
+        posting = _posting(row)
+        if row["wallet_wallet_id"] is None:  # placed, but the wallet cannot cover it
+            raise await _insufficient(conn, posting.wallet_id, amount=0, held_delta=points)
+        the_hold = HoldState(**{k: row[f"hold_{k}"] for k in _HOLD_COLUMNS})
+        return the_hold, PostingResult(posting, _wallet_of(row), False)
+
+    wallet = await get_wallet(conn, user_id)
     await conn.execute(
         text(
             "INSERT INTO holds (hold_id, wallet_id, amount, booking_id, expires_at) "
@@ -706,6 +762,31 @@ async def get_hold(conn: AsyncConnection, hold_id: uuid.UUID) -> HoldState:
     return _hold(row)
 
 
+# The common case of a capture or release (the hold is open, the key is new) in one statement:
+# lock the hold, post the resolution, close the hold, move the wallet. Any other case returns no
+# row (a hold resolved meanwhile fails the `open` check once its lock is released), and the
+# caller takes the step-by-step path, which tells a replay from a hold that is not open.
+_RESOLVE_OPEN_HOLD = db.Statement.of(
+    "WITH h AS (SELECT hold_id, wallet_id, amount, booking_id FROM holds "
+    "WHERE hold_id = :hold_id AND status = 'open' FOR UPDATE), "
+    "posted AS (INSERT INTO wallet_transactions (wallet_id, type, amount, held_delta, "
+    "currency_amount, currency, counter_account, booking_id, hold_id, idempotency_key, "
+    "request_hash, description, metadata) "
+    "SELECT wallet_id, CAST(:type AS text), CASE WHEN :spend THEN -amount ELSE 0 END, -amount, "
+    "CAST(:currency_amount AS bigint), CAST(:currency AS text), 'redemption', booking_id, "
+    "hold_id, :key, :hash, CAST(:description AS text), CAST(:metadata AS jsonb) FROM h "
+    f"ON CONFLICT (idempotency_key) DO NOTHING RETURNING {_TX_COLUMNS}), "
+    "closed AS (UPDATE holds SET status = :outcome, resolved_at = now() FROM posted "
+    "WHERE holds.hold_id = posted.hold_id), "
+    "moved AS (UPDATE wallets SET balance = balance + posted.amount, "
+    "held = held + posted.held_delta, version = version + 1, updated_at = now() FROM posted "
+    "WHERE wallets.wallet_id = posted.wallet_id "
+    "AND balance + posted.amount - held - posted.held_delta >= 0 "
+    f"RETURNING {_WALLET_RETURNING}) "
+    "SELECT * FROM posted LEFT JOIN moved ON true"
+)
+
+
 async def _resolve_hold(
     conn: AsyncConnection,
     *,
@@ -717,15 +798,40 @@ async def _resolve_hold(
     description: str | None,
     metadata: Mapping[str, Any] | None,
 ) -> PostingResult:
+    _check_key(idempotency_key)
+    tx_type = "capture" if outcome == "captured" else "release"
+    request = {"type": tx_type, "hold_id": str(hold_id)}
+    fast = await db.fetchrow(
+        conn,
+        _RESOLVE_OPEN_HOLD,
+        {
+            "hold_id": hold_id,
+            "type": tx_type,
+            "spend": tx_type == "capture",
+            "currency_amount": currency_amount,
+            "currency": currency,
+            "key": idempotency_key,
+            "hash": request_hash(request),
+            "description": description,
+            "metadata": json.dumps(dict(metadata or {}), default=str),
+            "outcome": outcome,
+        },
+    )
+    if fast is not None:
+        posting = _posting(fast)
+        if fast["wallet_wallet_id"] is None:  # cannot happen while the invariants hold
+            raise await _insufficient(
+                conn, posting.wallet_id, amount=posting.amount, held_delta=posting.held_delta
+            )
+        return PostingResult(posting, _wallet_of(fast), False)
+
     row = await _first(
         conn, text("SELECT * FROM holds WHERE hold_id = :h FOR UPDATE"), {"h": hold_id}
     )
     if row is None:
         raise NotFound(f"no hold {hold_id}", hold_id=str(hold_id))
     the_hold = _hold(row)
-    tx_type = "capture" if outcome == "captured" else "release"
     amount = -the_hold.amount if tx_type == "capture" else 0
-    request = {"type": tx_type, "hold_id": str(hold_id)}
     if the_hold.status != "open":
         existing = await _first(
             conn,

@@ -51,7 +51,9 @@ POINTS, ORDER = 30_000, 100_000
 CAPTURED = [("hold", 0, POINTS, None), ("capture", -POINTS, -POINTS, POINTS)]
 RELEASED = [("hold", 0, POINTS, None), ("release", 0, -POINTS, None)]
 HOLD_ROW = "SELECT 1 FROM holds WHERE hold_id = :h FOR UPDATE"
-CAPTURE_WAITS_ON = "* FROM holds WHERE hold_id"  # ledger._resolve_hold's SELECT ... FOR UPDATE
+# The statements that wait on those locks (pg_stat_activity keeps the first 1 kB of a query).
+CAPTURE_WAITS_ON = "AND status = 'open' FOR UPDATE"  # ledger._RESOLVE_OPEN_HOLD
+HOLD_WAITS_ON = "placed AS (INSERT INTO holds"  # ledger._HOLD_BY_USER
 
 
 async def redeem(api: Api, user: str, booking_id: str) -> dict[str, Any]:
@@ -264,7 +266,7 @@ async def test_worker_killed_while_the_hold_is_being_placed(
         engine, "SELECT 1 FROM wallets WHERE user_id = :u FOR NO KEY UPDATE", {"u": user}
     ):
         redeeming = asyncio.create_task(redeem(api, user, booking_id))
-        await wait_for_lock_waiter(engine, "UPDATE wallets SET balance")
+        await wait_for_lock_waiter(engine, HOLD_WAITS_ON)
         worker_process.kill(first)
     await worker_process.start()
     hold = await asyncio.wait_for(redeeming, 60)
