@@ -23,7 +23,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from loyalty import earning
+from loyalty import db, earning
 from loyalty.errors import IdempotencyConflict, NotFound, ValidationFailed
 
 CampaignId = Annotated[
@@ -272,22 +272,17 @@ async def end(conn: AsyncConnection, campaign_id: str) -> CampaignOut:
     return _out(row)
 
 
+# On the driver (loyalty.db): every earn reads it.
+_EFFECTIVE_AT = db.Statement.of(
+    "SELECT campaign_id, name, kind, multiplier_pct, bonus_points, product_types, categories, "
+    "cap_points_per_booking, starts_at, ends_at FROM campaigns "
+    "WHERE starts_at <= :at AND ends_at > :at ORDER BY campaign_id"
+)
+
+
 async def effective_at(conn: AsyncConnection, at: datetime) -> list[earning.Campaign]:
     """The campaigns whose window contains `at`, as rule objects for loyalty.earning."""
-    rows = (
-        (
-            await conn.execute(
-                text(
-                    "SELECT campaign_id, name, kind, multiplier_pct, bonus_points, product_types, "
-                    "categories, cap_points_per_booking, starts_at, ends_at FROM campaigns "
-                    "WHERE starts_at <= :at AND ends_at > :at ORDER BY campaign_id"
-                ),
-                {"at": at},
-            )
-        )
-        .mappings()
-        .all()
-    )
+    rows = await db.fetch(conn, _EFFECTIVE_AT, {"at": at})
     return [
         earning.Campaign(
             campaign_id=r["campaign_id"],
