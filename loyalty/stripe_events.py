@@ -11,7 +11,17 @@ from typing import Literal
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from loyalty import db
+
 Outcome = Literal["signalled", "saga_ended", "unknown_payment_intent", "ignored"]
+
+
+# On the driver (loyalty.db): every payment outcome of a checkout passes here.
+_CLAIM = db.Statement.of(
+    "INSERT INTO stripe_events (event_id, type, payment_intent_id, workflow_id, outcome) "
+    "VALUES (:e, :t, :pi, :w, 'ignored') ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
+)
+_SET_OUTCOME = db.Statement.of("UPDATE stripe_events SET outcome = :o WHERE event_id = :e")
 
 
 async def claim(
@@ -23,24 +33,12 @@ async def claim(
     workflow_id: str | None,
 ) -> bool:
     """Record the event; False when it was already recorded (a redelivery: do nothing)."""
-    row = (
-        await conn.execute(
-            text(
-                "INSERT INTO stripe_events (event_id, type, payment_intent_id, workflow_id, "
-                "outcome) VALUES (:e, :t, :pi, :w, 'ignored') "
-                "ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
-            ),
-            {"e": event_id, "t": event_type, "pi": payment_intent_id, "w": workflow_id},
-        )
-    ).first()
-    return row is not None
+    params = {"e": event_id, "t": event_type, "pi": payment_intent_id, "w": workflow_id}
+    return await db.fetchrow(conn, _CLAIM, params) is not None
 
 
 async def set_outcome(conn: AsyncConnection, event_id: str, outcome: Outcome) -> None:
-    await conn.execute(
-        text("UPDATE stripe_events SET outcome = :o WHERE event_id = :e"),
-        {"o": outcome, "e": event_id},
-    )
+    await db.execute(conn, _SET_OUTCOME, {"o": outcome, "e": event_id})
 
 
 async def outcomes(conn: AsyncConnection, payment_intent_id: str) -> list[tuple[str, str, str]]:
