@@ -39,7 +39,7 @@ LEEWAY_SECONDS = 30
 JWKS_ALGORITHMS = ["RS256", "ES256"]
 # Verified tokens are remembered (the booking service sends the same token for its whole
 # lifetime; verifying it costs about 0.1 ms a request), until the token expires and at most as
-# long as the JWKS keys are cached, so a withdrawn key stops a token as soon as before.
+# long as the JWKS keys are cached: a token of a withdrawn key works at most that much longer.
 VERIFIED_TOKENS_KEPT = 4096
 VERIFIED_TOKEN_SECONDS = 300
 DEV_ALGORITHMS = ["HS256"]
