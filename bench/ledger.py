@@ -624,16 +624,11 @@ async def measure(args: argparse.Namespace, url: str, workdir: Path, pg_pid: int
         groups["postgres"] = lambda: _tree(pg_pid)
 
     bench_url = prepare_pgbench(url)
-    phases = [
-        run_pgbench(
-            "pgbench -N (before)",
-            bench_url,
-            clients=clients,
-            seconds=seconds,
-            workdir=workdir,
-            groups=groups,
-        )
-    ]
+    pgbench = functools.partial(
+        run_pgbench, bench_url=bench_url, clients=clients, seconds=seconds, workdir=workdir,
+        groups=groups,
+    )  # fmt: skip
+    phases = [pgbench("pgbench -N (before)")]
 
     engine = make_engine(url, pool_size=clients)
     profiler = cProfile.Profile() if args.profile else None
@@ -682,16 +677,7 @@ async def measure(args: argparse.Namespace, url: str, workdir: Path, pg_pid: int
                             label=f" [{number}.{_round}]" if labelled else "",
                         )
                     )
-        phases.append(
-            run_pgbench(
-                "pgbench -N (after)",
-                bench_url,
-                clients=clients,
-                seconds=seconds,
-                workdir=workdir,
-                groups=groups,
-            )
-        )
+        phases.append(pgbench("pgbench -N (after)"))
         async with engine.connect() as conn:
             violations = await find_violations(conn)
             server_version = (await conn.execute(text("SHOW server_version"))).scalar_one()

@@ -8,10 +8,21 @@ import uuid
 import asyncpg
 import pytest
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from loyalty import db, ledger
 
 _USER = db.Statement.of("SELECT user_id, balance FROM wallets WHERE user_id = :u")
+
+
+async def _postings_keyed(engine: AsyncEngine, pattern: str) -> int:
+    """Ledger rows whose idempotency key matches `pattern` (SQL LIKE), as committed."""
+    async with engine.connect() as conn:
+        count = await conn.execute(
+            text("SELECT count(*) FROM wallet_transactions WHERE idempotency_key LIKE :k"),
+            {"k": pattern},
+        )
+        return int(count.scalar_one())
 
 
 def test_statement_numbers_each_name_once_and_leaves_casts_alone() -> None:
@@ -38,13 +49,7 @@ async def test_driver_first_begins_the_transaction_sqlalchemy_rolls_back(engine)
     async with engine.connect() as conn:
         wallet = await ledger.get_wallet(conn, user)
         assert wallet.balance == 5
-        key = (
-            await conn.execute(
-                text("SELECT count(*) FROM wallet_transactions WHERE idempotency_key = :k"),
-                {"k": f"{user}:rolled-back"},
-            )
-        ).scalar_one()
-        assert key == 0
+    assert await _postings_keyed(engine, f"{user}:rolled-back") == 0
 
 
 async def test_driver_after_sqlalchemy_shares_its_transaction(engine) -> None:
@@ -64,14 +69,7 @@ async def test_failed_driver_statement_rolls_back_with_the_transaction(engine) -
         async with engine.begin() as conn:
             await ledger.earn(conn, user_id=user, points=3, idempotency_key=f"{user}:a")
             await db.execute(conn, db.Statement.of("SELECT 1 / 0"), {})
-    async with engine.connect() as conn:
-        total = (
-            await conn.execute(
-                text("SELECT count(*) FROM wallet_transactions WHERE idempotency_key = :k"),
-                {"k": f"{user}:a"},
-            )
-        ).scalar_one()
-        assert total == 0
+    assert await _postings_keyed(engine, f"{user}:a") == 0
     # The pool's connection is usable afterwards.
     async with engine.begin() as conn:
         await ledger.earn(conn, user_id=user, points=3, idempotency_key=f"{user}:b")
@@ -91,16 +89,10 @@ async def test_driver_first_on_a_plain_connection_is_committed_by_its_commit(eng
         assert (await ledger.get_wallet(conn, user)).balance == 4
 
 
-async def _balance_and_keys(engine, user: str) -> tuple[int, int]:
+async def _balance_and_keys(engine: AsyncEngine, user: str) -> tuple[int, int]:
     async with engine.connect() as conn:
         wallet = await ledger.find_wallet(conn, user)
-        keys = (
-            await conn.execute(
-                text("SELECT count(*) FROM wallet_transactions WHERE idempotency_key LIKE :k"),
-                {"k": f"{user}:%"},
-            )
-        ).scalar_one()
-    return (wallet.balance if wallet else -1), keys
+    return (wallet.balance if wallet else -1), await _postings_keyed(engine, f"{user}:%")
 
 
 async def test_begin_commits_driver_only_work(engine) -> None:
