@@ -24,6 +24,7 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 import activities
+from loyalty import event_loop
 from loyalty.db import make_engine
 from loyalty.settings import Settings
 from loyalty.stripe_client import async_stripe_client
@@ -105,7 +106,7 @@ async def run(settings: Settings) -> int:
             async with build_worker(client, deps, settings.temporal_task_queue):
                 _say(
                     f"started on task queue {settings.temporal_task_queue!r} at "
-                    f"{temporal_target}; workflows: "
+                    f"{temporal_target} (event loop {event_loop.chosen()}); workflows: "
                     f"{', '.join(w.__name__ for w in WORKFLOWS) or 'none'}"
                 )
                 await stop.wait()
@@ -124,7 +125,7 @@ def _reason(exc: BaseException) -> str:
 
 def main() -> None:
     try:
-        status = asyncio.run(run(Settings()))
+        status = event_loop.run(run(Settings()))
     except KeyboardInterrupt:
         status = 130
     sys.stdout.flush()

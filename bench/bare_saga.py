@@ -118,7 +118,9 @@ def main() -> None:
     serve.add_argument("--address", required=True)
     serve.add_argument("--task-queue", required=True)
     args = parser.parse_args()
-    asyncio.run(_serve(args.address, args.task_queue))
+    from loyalty import event_loop
+
+    event_loop.run(_serve(args.address, args.task_queue))
     sys.stderr.flush()
     os._exit(0)  # temporalio/sdk-python#300: no abort at interpreter shutdown
 

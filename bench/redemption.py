@@ -52,7 +52,7 @@ from temporalio.client import Client  # noqa: E402
 from bench import bare_saga  # noqa: E402
 from bench.ledger import _SERVE as SERVE_API  # noqa: E402
 from bench.ledger import CpuSampler, RawHttpConnection, _tree  # noqa: E402
-from loyalty import devstack, ledger  # noqa: E402
+from loyalty import devstack, event_loop, ledger  # noqa: E402
 from loyalty.db import make_engine  # noqa: E402
 from loyalty.invariants import find_violations  # noqa: E402
 from loyalty.settings import Settings  # noqa: E402
@@ -542,12 +542,12 @@ def main() -> None:
     args = parser.parse_args()
     if args.command == "serve-worker":
         profile = os.environ.get("BENCH_WORKER_PROFILE")
-        asyncio.run(_serve_worker(json.loads(args.tune[0]) if args.tune else {},
+        event_loop.run(_serve_worker(json.loads(args.tune[0]) if args.tune else {},
                                   Path(profile) if profile else None))  # fmt: skip
         status = 0
     else:
         try:
-            status = asyncio.run(bench(args))
+            status = event_loop.run(bench(args))
         except KeyboardInterrupt:
             status = 130
     sys.stdout.flush()

@@ -115,7 +115,8 @@ async def test_worker_process_serves_and_stops_on_sigterm(
     assert proc.stdout is not None
     try:
         async with asyncio.timeout(30):
-            await _read_until(proc.stdout, "started on task queue")
+            started = await _read_until(proc.stdout, "started on task queue")
+        assert "(event loop uvloop)" in started  # a project dependency, as the API's uvicorn
         report = await asyncio.wait_for(_check(temporal_client, task_queue), timeout=30)
         assert report.ok
         proc.send_signal(signal.SIGTERM)
