@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 import activities
@@ -33,16 +33,19 @@ from loyalty.tier_schedule import ensure_tier_schedule
 from workflows import registry
 from workflows.registry import WORKFLOWS
 
-# The sandbox re-imports every module a workflow imports for each workflow run, unless the
-# module is passed through. The loyalty modules workflows use (pydantic models, pure rules) are
-# safe to share between runs. The workflow modules themselves are not passed through, although
-# that saved about 3 ms of CPU per run: a passed-through workflow module sees the real
-# datetime/random, and the sandbox then no longer refuses `datetime.now()` in workflow code
-# (checked with a probe workflow against the dev server).
+# Workflows run outside temporalio's sandbox unless WORKFLOW_SANDBOX is set (loyalty.settings).
+# In the sandbox (the test suite's in-process workers, and history replays), the loyalty modules
+# workflows use (pydantic models, pure rules) are passed through: the sandbox would otherwise
+# re-import them for every workflow run. The workflow modules themselves are not, so the sandbox
+# still refuses `datetime.now()` and the like in workflow code.
 PASSTHROUGH_MODULES = ("loyalty",)
 WORKFLOW_RUNNER = SandboxedWorkflowRunner(
     restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
 )
+
+
+def workflow_runner(sandboxed: bool) -> WorkflowRunner:
+    return WORKFLOW_RUNNER if sandboxed else UnsandboxedWorkflowRunner()
 
 
 def build_worker(
@@ -50,13 +53,15 @@ def build_worker(
 ) -> Worker:
     """The one place that decides what a worker runs; tests use it too, and the saga benchmark
     passes `tuning` (further temporalio Worker options) to try them."""
-    precompile_for_sandbox(Path(registry.__file__).parent)
+    sandboxed = deps.settings.workflow_sandbox
+    if sandboxed:
+        precompile_for_sandbox(Path(registry.__file__).parent)
     return Worker(
         client,
         task_queue=task_queue,
         workflows=WORKFLOWS,
         activities=activities.build_activities(deps),
-        workflow_runner=WORKFLOW_RUNNER,
+        workflow_runner=workflow_runner(sandboxed),
         graceful_shutdown_timeout=timedelta(seconds=10),
         **tuning,
     )
@@ -106,7 +111,8 @@ async def run(settings: Settings) -> int:
             async with build_worker(client, deps, settings.temporal_task_queue):
                 _say(
                     f"started on task queue {settings.temporal_task_queue!r} at "
-                    f"{temporal_target} (event loop {event_loop.chosen()}); workflows: "
+                    f"{temporal_target} (event loop {event_loop.chosen()}, workflow sandbox "
+                    f"{'on' if settings.workflow_sandbox else 'off'}); workflows: "
                     f"{', '.join(w.__name__ for w in WORKFLOWS) or 'none'}"
                 )
                 await stop.wait()

@@ -2,7 +2,8 @@
 redemption benchmark compares against on the same Temporal server.
 
 Update-with-start (`hold`, answered after one trivial local activity), then a `paid` signal, then
-completion. No database, no Stripe, no search attributes.
+completion. No database, no Stripe, no search attributes. Its worker runs workflows in the
+sandbox exactly when ours does (WORKFLOW_SANDBOX).
 
     python bench/bare_saga.py worker --address 127.0.0.1:7233 --task-queue bare
 
@@ -82,14 +83,17 @@ async def pay(client: Client, booking_id: str) -> None:
     await client.get_workflow_handle(f"bare-{booking_id}").signal(BareSaga.paid)
 
 
-def build_worker(client: Client, task_queue: str, **tuning: int) -> object:
-    from temporalio.worker import Worker
+def build_worker(client: Client, task_queue: str, *, sandboxed: bool, **tuning: int) -> object:
+    """Like our worker: temporalio's sandbox only when WORKFLOW_SANDBOX asks for it."""
+    from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+    from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
     return Worker(
         client,
         task_queue=task_queue,
         workflows=[BareSaga],
         activities=[bare_hold],
+        workflow_runner=SandboxedWorkflowRunner() if sandboxed else UnsandboxedWorkflowRunner(),
         **tuning,  # type: ignore[arg-type]
     )
 
@@ -100,9 +104,11 @@ async def _serve(address: str, task_queue: str) -> None:
     from loyalty.settings import Settings
     from loyalty.temporal import connect, precompile_for_sandbox
 
-    client = await connect(Settings(environment="test"), address=address)
-    precompile_for_sandbox(Path(bare_saga.__file__).parent)  # as worker.build_worker does
-    worker = bare_saga.build_worker(client, task_queue)
+    settings = Settings(environment="test")
+    client = await connect(settings, address=address)
+    if settings.workflow_sandbox:
+        precompile_for_sandbox(Path(bare_saga.__file__).parent)  # as worker.build_worker does
+    worker = bare_saga.build_worker(client, task_queue, sandboxed=settings.workflow_sandbox)
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)

@@ -18,7 +18,8 @@ payment made); the sagas finish on their own. Throughput is sagas / (last close 
 hold latency is what the booking service waits for (the redeem call, or the update-with-start).
 Each run prints the CPU time per saga of every process. Levers: --tune (worker options),
 --db-pool, --bare-remote (the hold as a remote activity in the baseline), --webhook-delay,
---profile (cProfile of the API and the worker)."""
+--sandbox (both workers in temporalio's workflow sandbox), --profile (cProfile of the API and
+the worker). LOYALTY_EVENT_LOOP=asyncio runs this process and both workers on asyncio's loop."""
 
 from __future__ import annotations
 
@@ -80,6 +81,7 @@ class Stack:
     webhook_delay: float = 0.0
     saga_version: int = 2
     dev_server_defaults: bool = False
+    sandbox: bool = False
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     pg: devstack.EmbeddedPostgres | None = None
     settings: Settings | None = None
@@ -133,6 +135,7 @@ class Stack:
             "STRIPE_API_BASE": self.settings.stripe_api_base or "",
             "DB_POOL_SIZE": str(self.db_pool),
             "REDEMPTION_SAGA_VERSION": str(self.saga_version),
+            "WORKFLOW_SANDBOX": str(self.sandbox).lower(),  # both workers
             "PYTHONPATH": str(ROOT),
         }
         # The API as scripts/serve_api.py serves it (uvicorn, uvloop and httptools), through
@@ -433,6 +436,7 @@ async def bench(args: argparse.Namespace) -> int:
         args.webhook_delay,
         args.saga_version,
         args.dev_server_defaults,
+        args.sandbox,
     )
     try:
         settings = await asyncio.to_thread(stack.start)  # alembic runs its own event loop
@@ -459,7 +463,9 @@ async def bench(args: argparse.Namespace) -> int:
             f"{'pickling every write' if args.localstripe_pickle else 'in memory'}, webhooks after "
             f"{'1 (as shipped)' if args.localstripe_pickle else args.webhook_delay} s, saga "
             f"version {args.saga_version}, dev server task-queue reads "
-            f"{'20/s (default)' if args.dev_server_defaults else '1000/s'}",
+            f"{'20/s (default)' if args.dev_server_defaults else '1000/s'}, workflow sandbox "
+            f"{'on' if args.sandbox else 'off (as shipped)'} in both workers, event loop "
+            f"{event_loop.chosen()}",
             flush=True,
         )
         results: list[tuple[Result, Result]] = []
@@ -535,6 +541,11 @@ def main() -> None:
         "--dev-server-defaults",
         action="store_true",
         help="keep the dev server's 20 task-queue reads per second (devstack lifts it)",
+    )
+    parser.add_argument(
+        "--sandbox",
+        action="store_true",
+        help="run both workers' workflows in temporalio's sandbox (WORKFLOW_SANDBOX=true)",
     )
     parser.add_argument("--profile", action="store_true", help="cProfile the API and worker")
     parser.add_argument("--profile-top", type=int, default=25)

@@ -35,6 +35,11 @@ class Settings(BaseSettings):
     temporal_namespace: str = "default"
     temporal_task_queue: str = "loyalty"
     temporal_tls: bool = False
+    # Run workflow code in temporalio's sandbox. Off as shipped: the sandbox cost about 40% of
+    # the worker's CPU (bench/redemption.py). The test suite turns it on for its in-process
+    # workers, so its runtime checks still refuse non-deterministic calls in workflow code;
+    # tests/test_workflow_code.py checks the workflow modules statically as well.
+    workflow_sandbox: bool = False
 
     # Stripe. Unset key: the run command starts localstripe and points the SDK at it.
     stripe_api_key: str | None = None

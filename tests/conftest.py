@@ -26,6 +26,12 @@ from loyalty.invariants import find_violations
 from loyalty.settings import PROJECT_ROOT, Settings
 from loyalty.temporal import connect
 
+# The in-process workers of the tests (built by worker.build_worker from the tests' settings) run
+# workflows in temporalio's sandbox, so every workflow path a test takes is checked for
+# non-deterministic calls at run time. `python worker.py` processes (WorkerProcess) run as
+# shipped, without it.
+os.environ.setdefault("WORKFLOW_SANDBOX", "true")
+
 
 @pytest.fixture(scope="session")
 def stack_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -123,6 +129,7 @@ class WorkerProcess:
             for name, value in settings.model_dump().items()
             if value is not None
         }
+        self.env["WORKFLOW_SANDBOX"] = "false"  # as shipped (see the top of this module)
         self.log_dir = log_dir
         self.procs: list[subprocess.Popen[bytes]] = []
 

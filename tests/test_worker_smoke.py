@@ -83,7 +83,11 @@ async def test_invariant_check_reports_a_corrupted_wallet(
 
 
 def _worker_env(**overrides: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "DATABASE_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("TEMPORAL_", "DATABASE_", "WORKFLOW_"))  # the rest as shipped
+    }
     return {**env, "PYTHONUNBUFFERED": "1", **overrides}
 
 
@@ -116,7 +120,8 @@ async def test_worker_process_serves_and_stops_on_sigterm(
     try:
         async with asyncio.timeout(30):
             started = await _read_until(proc.stdout, "started on task queue")
-        assert "(event loop uvloop)" in started  # a project dependency, as the API's uvicorn
+        # uvloop is a project dependency (the API's uvicorn picks it too); no sandbox as shipped
+        assert "(event loop uvloop, workflow sandbox off)" in started
         report = await asyncio.wait_for(_check(temporal_client, task_queue), timeout=30)
         assert report.ok
         proc.send_signal(signal.SIGTERM)
