@@ -157,7 +157,9 @@ class Stack:
         devstack.wait_for_http(f"{self.api_url}/health", timeout=60, proc=api)
         httpx.post(
             f"{self.settings.stripe_api_base}/_config/webhooks/bench",
-            data={"url": f"{self.api_url}/webhooks/stripe", "secret": DEV_WEBHOOK_SECRET},
+            data=devstack.localstripe_webhook_fields(
+                f"{self.api_url}/webhooks/stripe", DEV_WEBHOOK_SECRET
+            ),
         ).raise_for_status()
         ours = self._worker(
             [

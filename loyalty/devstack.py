@@ -246,6 +246,14 @@ def start_localstripe(
     return proc
 
 
+def localstripe_webhook_fields(url: str, secret: str) -> dict[str, str | list[str]]:
+    """The form for localstripe's `POST /_config/webhooks/{id}`: signed deliveries to `url` of the
+    events the API acts on, as a Stripe webhook endpoint is subscribed to them."""
+    from loyalty.stripe_events import WEBHOOK_EVENTS
+
+    return {"url": url, "secret": secret, "events[]": list(WEBHOOK_EVENTS)}
+
+
 def alembic_config(database_url: str) -> Config:
     """The project's Alembic configuration aimed at `database_url`, for use in this process."""
     from alembic.config import Config

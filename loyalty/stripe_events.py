@@ -15,6 +15,17 @@ from loyalty import db
 
 Outcome = Literal["signalled", "saga_ended", "unknown_payment_intent", "ignored"]
 
+# The events the webhook endpoint acts on (api/routers/webhooks.py). Subscribe the endpoint to
+# these only: in Stripe, the webhook endpoint's events; localstripe takes them when its webhook is
+# configured (devstack.localstripe_webhook_fields). Anything else is acknowledged as ignored, but
+# Stripe sends more for every checkout (payment_intent.created, charge.succeeded, ...), each a
+# delivery, a request and a database row for nothing.
+WEBHOOK_EVENTS = (
+    "payment_intent.succeeded",
+    "payment_intent.payment_failed",
+    "payment_intent.canceled",
+)
+
 
 # On the driver (loyalty.db): every payment outcome of a checkout passes here.
 _CLAIM = db.Statement.of(

@@ -239,7 +239,8 @@ class Stack:
         )
         hook = f"http://{_client_host(s.api_host)}:{s.api_port}/webhooks/stripe"
         _post_form(
-            f"{base}/_config/webhooks/loyalty", {"url": hook, "secret": s.stripe_webhook_secret}
+            f"{base}/_config/webhooks/loyalty",
+            devstack.localstripe_webhook_fields(hook, s.stripe_webhook_secret),
         )
         self.env.update(STRIPE_API_KEY=DEV_STRIPE_API_KEY, STRIPE_API_BASE=base)
         self.stripe_label = f"localstripe at {base}, webhooks to {hook}"
@@ -339,8 +340,8 @@ def _ensure_postgres_stopped(data_dir: Path) -> None:
         say(f"PostgreSQL did not stop cleanly: {exc}")
 
 
-def _post_form(url: str, fields: dict[str, str]) -> None:
-    body = urllib.parse.urlencode(fields).encode()
+def _post_form(url: str, fields: dict[str, str | list[str]]) -> None:
+    body = urllib.parse.urlencode(fields, doseq=True).encode()
     with urllib.request.urlopen(urllib.request.Request(url, data=body), timeout=10) as resp:
         resp.read()
 

@@ -19,6 +19,7 @@ from loyalty.schemas import ErrorBody
 log = logging.getLogger("loyalty.webhooks")
 router = APIRouter(tags=["webhooks"])
 
+# The events of stripe_events.WEBHOOK_EVENTS (the endpoint's subscription), as saga news.
 NEWS: dict[str, checkout.PaymentNews] = {
     "payment_intent.succeeded": "payment_succeeded",
     "payment_intent.payment_failed": "payment_failed",

@@ -71,7 +71,8 @@ async def _serve(app: object) -> tuple[uvicorn.Server, asyncio.Task[None], str]:
 async def point_webhooks(localstripe_url: str, url: str, secret: str) -> None:
     async with httpx.AsyncClient() as http:
         answer = await http.post(
-            f"{localstripe_url}/_config/webhooks/{WEBHOOK_ID}", data={"url": url, "secret": secret}
+            f"{localstripe_url}/_config/webhooks/{WEBHOOK_ID}",
+            data=devstack.localstripe_webhook_fields(url, secret),
         )
         answer.raise_for_status()
 

@@ -107,7 +107,9 @@ async def api(settings: Settings, localstripe_url: str) -> AsyncIterator[Api]:
     async with httpx.AsyncClient(base_url=url, timeout=30) as http:
         answer = await http.post(
             f"{localstripe_url}/_config/webhooks/redemption-tests",
-            data={"url": f"{url}/webhooks/stripe", "secret": settings.stripe_webhook_secret},
+            data=devstack.localstripe_webhook_fields(
+                f"{url}/webhooks/stripe", settings.stripe_webhook_secret
+            ),
         )
         answer.raise_for_status()
         token = mint_token(settings, sub="booking-service", scopes=[SCOPE_SERVICE])

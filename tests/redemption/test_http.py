@@ -83,6 +83,9 @@ async def test_paid_checkout_webhook_captures(
     save_history: SaveHistory,
 ) -> None:
     user = await make_wallet(50_000)
+    # An event outside the webhook's subscription (stripe_events.WEBHOOK_EVENTS), sent before
+    # the payment's: it must never reach the API.
+    customer = await stripe_client.v1.customers.create_async({"email": f"{user}@example.com"})
     answer = await redeem(api, user, booking_id)
     assert answer.status_code == 200, answer.text
     hold = answer.json()
@@ -102,12 +105,29 @@ async def test_paid_checkout_webhook_captures(
     assert await events_of(engine, hold["payment_intent_id"]) == [
         ("payment_intent.succeeded", "signalled")
     ]
+    created = await stripe_client.v1.events.list_async({"type": "customer.created", "limit": 100})
+    customer_event = next(e.id for e in created.data if e.data.object["id"] == customer.id)
+    await asyncio.sleep(0.5)  # it was sent before the payment's event, with the same delay
+    async with engine.connect() as conn:
+        seen = await conn.execute(
+            text("SELECT count(*) FROM stripe_events WHERE event_id = :e"), {"e": customer_event}
+        )
+        assert seen.scalar_one() == 0
     status = await api.http.get(
         f"/wallets/{user}/redemptions/{booking_id}", headers=api.customer(user)
     )
     assert status.status_code == 200
     assert status.json()["status"] == "captured"
     await save_history("http_paid_captured", hold["workflow_id"])
+
+
+def test_the_webhook_subscription_is_what_the_endpoint_acts_on() -> None:
+    from api.routers.webhooks import NEWS
+    from loyalty import devstack
+
+    assert set(NEWS) == set(stripe_events.WEBHOOK_EVENTS)
+    fields = devstack.localstripe_webhook_fields("http://api/webhooks/stripe", "whsec_x")
+    assert fields["events[]"] == list(stripe_events.WEBHOOK_EVENTS)
 
 
 async def test_declined_payment_releases_the_points(
