@@ -9,8 +9,8 @@ production) and stops it all at the end. Then, on the same Temporal server:
 - bare:  C loops, each: update-with-start (hold = one trivial local activity), then the `paid`
          signal; the saga completes.
 - ours:  C loops, each: POST /wallets/{user}/redeem (update-with-start; hold and PaymentIntent),
-         then the customer pays the remainder in localstripe with the stripe SDK (a saved card:
-         attach it, confirm); localstripe posts the signed webhook to the API, which signals
+         then the customer pays the remainder in localstripe with the stripe SDK (a saved card,
+         named in the confirm); localstripe posts the signed webhook to the API, which signals
          the saga; the saga captures.
 
 A loop starts its next checkout as soon as the customer side is done (the hold answered and the
@@ -334,8 +334,8 @@ async def run_ours(
     n: int, concurrency: int, *, tag: str,
 ) -> Result:  # fmt: skip
     ids = [f"{tag}-{uuid.uuid4().hex[:10]}" for _ in range(n)]
-    # The customers pay with a saved card (one PaymentMethod, made before the clock starts):
-    # attach it to the PaymentIntent, then confirm, as Stripe.js does for a returning customer.
+    # The customers pay with a saved card (one PaymentMethod, made before the clock starts): one
+    # confirm naming it, as Stripe.js's confirmCardPayment sends it for a returning customer.
     card = await customer.v1.payment_methods.create_async(
         {"type": "card",
          "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2030, "cvc": "123"}}
@@ -349,8 +349,7 @@ async def run_ours(
         if status != 200:
             raise RuntimeError(f"redeem failed: {status} {answer!r}")
         intent = json.loads(answer)["payment_intent_id"]
-        await customer.v1.payment_intents.update_async(intent, {"payment_method": card.id})
-        await customer.v1.payment_intents.confirm_async(intent)
+        await customer.v1.payment_intents.confirm_async(intent, {"payment_method": card.id})
         return held * 1000
 
     started, holds = await _loops(n, concurrency, one)

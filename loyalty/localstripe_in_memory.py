@@ -14,6 +14,10 @@ LOCALSTRIPE_WEBHOOK_DELAY seconds (default 1, as shipped; the saga benchmark use
 fake's sleep is not work of the service it measures), one keep-alive session is reused, and a
 delivery that cannot connect or gets a 5xx is tried again, up to 5 times. Events are signed the
 way Stripe signs them (`Stripe-Signature: t=<created>,v1=<HMAC-SHA256 of "<created>.<payload>">`).
+
+Confirming a PaymentIntent with the payment method to pay with (`confirm(id, payment_method=...)`,
+what Stripe.js sends for a saved card) works as in Stripe; localstripe answers it with a 500 "Not
+implemented", so this module sets the method first, as an update would, then confirms.
 """
 
 from __future__ import annotations
@@ -28,7 +32,27 @@ import sys
 from typing import Any
 
 import aiohttp
-from localstripe import resources, server, webhooks
+from localstripe import resources, webhooks
+
+
+def _confirm_with_payment_method(confirm: Any) -> Any:
+    def confirm_paying_with(id: str, payment_method: str | None = None, **kwargs: Any) -> Any:
+        if payment_method is not None:
+            resources.PaymentIntent._api_update(id, payment_method=payment_method)
+        return confirm(id, **kwargs)
+
+    return confirm_paying_with
+
+
+# localstripe.server binds its routes to these functions when it is imported: replace first.
+resources.extra_apis[:] = [
+    (method, url, _confirm_with_payment_method(func))
+    if url == "/v1/payment_intents/{id}/confirm"
+    else (method, url, func)
+    for method, url, func in resources.extra_apis
+]
+
+from localstripe import server  # noqa: E402
 
 log = logging.getLogger("aiohttp.access")
 DELIVERY_ATTEMPTS = 5

@@ -21,16 +21,18 @@ DECLINED_CARD = "4000000000000341"  # attaches, then is declined at charge
 
 
 async def pay(client: stripe.StripeClient, payment_intent_id: str, card: str = GOOD_CARD) -> str:
-    """The customer pays the PaymentIntent; returns its status afterwards."""
+    """The customer pays the PaymentIntent with a card (one confirm naming the payment method,
+    as Stripe.js sends it); returns its status afterwards."""
     method = await client.v1.payment_methods.create_async(
         {
             "type": "card",
             "card": {"number": card, "exp_month": 12, "exp_year": 2030, "cvc": "123"},
         }
     )
-    await client.v1.payment_intents.update_async(payment_intent_id, {"payment_method": method.id})
     with contextlib.suppress(stripe.CardError):  # declined: Stripe sends payment_failed
-        await client.v1.payment_intents.confirm_async(payment_intent_id)
+        await client.v1.payment_intents.confirm_async(
+            payment_intent_id, {"payment_method": method.id}
+        )
     intent = await client.v1.payment_intents.retrieve_async(payment_intent_id)
     return str(intent.status)
 
