@@ -12,6 +12,8 @@ Phases, each at the same client count:
    httptools when installed, as scripts/serve_api.py), from C keep-alive HTTP/1.1 connections
    of a lean client on raw asyncio streams (like wrk: the load generator is not the service, so
    it should cost little CPU on the same cores; `--http-client httpx` uses httpx instead);
+   with `--http-floor`, then the same requests in a currency the service does not keep, refused
+   (422) before any SQL: what the API costs without the ledger (routing, auth, validation);
 4. `pgbench -N` again, to show how much the baseline drifted meanwhile (a shared box is noisy);
    the ratios use the mean of both pgbench runs.
 
@@ -485,7 +487,11 @@ async def run_http(
     groups: dict,
     http_client: str,
     label: str = "",
+    refused: bool = False,
 ) -> Phase:
+    """Earns over HTTP, each a new booking worth one point (201). With `refused`, the same
+    requests in a currency the service does not keep, which the endpoint refuses (422) before any
+    SQL: the API's cost for routing, auth, validation and the request's transaction alone."""
     settings = Settings(_env_file=PROJECT_ROOT / ".env")
     token = mint_token(settings, sub="bench", scopes=[SCOPE_SERVICE], ttl=3600)
     tag = re.sub(r"[^0-9a-z]", "", label)  # ids: printable ASCII, no spaces
@@ -512,7 +518,7 @@ async def run_http(
                     body = {
                         "booking_id": f"bench-{run_id}{tag}-{i}-{n}",
                         "amount_paid": AMOUNT_PAID,
-                        "currency": "VND",
+                        "currency": "USD" if refused else "VND",
                     }
                     if raw is not None:
                         status, content = await raw.post(path, json.dumps(body).encode())
@@ -520,7 +526,7 @@ async def run_http(
                         response = await http.post(path, json=body)
                         status, content = response.status_code, response.content
                     # Every booking is new and earns one point: 201, anything else is a failure.
-                    if status != 201:
+                    if status != (422 if refused else 201):
                         failures.append(f"{status} {content[:300]!r}")
                         return
                     if started >= measure_from:
@@ -536,7 +542,11 @@ async def run_http(
             await asyncio.gather(*tasks)
     if failures:
         raise RuntimeError(f"HTTP earn failed ({len(failures)} failures): {failures[0]}")
-    name = f"HTTP POST /wallets/{{userId}}/earn{label}"
+    name = (
+        "HTTP earn refused, no SQL (floor)"
+        if refused
+        else f"HTTP POST /wallets/{{userId}}/earn{label}"
+    )
     return Phase(name, seconds, latencies, cpu=cpu.totals())
 
 
@@ -677,6 +687,20 @@ async def measure(args: argparse.Namespace, url: str, workdir: Path, pg_pid: int
                             label=f" [{number}.{_round}]" if labelled else "",
                         )
                     )
+                    if args.http_floor and not labelled:
+                        phases.append(
+                            await run_http(
+                                base_url,
+                                run_id=run_id,
+                                clients=clients,
+                                wallets=wallets,
+                                seconds=seconds,
+                                warmup=args.warmup,
+                                groups=http_groups,
+                                http_client=args.http_client,
+                                refused=True,
+                            )
+                        )
         phases.append(pgbench("pgbench -N (after)"))
         async with engine.connect() as conn:
             violations = await find_violations(conn)
@@ -768,6 +792,11 @@ def main(argv: list[str] | None = None) -> int:
         "give two or more to run them alternately in one run",
     )
     parser.add_argument("--rounds", type=int, default=2, help="rounds of the variants")
+    parser.add_argument(
+        "--http-floor",
+        action="store_true",
+        help="also the earn refused before any SQL (422): the API's cost without the ledger",
+    )
     args = parser.parse_args(argv)
     if not 1 <= args.clients <= 256 or not 1 <= args.seconds <= 600 or args.wallets < 0:
         parser.error("use 1..256 clients, 1..600 seconds and a non-negative wallet count")
