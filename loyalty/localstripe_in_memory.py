@@ -18,6 +18,11 @@ way Stripe signs them (`Stripe-Signature: t=<created>,v1=<HMAC-SHA256 of "<creat
 Confirming a PaymentIntent with the payment method to pay with (`confirm(id, payment_method=...)`,
 what Stripe.js sends for a saved card) works as in Stripe; localstripe answers it with a 500 "Not
 implemented", so this module sets the method first, as an update would, then confirms.
+
+Listing objects of one type (which localstripe also does internally: a charge's refunds, six
+times per payment) scanned every stored object, so each payment cost more than the one before
+(in-process: 0.9 ms each for the first 500, 3.8 ms each for the third 500). The store here also
+keeps its objects by type, and a list reads only its own type, in the same order as before.
 """
 
 from __future__ import annotations
@@ -33,6 +38,37 @@ from typing import Any
 
 import aiohttp
 from localstripe import resources, webhooks
+from localstripe.errors import UserError
+
+
+class StoreByType(resources.Store):
+    """localstripe's store (a dict of "type:id" keys), also indexed by type."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.by_type: dict[str, dict[str, Any]] = {}
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        super().__setitem__(key, value)
+        self.by_type.setdefault(key.split(":", 1)[0], {})[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        super().__delitem__(key)
+        self.by_type.get(key.split(":", 1)[0], {}).pop(key, None)
+
+    def clear(self) -> None:
+        super().clear()
+        self.by_type.clear()
+
+
+def _list_of_type(
+    cls: type, url: str, limit: Any = None, starting_after: Any = None, **unexpected: Any
+) -> Any:
+    if unexpected:  # as localstripe's own listing answers them
+        raise UserError(400, "Unexpected " + ", ".join(unexpected))
+    listing = resources.List(url, limit=limit, starting_after=starting_after)
+    listing._list = list(resources.store.by_type.get(cls.object, {}).values())  # type: ignore[attr-defined]
+    return listing
 
 
 def _confirm_with_payment_method(confirm: Any) -> Any:
@@ -44,7 +80,12 @@ def _confirm_with_payment_method(confirm: Any) -> Any:
     return confirm_paying_with
 
 
-# localstripe.server binds its routes to these functions when it is imported: replace first.
+# localstripe.server imports the store and binds its routes to these functions when it is
+# imported: replace them first.
+resources.Store.dump_to_disk = lambda self: None
+resources.Store.try_load_from_disk = lambda self: None
+resources.store = StoreByType()
+resources.StripeObject._api_list_all = classmethod(_list_of_type)
 resources.extra_apis[:] = [
     (method, url, _confirm_with_payment_method(func))
     if url == "/v1/payment_intents/{id}/confirm"
@@ -92,8 +133,6 @@ async def _deliver(event: Any) -> None:
 def main() -> None:
     global _delay
     _delay = float(os.environ.get("LOCALSTRIPE_WEBHOOK_DELAY", "1"))
-    resources.Store.dump_to_disk = lambda self: None
-    resources.Store.try_load_from_disk = lambda self: None
     webhooks._send_webhook = _deliver  # schedule_webhook looks it up at call time
     sys.exit(server.start())
 
