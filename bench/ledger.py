@@ -673,34 +673,22 @@ async def measure(args: argparse.Namespace, url: str, workdir: Path, pg_pid: int
                     runtime=runtime,
                     workers=int(variant.get("workers", args.api_workers)),
                 ) as (base_url, proc):
-                    http_groups = {**groups, "API server": functools.partial(_tree, proc.pid)}
+                    http_phase = functools.partial(
+                        run_http,
+                        base_url,
+                        run_id=run_id,
+                        clients=clients,
+                        wallets=wallets,
+                        seconds=seconds,
+                        warmup=args.warmup,
+                        groups={**groups, "API server": functools.partial(_tree, proc.pid)},
+                        http_client=variant.get("client", args.http_client),
+                    )
                     phases.append(
-                        await run_http(
-                            base_url,
-                            run_id=run_id,
-                            clients=clients,
-                            wallets=wallets,
-                            seconds=seconds,
-                            warmup=args.warmup,
-                            groups=http_groups,
-                            http_client=variant.get("client", args.http_client),
-                            label=f" [{number}.{_round}]" if labelled else "",
-                        )
+                        await http_phase(label=f" [{number}.{_round}]" if labelled else "")
                     )
                     if args.http_floor and not labelled:
-                        phases.append(
-                            await run_http(
-                                base_url,
-                                run_id=run_id,
-                                clients=clients,
-                                wallets=wallets,
-                                seconds=seconds,
-                                warmup=args.warmup,
-                                groups=http_groups,
-                                http_client=args.http_client,
-                                refused=True,
-                            )
-                        )
+                        phases.append(await http_phase(refused=True))
         phases.append(pgbench("pgbench -N (after)"))
         async with engine.connect() as conn:
             violations = await find_violations(conn)
