@@ -46,6 +46,12 @@ def test_ledger_benchmark_runs() -> None:
     assert "invariants after the run: OK" in out, out
 
 
+def test_ledger_parts_benchmark_runs() -> None:
+    out = _run("bench/ledger_parts.py", "--postings", "40", "--rounds", "1", timeout=120)
+    for part in ("pool checkout and return", "ledger.earn (module phase)", "raw asyncpg"):
+        assert part in out, out
+
+
 def test_saga_benchmark_runs() -> None:
     out = _run("bench/redemption.py", "--sagas", "6", "--concurrency", "2", timeout=300)
     assert "workflow sandbox off (as shipped) in both workers" in out, out
