@@ -18,8 +18,11 @@ payment made); the sagas finish on their own. Throughput is sagas / (last close 
 hold latency is what the booking service waits for (the redeem call, or the update-with-start).
 Each run prints the CPU time per saga of every process. Levers: --tune (worker options),
 --db-pool, --bare-remote (the hold as a remote activity in the baseline), --webhook-delay,
---sandbox (both workers in temporalio's workflow sandbox), --profile (cProfile of the API and
-the worker). LOYALTY_EVENT_LOOP=asyncio runs this process and both workers on asyncio's loop."""
+--sandbox (both workers in temporalio's workflow sandbox), --sa-refresh-on-read (the dev
+server's own search-attribute handling; the bench caches them, as production servers do),
+--profile (cProfile of the API and the worker), --perf-server (where the Temporal server's CPU
+goes, by area: bench/server_profile.py). LOYALTY_EVENT_LOOP=asyncio runs this process and both
+workers on asyncio's loop."""
 
 from __future__ import annotations
 
@@ -51,7 +54,7 @@ import psutil  # noqa: E402
 import stripe  # noqa: E402
 from temporalio.client import Client  # noqa: E402
 
-from bench import bare_saga  # noqa: E402
+from bench import bare_saga, server_profile  # noqa: E402
 from bench.ledger import _SERVE as SERVE_API  # noqa: E402
 from bench.ledger import CpuSampler, RawHttpConnection, _tree  # noqa: E402
 from loyalty import devstack, event_loop, ledger  # noqa: E402
@@ -83,6 +86,7 @@ class Stack:
     saga_version: int = 2
     dev_server_defaults: bool = False
     sandbox: bool = False
+    search_attribute_cache: bool = True
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     pg: devstack.EmbeddedPostgres | None = None
     settings: Settings | None = None
@@ -114,6 +118,7 @@ class Stack:
                 db_file=None,
                 log_file=self.root / "temporal.log",
                 queue_reads_per_second=None if self.dev_server_defaults else 1000,
+                search_attribute_cache=self.search_attribute_cache,
             )
         )
         self.procs.append(self._localstripe(stripe_port))
@@ -417,6 +422,14 @@ async def check_ledger(database_url: str, users: list[str]) -> list[str]:
     return problems
 
 
+def print_server_profile(perf_data: Path, result: Result) -> None:
+    samples = server_profile.stacks(perf_data, Path(devstack.venv_bin("temporal")))
+    found = server_profile.breakdown(samples)
+    server_ms = result.cpu.get("temporal", 0.0) * 1000 / result.sagas
+    print(f"            Temporal server, {found.samples} perf samples:")
+    print("\n".join(found.lines(server_ms)), flush=True)
+
+
 def print_profile(path: Path, title: str, top: int) -> None:
     if not path.exists():
         print(f"(no profile at {path})")
@@ -439,7 +452,12 @@ async def bench(args: argparse.Namespace) -> int:
         args.saga_version,
         args.dev_server_defaults,
         args.sandbox,
+        search_attribute_cache=not args.sa_refresh_on_read,
     )
+    perf_problem = server_profile.unavailable() if args.perf_server else None
+    if perf_problem:
+        print(f"--perf-server: {perf_problem}", file=sys.stderr)
+        return 2
     try:
         settings = await asyncio.to_thread(stack.start)  # alembic runs its own event loop
         assert settings.database_url and settings.temporal_address
@@ -465,7 +483,9 @@ async def bench(args: argparse.Namespace) -> int:
             f"{'pickling every write' if args.localstripe_pickle else 'in memory'}, webhooks after "
             f"{'1 (as shipped)' if args.localstripe_pickle else args.webhook_delay} s, saga "
             f"version {args.saga_version}, dev server task-queue reads "
-            f"{'20/s (default)' if args.dev_server_defaults else '1000/s'}, workflow sandbox "
+            f"{'20/s (default)' if args.dev_server_defaults else '1000/s'}, search attributes "
+            f"{'re-read on every use (dev default)' if args.sa_refresh_on_read else 'cached'}, "
+            f"workflow sandbox "
             f"{'on' if args.sandbox else 'off (as shipped)'} in both workers, event loop "
             f"{event_loop.chosen()}",
             flush=True,
@@ -489,10 +509,18 @@ async def bench(args: argparse.Namespace) -> int:
                 # sagas alike), so the one run second pays more: rounds 2, 4, ... run ours first.
                 measured: dict[str, Result] = {}
                 for name in ("ours", "bare") if r % 2 else ("bare", "ours"):
-                    with CpuSampler(stack.cpu_groups()) as cpu:
-                        result = await runs[name]()
+                    perf_data = root / f"perf-{name}-{r + 1}.data"
+                    with contextlib.ExitStack() as recording:
+                        if args.perf_server:
+                            recording.enter_context(
+                                server_profile.Recording(stack.named["temporal"], perf_data)
+                            )
+                        with CpuSampler(stack.cpu_groups()) as cpu:
+                            result = await runs[name]()
                     result.cpu = cpu.totals()
                     print(result.line(), result.cpu_line(), sep="\n", flush=True)
+                    if args.perf_server:
+                        print_server_profile(perf_data, result)
                     measured[name] = result
                 results.append((measured["bare"], measured["ours"]))
         finally:
@@ -560,6 +588,17 @@ def main() -> None:
         "--sandbox",
         action="store_true",
         help="run both workers' workflows in temporalio's sandbox (WORKFLOW_SANDBOX=true)",
+    )
+    parser.add_argument(
+        "--sa-refresh-on-read",
+        action="store_true",
+        help="the dev server re-reads search attributes on every use (its default; the bench "
+        "caches them, as a production server does)",
+    )
+    parser.add_argument(
+        "--perf-server",
+        action="store_true",
+        help="perf-record the Temporal dev server in each run; print its CPU by area",
     )
     parser.add_argument("--profile", action="store_true", help="cProfile the API and worker")
     parser.add_argument("--profile-top", type=int, default=25)

@@ -110,9 +110,10 @@ def temporal_dev_server_command(
     db_file: Path | None,
     namespace: str = "default",
     queue_reads_per_second: int | None = 1000,
+    search_attribute_cache: bool = False,
 ) -> list[str]:
     """`queue_reads_per_second`: see below; None keeps the server's default (the benchmark's
-    --dev-server-defaults)."""
+    --dev-server-defaults). `search_attribute_cache`: see below (the benchmark's default)."""
     cmd = [
         venv_bin("temporal"),
         "server",
@@ -135,8 +136,12 @@ def temporal_dev_server_command(
         cmd += ["--db-filename", str(db_file)]
     for name, kind in SEARCH_ATTRIBUTES.items():
         cmd += ["--search-attribute", f"{name}={kind}"]
-    # Faster visibility for tests and the UI (the default is a few seconds).
-    cmd += ["--dynamic-config-value", "system.forceSearchAttributesCacheRefreshOnRead=true"]
+    # The dev server re-reads the search attributes from its store on every use unless this is
+    # set false (about 4% of its CPU in the saga benchmark; bench/server_profile.py). A production
+    # server caches them. Caching is safe here, as start-dev writes the --search-attribute ones
+    # with the namespace before any service starts; tests and `make run` keep the dev default.
+    refresh = "false" if search_attribute_cache else "true"
+    cmd += ["--dynamic-config-value", f"system.forceSearchAttributesCacheRefreshOnRead={refresh}"]
     # The dev server has one history shard, and each shard reads its task queues at most 20
     # times a second by default: back-to-back workflow tasks then wait ~30 ms to be dispatched
     # (a bare update-with-start took 47 ms instead of 21 at concurrency 1). A production cluster
@@ -190,9 +195,14 @@ def start_temporal(
     log_file: Path | None = None,
     timeout: float = 60,
     queue_reads_per_second: int | None = 1000,
+    search_attribute_cache: bool = False,
 ) -> subprocess.Popen:
     command = temporal_dev_server_command(
-        port=port, ui_port=ui_port, db_file=db_file, queue_reads_per_second=queue_reads_per_second
+        port=port,
+        ui_port=ui_port,
+        db_file=db_file,
+        queue_reads_per_second=queue_reads_per_second,
+        search_attribute_cache=search_attribute_cache,
     )
     proc = start_process(command, log_file=log_file)
     try:

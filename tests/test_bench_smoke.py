@@ -10,6 +10,7 @@ import sys
 
 import pytest
 
+from bench import server_profile
 from loyalty.settings import PROJECT_ROOT
 
 pytestmark = pytest.mark.slow
@@ -53,8 +54,14 @@ def test_ledger_parts_benchmark_runs() -> None:
 
 
 def test_saga_benchmark_runs() -> None:
-    out = _run("bench/redemption.py", "--sagas", "6", "--concurrency", "2", timeout=300)
-    assert "workflow sandbox off (as shipped) in both workers" in out, out
+    # With perf where it can run: the Temporal server's CPU by area after each run.
+    perf = server_profile.unavailable() is None
+    args = ["--sagas", "6", "--concurrency", "2", *(["--perf-server"] if perf else [])]
+    out = _run("bench/redemption.py", *args, timeout=300)
+    assert "search attributes cached, workflow sandbox off (as shipped) in both workers" in out
     assert out.count(" 6 sagas in ") == 2, out  # the bare saga's run and ours
     assert "round 1: throughput" in out, out
     assert "ledger after the run: OK" in out, out
+    if perf:
+        assert out.count("Temporal server, ") == 2, out
+        assert out.count("visibility records (SQLite)") == 2, out
