@@ -20,9 +20,9 @@ Each run prints the CPU time per saga of every process. Levers: --tune (worker o
 --db-pool, --bare-remote (the hold as a remote activity in the baseline), --webhook-delay,
 --sandbox (both workers in temporalio's workflow sandbox), --sa-refresh-on-read (the dev
 server's own search-attribute handling; the bench caches them, as production servers do),
---profile (cProfile of the API and the worker), --perf-server (where the Temporal server's CPU
-goes, by area: bench/server_profile.py). LOYALTY_EVENT_LOOP=asyncio runs this process and both
-workers on asyncio's loop."""
+--profile (cProfile of the API and the worker), --perf (where the Temporal server's CPU goes,
+by area, and the worker's, by object and thread: bench/server_profile.py).
+LOYALTY_EVENT_LOOP=asyncio runs this process and both workers on asyncio's loop."""
 
 from __future__ import annotations
 
@@ -422,12 +422,17 @@ async def check_ledger(database_url: str, users: list[str]) -> list[str]:
     return problems
 
 
-def print_server_profile(perf_data: Path, result: Result) -> None:
-    samples = server_profile.stacks(perf_data, Path(devstack.venv_bin("temporal")))
+def print_perf_profiles(perf_data: dict[str, Path], result: Result) -> None:
+    samples = server_profile.stacks(perf_data["temporal"], Path(devstack.venv_bin("temporal")))
     found = server_profile.breakdown(samples)
     server_ms = result.cpu.get("temporal", 0.0) * 1000 / result.sagas
     print(f"            Temporal server, {found.samples} perf samples:")
-    print("\n".join(found.lines(server_ms)), flush=True)
+    print("\n".join(found.lines(server_ms)))
+    worker, data = next((p, d) for p, d in perf_data.items() if p != "temporal")
+    total, objects, threads = server_profile.where_spent(data)
+    print(f"            {worker}, {total} perf samples:")
+    print(server_profile.shares_line("by object", objects, total))
+    print(server_profile.shares_line("by thread", threads, total), flush=True)
 
 
 def print_profile(path: Path, title: str, top: int) -> None:
@@ -454,9 +459,9 @@ async def bench(args: argparse.Namespace) -> int:
         args.sandbox,
         search_attribute_cache=not args.sa_refresh_on_read,
     )
-    perf_problem = server_profile.unavailable() if args.perf_server else None
+    perf_problem = server_profile.unavailable() if args.perf else None
     if perf_problem:
-        print(f"--perf-server: {perf_problem}", file=sys.stderr)
+        print(f"--perf: {perf_problem}", file=sys.stderr)
         return 2
     try:
         settings = await asyncio.to_thread(stack.start)  # alembic runs its own event loop
@@ -509,18 +514,21 @@ async def bench(args: argparse.Namespace) -> int:
                 # sagas alike), so the one run second pays more: rounds 2, 4, ... run ours first.
                 measured: dict[str, Result] = {}
                 for name in ("ours", "bare") if r % 2 else ("bare", "ours"):
-                    perf_data = root / f"perf-{name}-{r + 1}.data"
+                    perf_data = {
+                        process: root / f"perf-{name}-{r + 1}-{process.replace(' ', '-')}.data"
+                        for process in ("temporal", "worker" if name == "ours" else "bare worker")
+                    }
                     with contextlib.ExitStack() as recording:
-                        if args.perf_server:
+                        for process, data in perf_data.items() if args.perf else ():
                             recording.enter_context(
-                                server_profile.Recording(stack.named["temporal"], perf_data)
+                                server_profile.Recording(stack.named[process], data)
                             )
                         with CpuSampler(stack.cpu_groups()) as cpu:
                             result = await runs[name]()
                     result.cpu = cpu.totals()
                     print(result.line(), result.cpu_line(), sep="\n", flush=True)
-                    if args.perf_server:
-                        print_server_profile(perf_data, result)
+                    if args.perf:
+                        print_perf_profiles(perf_data, result)
                     measured[name] = result
                 results.append((measured["bare"], measured["ours"]))
         finally:
@@ -596,9 +604,10 @@ def main() -> None:
         "caches them, as a production server does)",
     )
     parser.add_argument(
-        "--perf-server",
+        "--perf",
         action="store_true",
-        help="perf-record the Temporal dev server in each run; print its CPU by area",
+        help="perf-record the Temporal dev server (its CPU by area) and the run's worker (by "
+        "object and thread) in each run",
     )
     parser.add_argument("--profile", action="store_true", help="cProfile the API and worker")
     parser.add_argument("--profile-top", type=int, default=25)

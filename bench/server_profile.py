@@ -1,8 +1,9 @@
 """Where the Temporal dev server spends its CPU: `perf record` of its process during a run, the
 samples named with bench/go_symbols.py (the binary is stripped), and each sample counted for
-every area of the server on its call stack.
+every area of the server on its call stack. For a worker (Python), the samples by the object
+and the thread they ran in.
 
-Used by `bench/redemption.py --perf-server`. Needs Linux `perf` (Debian: linux-perf) allowed to
+Used by `bench/redemption.py --perf`. Needs Linux `perf` (Debian: linux-perf) allowed to
 profile the user's own processes (kernel.perf_event_paranoid <= 2, the default)."""
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import shutil
 import signal
 import subprocess
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,6 +116,42 @@ def parse_script(script: str, symbols: GoSymbols, binary: Path) -> Iterator[list
         stack.append(name or obj)
     if stack:
         yield stack
+
+
+def where_spent(data: Path) -> tuple[int, Counter[str], Counter[str]]:
+    """For a process without names for its frames (a Python worker): the samples, counted by
+    the object their innermost frame runs in (libpython, the kernel, a native extension) and by
+    thread name."""
+    script = subprocess.run(
+        ["perf", "script", "-i", str(data), "-F", "comm,ip,dso"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return count_leaves(script)
+
+
+def count_leaves(script: str) -> tuple[int, Counter[str], Counter[str]]:
+    """`perf script -F comm,ip,dso` output: a sample is its thread's name on a line of its own,
+    then its frames (innermost first), then a blank line."""
+    samples, objects, threads = 0, Counter[str](), Counter[str]()
+    leaf_next = False
+    for line in script.splitlines():
+        if not line.strip():
+            continue
+        if not line[0].isspace():
+            samples += 1
+            threads[line.strip()] += 1
+            leaf_next = True
+        elif leaf_next:
+            objects[Path(line.split()[-1].strip("()")).name] += 1
+            leaf_next = False
+    return samples, objects, threads
+
+
+def shares_line(title: str, counts: Counter[str], total: int, top: int = 6) -> str:
+    parts = ", ".join(f"{name} {n / total:.1%}" for name, n in counts.most_common(top))
+    return f"    {title}: {parts}"
 
 
 @dataclass

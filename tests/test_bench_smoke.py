@@ -54,9 +54,9 @@ def test_ledger_parts_benchmark_runs() -> None:
 
 
 def test_saga_benchmark_runs() -> None:
-    # With perf where it can run: the Temporal server's CPU by area after each run.
+    # With perf where it can run: the Temporal server's CPU by area, and the worker's.
     perf = server_profile.unavailable() is None
-    args = ["--sagas", "6", "--concurrency", "2", *(["--perf-server"] if perf else [])]
+    args = ["--sagas", "6", "--concurrency", "2", *(["--perf"] if perf else [])]
     out = _run("bench/redemption.py", *args, timeout=300)
     assert "search attributes cached, workflow sandbox off (as shipped) in both workers" in out
     assert out.count(" 6 sagas in ") == 2, out  # the bare saga's run and ours
@@ -65,3 +65,5 @@ def test_saga_benchmark_runs() -> None:
     if perf:
         assert out.count("Temporal server, ") == 2, out
         assert out.count("visibility records (SQLite)") == 2, out
+        assert "worker, " in out and "bare worker, " in out, out
+        assert out.count("by thread: ") == 2, out

