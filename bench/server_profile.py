@@ -83,14 +83,13 @@ class Recording:
 def stacks(data: Path, binary: Path) -> Iterator[list[str]]:
     """The recorded samples, each its stack of function names (leaf first); frames outside the
     binary (kernel, vdso) by their object's name."""
-    symbols = GoSymbols(binary)
-    script = subprocess.run(
-        ["perf", "script", "-i", str(data), "-F", "ip,dso"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    yield from parse_script(script, symbols, binary)
+    yield from parse_script(_perf_script(data, "ip,dso"), GoSymbols(binary), binary)
+
+
+def _perf_script(data: Path, fields: str) -> str:
+    """The samples of `data` as text, with these fields per sample and frame."""
+    command = ["perf", "script", "-i", str(data), "-F", fields]
+    return subprocess.run(command, capture_output=True, text=True, check=True).stdout
 
 
 def parse_script(script: str, symbols: GoSymbols, binary: Path) -> Iterator[list[str]]:
@@ -122,13 +121,7 @@ def where_spent(data: Path) -> tuple[int, Counter[str], Counter[str]]:
     """For a process without names for its frames (a Python worker): the samples, counted by
     the object their innermost frame runs in (libpython, the kernel, a native extension) and by
     thread name."""
-    script = subprocess.run(
-        ["perf", "script", "-i", str(data), "-F", "comm,ip,dso"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return count_leaves(script)
+    return count_leaves(_perf_script(data, "comm,ip,dso"))
 
 
 def count_leaves(script: str) -> tuple[int, Counter[str], Counter[str]]:
