@@ -66,6 +66,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from api.app import create_app
 from api.auth import SCOPE_SERVICE
 from api.tokens import mint_token
+from bench.cpu_ceiling import Ceiling, cores
 from loyalty import db, devstack, ledger
 from loyalty.db import make_engine
 from loyalty.invariants import find_violations
@@ -557,12 +558,16 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1000:7.2f}"
 
 
+def _target_of(phase: Phase, targets: dict[str, float]) -> float | None:
+    return next((t for name, t in targets.items() if phase.name.startswith(name)), None)
+
+
 def report(phases: list[Phase], baseline: float, targets: dict[str, float]) -> None:
     print(f"{'phase':34} {'ops/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'vs pgbench':>10}  target")
     for phase in phases:
         rate = phase.ops_per_second
         ratio = rate / baseline
-        target = next((t for name, t in targets.items() if phase.name.startswith(name)), None)
+        target = _target_of(phase, targets)
         verdict = (
             "" if target is None else f">= {target:.0%}: {'met' if ratio >= target else 'MISSED'}"
         )
@@ -579,6 +584,12 @@ def report(phases: list[Phase], baseline: float, targets: dict[str, float]) -> N
         per_op = {g: phase.cpu[g] * 1000 / ops for g in phase.cpu if ops}
         cells = "".join(f" {per_op[g]:13.3f}" if per_op.get(g) else f" {'-':>13}" for g in groups)
         print(f"{phase.name:34}{cells} {sum(per_op.values()):13.3f}")
+    for phase in phases:
+        target = _target_of(phase, targets)
+        ops = phase.ops_per_second * phase.seconds
+        if target is not None and ops and phase.cpu:
+            used = sum(phase.cpu.values()) * 1000 / ops
+            print(f"{phase.name}: {Ceiling(cores(), used, target * baseline).line(baseline, 'op')}")
 
 
 def _package(filename: str) -> str:

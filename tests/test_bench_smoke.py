@@ -44,6 +44,8 @@ def test_ledger_benchmark_runs() -> None:
         "pgbench -N (after)",
     ):
         assert phase in out, out
+    for targeted in ("ledger.earn (module)", "HTTP POST /wallets/{userId}/earn"):
+        assert f"{targeted}: CPU ceiling: " in out, out
     assert "invariants after the run: OK" in out, out
 
 
@@ -61,6 +63,7 @@ def test_saga_benchmark_runs() -> None:
     assert "search attributes cached, workflow sandbox off (as shipped) in both workers" in out
     assert out.count(" 6 sagas in ") == 2, out  # the bare saga's run and ours
     assert "round 1: throughput" in out, out
+    assert "ours' CPU ceiling: " in out, out
     assert "ledger after the run: OK" in out, out
     if perf:
         assert out.count("Temporal server, ") == 2, out
