@@ -16,7 +16,9 @@ production) and stops it all at the end. Then, on the same Temporal server:
 A loop starts its next checkout as soon as the customer side is done (the hold answered and the
 payment made); the sagas finish on their own. Throughput is sagas / (last close time - start);
 hold latency is what the booking service waits for (the redeem call, or the update-with-start).
-Each run prints the CPU time per saga of every process. Levers: --tune (worker options),
+Each run prints the CPU time per saga of every process, sampled while its sagas run (not while
+the bench looks up their close times afterwards), and the CPU ceiling that gives on this
+machine's cores (bench/cpu_ceiling.py). Levers: --tune (worker options),
 --db-pool, --bare-remote (the hold as a remote activity in the baseline), --webhook-delay,
 --sandbox (both workers in temporalio's workflow sandbox), --sa-refresh-on-read (the dev
 server's own search-attribute handling; the bench caches them, as production servers do),
@@ -41,7 +43,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -309,6 +311,36 @@ async def _loops(
     return started, latencies
 
 
+Window = Callable[[], contextlib.AbstractContextManager[object]]
+
+
+@contextlib.contextmanager
+def measuring(cpu: CpuSampler, perf: dict[str, Path], pids: dict[str, int]) -> Iterator[None]:
+    """A run's measuring window: CPU sampled, and `perf` recording the named processes."""
+    with contextlib.ExitStack() as recording:
+        for process, data in perf.items():
+            recording.enter_context(server_profile.Recording(pids[process], data))
+        with cpu:
+            yield
+
+
+async def _run(
+    client: Client,
+    workflow_ids: list[str],
+    concurrency: int,
+    one: Callable[[int], Awaitable[float]],
+    window: Window,
+) -> tuple[float, list[float]]:
+    """The sagas inside the window, then their close times; seconds taken and hold latencies.
+    The window closes when the last sagas started have completed (the last to close), so it
+    holds every saga's work but not the close-time lookups (two calls to Temporal a saga)."""
+    with window():
+        started, holds = await _loops(len(workflow_ids), concurrency, one)
+        for wid in workflow_ids[-concurrency:]:
+            await client.get_workflow_handle(wid).result()
+    return await _finished(client, workflow_ids) - started, holds
+
+
 async def _finished(client: Client, workflow_ids: list[str]) -> float:
     """Wait for every saga to complete; the latest close time (server clock, same machine)."""
     last = 0.0
@@ -322,7 +354,10 @@ async def _finished(client: Client, workflow_ids: list[str]) -> float:
     return last
 
 
-async def run_bare(client: Client, n: int, concurrency: int, *, remote: bool, tag: str) -> Result:
+async def run_bare(
+    client: Client, n: int, concurrency: int, *, remote: bool, tag: str,
+    window: Window = contextlib.nullcontext,
+) -> Result:  # fmt: skip
     ids = [f"{tag}-{uuid.uuid4().hex[:10]}" for _ in range(n)]
 
     async def one(i: int) -> float:
@@ -332,14 +367,13 @@ async def run_bare(client: Client, n: int, concurrency: int, *, remote: bool, ta
         await bare_saga.pay(client, ids[i])
         return held * 1000
 
-    started, holds = await _loops(n, concurrency, one)
-    last = await _finished(client, [f"bare-{b}" for b in ids])
-    return Result("bare" + (" (remote)" if remote else ""), n, last - started, holds)
+    seconds, holds = await _run(client, [f"bare-{b}" for b in ids], concurrency, one, window)
+    return Result("bare" + (" (remote)" if remote else ""), n, seconds, holds)
 
 
 async def run_ours(
     client: Client, api: ApiConnections, customer: stripe.StripeClient, users: list[str],
-    n: int, concurrency: int, *, tag: str,
+    n: int, concurrency: int, *, tag: str, window: Window = contextlib.nullcontext,
 ) -> Result:  # fmt: skip
     ids = [f"{tag}-{uuid.uuid4().hex[:10]}" for _ in range(n)]
     # The customers pay with a saved card (one PaymentMethod, made before the clock starts): one
@@ -360,9 +394,8 @@ async def run_ours(
         await customer.v1.payment_intents.confirm_async(intent, {"payment_method": card.id})
         return held * 1000
 
-    started, holds = await _loops(n, concurrency, one)
-    last = await _finished(client, [f"redemption-{b}" for b in ids])
-    return Result("ours", n, last - started, holds)
+    seconds, holds = await _run(client, [f"redemption-{b}" for b in ids], concurrency, one, window)
+    return Result("ours", n, seconds, holds)
 
 
 class ApiConnections:
@@ -520,13 +553,10 @@ async def bench(args: argparse.Namespace) -> int:
                         process: root / f"perf-{name}-{r + 1}-{process.replace(' ', '-')}.data"
                         for process in ("temporal", "worker" if name == "ours" else "bare worker")
                     }
-                    with contextlib.ExitStack() as recording:
-                        for process, data in perf_data.items() if args.perf else ():
-                            recording.enter_context(
-                                server_profile.Recording(stack.named[process], data)
-                            )
-                        with CpuSampler(stack.cpu_groups()) as cpu:
-                            result = await runs[name]()
+                    cpu = CpuSampler(stack.cpu_groups())
+                    perf = perf_data if args.perf else {}
+                    window = functools.partial(measuring, cpu, perf, stack.named)
+                    result = await runs[name](window=window)
                     result.cpu = cpu.totals()
                     print(result.line(), result.cpu_line(), sep="\n", flush=True)
                     if args.perf:
