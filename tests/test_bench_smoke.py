@@ -31,11 +31,15 @@ def _run(*args: str, timeout: float) -> str:
     return result.stdout
 
 
-def test_ledger_benchmark_runs() -> None:
+@pytest.mark.parametrize("processes", ["2", "1"])
+def test_ledger_benchmark_runs(processes: str) -> None:
+    # The module phase in processes of their own (the default, as many as pgbench's threads),
+    # and in the bench's own process.
     out = _run(
         "bench/ledger.py", "--seconds", "1", "--clients", "2", "--warmup", "0.2", "--http-floor",
-        timeout=240,
+        "--module-processes", processes, timeout=240,
     )  # fmt: skip
+    assert f"module phase: 2 clients in {processes} process(es)" in out, out
     for phase in (
         "pgbench -N (before)",
         "ledger.earn (module)",
