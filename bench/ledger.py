@@ -329,10 +329,11 @@ async def run_module_processes(
             )
         )
     try:
-        for child in children:
-            assert child.stdout is not None
-            if (await child.stdout.readline()).strip() != b"ready":
-                raise RuntimeError("a module-client process did not start (see its stderr)")
+        async with asyncio.timeout(60):
+            for child in children:
+                assert child.stdout is not None
+                if (await child.stdout.readline()).strip() != b"ready":
+                    raise RuntimeError("a module-client process did not start (see its stderr)")
         start_at = time.time() + 0.1
         for child in children:
             assert child.stdin is not None
@@ -345,7 +346,8 @@ async def run_module_processes(
             return [*this_process(), *(p for child in children for p in _tree(child.pid))]
 
         with CpuSampler({**groups, "bench client": bench_client}) as cpu:
-            outputs = [await child.communicate() for child in children]
+            async with asyncio.timeout(seconds + 120):  # a stuck process ends the bench
+                outputs = [await child.communicate() for child in children]
     finally:
         for child in children:
             if child.returncode is None:
