@@ -764,18 +764,18 @@ async def measure(args: argparse.Namespace, url: str, workdir: Path, pg_pid: int
     profiler = cProfile.Profile() if args.profile else None
     try:
         statements = await count_statements(engine, url, run_id, show=args.profile)
-        module = dict(run_id=run_id, clients=clients, wallets=wallets, seconds=seconds)
+        module: dict[str, Any] = dict(
+            run_id=run_id, clients=clients, wallets=wallets, seconds=seconds, warmup=args.warmup,
+            groups=groups,
+        )  # fmt: skip
         if module_processes > 1:
-            phase = await run_module_processes(
-                engine, url, processes=module_processes, loop=args.loop, warmup=args.warmup,
-                groups=groups,
-                **module,
-            )  # fmt: skip
-        else:
-            phase = await run_module(
-                engine, warmup=args.warmup, groups=groups, profiler=profiler, **module
+            phases.append(
+                await run_module_processes(
+                    engine, url, processes=module_processes, loop=args.loop, **module
+                )
             )
-        phases.append(phase)
+        else:
+            phases.append(await run_module(engine, profiler=profiler, **module))
         server_profile = workdir / "api.prof" if args.profile else None
         # Without --variant, one HTTP phase as configured; with variants, each in turn, for
         # --rounds rounds (alternating, so drift hits them alike).
