@@ -52,10 +52,10 @@ import threading
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -70,7 +70,7 @@ from api.app import create_app
 from api.auth import SCOPE_SERVICE
 from api.tokens import mint_token
 from bench.cpu_ceiling import Ceiling, cores
-from loyalty import db, devstack, ledger
+from loyalty import db, devstack, event_loop, ledger
 from loyalty.db import make_engine
 from loyalty.invariants import find_violations
 from loyalty.settings import PROJECT_ROOT, Settings
@@ -78,7 +78,6 @@ from loyalty.settings import PROJECT_ROOT, Settings
 MODULE_TARGET = 0.50
 HTTP_TARGET = 0.25
 MODULE_PHASE = "ledger.earn (module)"
-T = TypeVar("T")
 PGBENCH_DATABASE = "loyalty_bench_pgbench"
 AMOUNT_PAID = 1000  # one point at the default rate (1 point per 1,000 VND), any tier >= 1x
 
@@ -821,7 +820,7 @@ async def measure(args: argparse.Namespace, url: str, workdir: Path, pg_pid: int
         f"\nledger benchmark: {clients} clients, {seconds} s per phase "
         f"(+{args.warmup:g} s warm-up), "
         f"{'one wallet per client' if wallets == clients else f'{wallets} shared wallets'}, "
-        f"PostgreSQL {server_version}, {os.cpu_count()} CPUs, loopback/Unix socket only\n"
+        f"PostgreSQL {server_version}, {cores()} CPUs, loopback/Unix socket only\n"
         f"module phase: {clients} clients in {module_processes} process(es) "
         f"(pgbench: {pgbench_threads(clients)} thread(s)); "
         f"bench process loop: {args.loop}; API server: uvicorn on "
@@ -863,19 +862,11 @@ def _variant(spec: str) -> dict[str, str]:
     return variant
 
 
-def _run_on(loop: str, main: Coroutine[Any, Any, T]) -> T:
-    if loop == "uvloop":
-        import uvloop
-
-        return uvloop.run(main)
-    return asyncio.run(main)
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["module-client"]:  # loop name, then module_client's arguments
         warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
-        _run_on(argv[1], module_client(argv[2:]))
+        event_loop.run(module_client(argv[2:]), argv[1])
         return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=10, help="measured seconds per phase")
@@ -894,7 +885,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--loop",
-        choices=["uvloop", "asyncio"],
+        choices=event_loop.CHOICES,
         default="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
         help="event loop of this process (module phase, HTTP client); default: uvloop, as the API",
     )
@@ -945,7 +936,7 @@ def main(argv: list[str] | None = None) -> int:
             url = pg.ensure_database("loyalty_bench")
             pg_pid = int((workdir / "pg" / "postmaster.pid").read_text().split()[0])
         devstack.run_migrations(url)
-        return _run_on(args.loop, measure(args, url, workdir, pg_pid))
+        return event_loop.run(measure(args, url, workdir, pg_pid), args.loop)
     finally:
         if pg is not None:
             pg.stop()

@@ -31,8 +31,9 @@ def chosen() -> str:
     return "uvloop"
 
 
-def run(main: Coroutine[Any, Any, T]) -> T:
-    if chosen() == "uvloop":
+def run(main: Coroutine[Any, Any, T], loop: str | None = None) -> T:
+    """Run `main` on `loop` (one of CHOICES; a benchmark's own option), else on `chosen()`."""
+    if (loop or chosen()) == "uvloop":
         import uvloop
 
         return uvloop.run(main)

@@ -29,3 +29,11 @@ def test_unknown_loop_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LOYALTY_EVENT_LOOP", "trio")
     with pytest.raises(ValueError, match="LOYALTY_EVENT_LOOP must be one of uvloop, asyncio"):
         event_loop.chosen()
+
+
+def test_an_explicit_loop_overrides_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A benchmark's --loop option: the loop it names, whatever LOYALTY_EVENT_LOOP says.
+    monkeypatch.setenv("LOYALTY_EVENT_LOOP", "uvloop")
+    assert event_loop.run(_loop_module(), "asyncio").startswith("asyncio")
+    monkeypatch.setenv("LOYALTY_EVENT_LOOP", "asyncio")
+    assert event_loop.run(_loop_module(), "uvloop").startswith("uvloop")
