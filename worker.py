@@ -24,16 +24,16 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 import activities
-from loyalty import event_loop
-from loyalty.db import make_engine
-from loyalty.settings import Settings
-from loyalty.stripe_client import async_stripe_client
-from loyalty.temporal import connect, precompile_for_sandbox
+from loyalty.core import event_loop
+from loyalty.core.db import make_engine
+from loyalty.core.settings import Settings
+from loyalty.core.stripe_client import async_stripe_client
+from loyalty.core.temporal import connect, precompile_for_sandbox
 from loyalty.tier_schedule import ensure_tier_schedule
 from workflows import registry
 from workflows.registry import WORKFLOWS
 
-# Workflows run outside temporalio's sandbox unless WORKFLOW_SANDBOX is set (loyalty.settings).
+# Workflows run outside temporalio's sandbox unless WORKFLOW_SANDBOX is set (loyalty.core.settings).
 # In the sandbox (the test suite's in-process workers, and history replays), the loyalty modules
 # workflows use (pydantic models, pure rules) are passed through: the sandbox would otherwise
 # re-import them for every workflow run. The workflow modules themselves are not, so the sandbox

@@ -12,7 +12,7 @@ from typing import Any
 import stripe
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from loyalty.settings import Settings
+from loyalty.core.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ def build_activities(deps: Dependencies) -> list[Callable[..., Any]]:
     from activities.stripe_payments import StripePaymentActivities
     from activities.tiers import TierActivities
     from activities.vouchers import VoucherActivities
-    from loyalty.stripe_client import make_stripe_client
+    from loyalty.core.stripe_client import make_stripe_client
 
     maintenance = MaintenanceActivities(deps)
     redemption = RedemptionActivities(deps.engine, deps.settings)

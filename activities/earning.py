@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from loyalty import accrual, db, refunds
+from loyalty import accrual, refunds
 from loyalty.booking_events import (
     ActivateCommand,
     EarnCommand,
@@ -20,8 +20,9 @@ from loyalty.booking_events import (
     RefundInput,
     RefundOutcome,
 )
-from loyalty.errors import LoyaltyError
-from loyalty.settings import Settings
+from loyalty.core import db
+from loyalty.core.errors import LoyaltyError
+from loyalty.core.settings import Settings
 
 
 class EarningActivities:

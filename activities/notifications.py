@@ -8,7 +8,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from loyalty import db, notifications
+from loyalty import notifications
+from loyalty.core import db
 from loyalty.notifications import Notification
 
 # Answers that mean "this request will never succeed": retrying them would only spin.

@@ -14,17 +14,18 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from loyalty import db, ledger
-from loyalty.errors import LoyaltyError, WalletNotFound
+from loyalty import ledger
+from loyalty.core import db
+from loyalty.core.errors import LoyaltyError, WalletNotFound
+from loyalty.core.settings import Settings
 from loyalty.redemption import HoldPlaced, PlaceHold, SettleHold, plan_hold
-from loyalty.settings import Settings
 
 
 def business_failure(err: LoyaltyError) -> ApplicationError:
     return ApplicationError(err.message, err.details, type=err.code, non_retryable=True)
 
 
-# On the driver (loyalty.db): the hold is on the checkout's critical path.
+# On the driver (loyalty.core.db): the hold is on the checkout's critical path.
 _TIER_CAPS = db.Statement.of(
     "SELECT w.tier, t.redemption_cap_pct, t.redemption_cap_points "
     "FROM wallets w JOIN loyalty_tiers t ON t.code = w.tier WHERE w.user_id = :u"

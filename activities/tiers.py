@@ -17,8 +17,9 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.notifications import NotificationActivities
-from loyalty import db, tier_store
-from loyalty.errors import LoyaltyError
+from loyalty import tier_store
+from loyalty.core import db
+from loyalty.core.errors import LoyaltyError
 from loyalty.notifications import Notification
 from loyalty.tier_evaluation import (
     ACTIVITY_BATCH,

@@ -12,8 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from loyalty import db, ledger, vouchers
-from loyalty.errors import LoyaltyError
+from loyalty import ledger, vouchers
+from loyalty.core import db
+from loyalty.core.errors import LoyaltyError
 from loyalty.voucher_schemas import (
     BurnPoints,
     IssueVoucher,

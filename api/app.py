@@ -22,8 +22,8 @@ from api import errors
 from api.auth import SECURITY_SCHEME, TokenVerifier
 from api.routers import ROUTERS
 from api.temporal import LazyTemporalClient
-from loyalty.db import make_engine
-from loyalty.settings import Settings
+from loyalty.core.db import make_engine
+from loyalty.core.settings import Settings
 
 DESCRIPTION = """Points wallet and loyalty service.
 

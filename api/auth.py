@@ -23,8 +23,8 @@ from fastapi import Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.errors import ServiceUnavailable
-from loyalty.errors import Forbidden, Unauthorized
-from loyalty.settings import Settings
+from loyalty.core.errors import Forbidden, Unauthorized
+from loyalty.core.settings import Settings
 
 SCOPE_CUSTOMER = "wallet:self"
 SCOPE_SERVICE = "loyalty:service"

@@ -1,6 +1,6 @@
 """Shared request dependencies: settings, the per-request transaction, Temporal, auth.
 
-The transaction lives at the edge: one connection per request inside `loyalty.db.begin`,
+The transaction lives at the edge: one connection per request inside `loyalty.core.db.begin`,
 committed when the endpoint returns and rolled back when it raises. `scope="function"` makes the
 commit happen before the response is sent, so a 2xx always means committed."""
 
@@ -22,8 +22,8 @@ from api.auth import (
     require_scope,
 )
 from api.temporal import LazyTemporalClient
-from loyalty import db
-from loyalty.settings import Settings
+from loyalty.core import db
+from loyalty.core.settings import Settings
 
 
 # Dependencies are `async def` even without I/O: FastAPI runs a plain `def` dependency in its

@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from loyalty.errors import LoyaltyError
+from loyalty.core.errors import LoyaltyError
 
 log = logging.getLogger("loyalty.api")
 

@@ -15,7 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loyalty import accrual, ledger, rules, tier_store
-from loyalty.errors import ValidationFailed
+from loyalty.core.errors import ValidationFailed
 from loyalty.schemas import (
     AdjustmentIn,
     BalanceOut,

@@ -10,8 +10,8 @@ import asyncio
 from temporalio.client import Client
 
 from api.errors import ServiceUnavailable
-from loyalty.settings import Settings
-from loyalty.temporal import connect
+from loyalty.core.settings import Settings
+from loyalty.core.temporal import connect
 
 
 class LazyTemporalClient:

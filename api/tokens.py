@@ -18,7 +18,7 @@ from collections.abc import Iterable
 import jwt
 
 from api.auth import SCOPE_ADMIN, SCOPE_SERVICE, SCOPES
-from loyalty.settings import Settings
+from loyalty.core.settings import Settings
 
 
 def mint_token(

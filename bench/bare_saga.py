@@ -101,8 +101,8 @@ def build_worker(client: Client, task_queue: str, *, sandboxed: bool, **tuning: 
 async def _serve(address: str, task_queue: str) -> None:
     # The workflow must come from its importable module, not __main__: the sandbox re-imports it.
     from bench import bare_saga
-    from loyalty.settings import Settings
-    from loyalty.temporal import connect, precompile_for_sandbox
+    from loyalty.core.settings import Settings
+    from loyalty.core.temporal import connect, precompile_for_sandbox
 
     settings = Settings(environment="test")
     client = await connect(settings, address=address)
@@ -124,7 +124,7 @@ def main() -> None:
     serve.add_argument("--address", required=True)
     serve.add_argument("--task-queue", required=True)
     args = parser.parse_args()
-    from loyalty import event_loop
+    from loyalty.core import event_loop
 
     event_loop.run(_serve(args.address, args.task_queue))
     sys.stderr.flush()

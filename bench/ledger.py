@@ -70,10 +70,11 @@ from api.app import create_app
 from api.auth import SCOPE_SERVICE
 from api.tokens import mint_token
 from bench.cpu_ceiling import Ceiling, cores
-from loyalty import db, devstack, event_loop, ledger
-from loyalty.db import make_engine
+from loyalty import devstack, ledger
+from loyalty.core import db, event_loop
+from loyalty.core.db import make_engine
+from loyalty.core.settings import PROJECT_ROOT, Settings
 from loyalty.invariants import find_violations
-from loyalty.settings import PROJECT_ROOT, Settings
 
 MODULE_TARGET = 0.50
 HTTP_TARGET = 0.25
@@ -401,7 +402,7 @@ async def count_statements(
     async with engine.begin() as conn:
         await ledger.earn(conn, user_id=user, points=1, idempotency_key=f"bench:{run_id}:c0")
     counts = {}
-    # Through SQLAlchemy, and straight on the driver (loyalty.db's hot path).
+    # Through SQLAlchemy, and straight on the driver (loyalty.core.db's hot path).
     db.statement_observers.append(lambda sql: statements.append(" ".join(sql.split())[:100]))
     event.listen(engine.sync_engine, "before_cursor_execute", record)
     try:
@@ -454,7 +455,7 @@ import cProfile, signal, sys
 sys.path.insert(0, {source!r})
 import uvicorn
 from api.app import create_app
-from loyalty.settings import Settings
+from loyalty.core.settings import Settings
 signal.signal(signal.SIGTERM, lambda *_: None)
 options = dict(host="127.0.0.1", port={port}, access_log=False, log_level="warning",
                loop={loop!r}, http={http!r})

@@ -7,8 +7,8 @@ as the same-run baseline.
 Prints CPU microseconds of this process per operation (time.process_time; the server's share is
 not in it) for:
 - the pool checkout and return (`engine.connect()`),
-- the service's transaction alone (`loyalty.db.begin`: checkout, BEGIN, COMMIT, return),
-- that transaction with the one-statement posting sent through `loyalty.db.fetchrow`,
+- the service's transaction alone (`loyalty.core.db.begin`: checkout, BEGIN, COMMIT, return),
+- that transaction with the one-statement posting sent through `loyalty.core.db.fetchrow`,
 - `ledger.earn` in that transaction (what bench/ledger.py's module phase runs),
 - raw asyncpg: a pool of its own, a transaction and the same statement.
 Starts embedded PostgreSQL in a temporary directory and deletes it at the end.
@@ -31,7 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import asyncpg
 from sqlalchemy.engine import make_url
 
-from loyalty import db, devstack, event_loop, ledger
+from loyalty import devstack, ledger
+from loyalty.core import db, event_loop
 
 Part = Callable[[int, str, int], Awaitable[None]]  # (client, run tag, n)
 

@@ -60,12 +60,13 @@ from bench import bare_saga, server_profile  # noqa: E402
 from bench.cpu_ceiling import Ceiling, cores  # noqa: E402
 from bench.ledger import _SERVE as SERVE_API  # noqa: E402
 from bench.ledger import CpuSampler, RawHttpConnection, _tree  # noqa: E402
-from loyalty import devstack, event_loop, ledger  # noqa: E402
-from loyalty.db import make_engine  # noqa: E402
+from loyalty import devstack, ledger  # noqa: E402
+from loyalty.core import event_loop  # noqa: E402
+from loyalty.core.db import make_engine  # noqa: E402
+from loyalty.core.settings import Settings  # noqa: E402
+from loyalty.core.stripe_client import async_stripe_client  # noqa: E402
+from loyalty.core.temporal import connect  # noqa: E402
 from loyalty.invariants import find_violations  # noqa: E402
-from loyalty.settings import Settings  # noqa: E402
-from loyalty.stripe_client import async_stripe_client  # noqa: E402
-from loyalty.temporal import connect  # noqa: E402
 
 # The stack runs localstripe in memory (loyalty.localstripe_in_memory); --localstripe-pickle runs
 # it as shipped, pickling its whole store to a shared /tmp file on every write, which slows the

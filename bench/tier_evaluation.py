@@ -39,9 +39,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy import text
 
 from loyalty import devstack, tier_store
-from loyalty.db import make_engine
-from loyalty.settings import PROJECT_ROOT, Settings
-from loyalty.temporal import connect
+from loyalty.core.db import make_engine
+from loyalty.core.settings import PROJECT_ROOT, Settings
+from loyalty.core.temporal import connect
 from loyalty.tier_evaluation import TierEvaluationInput, TierEvaluationProgress
 from workflows.tier_evaluation import TierEvaluationWorkflow
 

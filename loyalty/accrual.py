@@ -35,17 +35,18 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import NoResultFound
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from loyalty import campaigns, db, earning, ledger, notifications, tier_store
+from loyalty import campaigns, earning, ledger, notifications, tier_store
 from loyalty.booking_events import EarnCommand, EarnOutcome
-from loyalty.errors import IdempotencyConflict, NotFound, ValidationFailed
+from loyalty.core import db
+from loyalty.core.errors import IdempotencyConflict, NotFound, ValidationFailed
+from loyalty.core.settings import Settings
 from loyalty.notifications import Notification, NotificationKind
 from loyalty.schemas import BalanceOut, EarnIn, EarnOut, EarnRuleOut, TransactionOut
-from loyalty.settings import Settings
 from loyalty.tiers import Ladder, TierStep
 
 DEBT_REPAYMENT_ACCOUNT = "issuance:debt-repayment"
 
-Row = Mapping[Any, Any]  # a result row: SQLAlchemy's RowMapping, or a dict from loyalty.db
+Row = Mapping[Any, Any]  # a result row: SQLAlchemy's RowMapping, or a dict from loyalty.core.db
 
 
 def earn_key(booking_id: str, payment_id: str | None) -> str:
@@ -89,7 +90,7 @@ class EarnPlan:
         }
 
 
-# The statements of a new earn run on the driver (loyalty.db: a fraction of SQLAlchemy's
+# The statements of a new earn run on the driver (loyalty.core.db: a fraction of SQLAlchemy's
 # per-statement cost); the rarer paths (replays, adoption, debt, tier changes) stay on SQLAlchemy.
 _LOCK_WALLET = db.Statement.of(
     f"SELECT {', '.join(ledger.WalletState.__dataclass_fields__)} FROM wallets "

@@ -27,7 +27,6 @@ from temporalio.common import (
 )
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from loyalty import search_attributes as sa
 from loyalty.booking_events import (
     CANCEL_REFUND_ID,
     AccrualInput,
@@ -40,9 +39,10 @@ from loyalty.booking_events import (
     refund_workflow_id,
 )
 from loyalty.booking_events import BookingEvent as AnyBookingEvent
-from loyalty.errors import IdempotencyConflict, ValidationFailed
+from loyalty.core import search_attributes as sa
+from loyalty.core.errors import IdempotencyConflict, ValidationFailed
+from loyalty.core.settings import Settings
 from loyalty.ledger import request_hash
-from loyalty.settings import Settings
 from workflows.accrual import AccrualWorkflow
 from workflows.refund import RefundWorkflow
 

@@ -23,8 +23,9 @@ from sqlalchemy import text
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from loyalty import db, earning
-from loyalty.errors import IdempotencyConflict, NotFound, ValidationFailed
+from loyalty import earning
+from loyalty.core import db
+from loyalty.core.errors import IdempotencyConflict, NotFound, ValidationFailed
 
 CampaignId = Annotated[
     str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$")
@@ -272,7 +273,7 @@ async def end(conn: AsyncConnection, campaign_id: str) -> CampaignOut:
     return _out(row)
 
 
-# On the driver (loyalty.db): every earn reads it.
+# On the driver (loyalty.core.db): every earn reads it.
 _EFFECTIVE_AT = db.Statement.of(
     "SELECT campaign_id, name, kind, multiplier_pct, bonus_points, product_types, categories, "
     "cap_points_per_booking, starts_at, ends_at FROM campaigns "

@@ -37,8 +37,9 @@ from temporalio.common import (
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from loyalty import search_attributes as sa
-from loyalty.errors import LoyaltyError, NotFound
+from loyalty.core import search_attributes as sa
+from loyalty.core.errors import LoyaltyError, NotFound
+from loyalty.core.settings import Settings
 from loyalty.redemption import (
     BookingDecision,
     PaymentEvent,
@@ -51,7 +52,6 @@ from loyalty.redemption import (
     same_request,
     update_id_for,
 )
-from loyalty.settings import Settings
 from workflows.redemption import RedemptionWorkflow, workflow_id_for
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from loyalty.errors import ValidationFailed
+from loyalty.core.errors import ValidationFailed
 from loyalty.tier_schemas import CustomerOut, CustomerPage, CustomerQuery
 
 CSV_COLUMNS = tuple(CustomerOut.model_fields)

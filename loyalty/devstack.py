@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from loyalty import search_attributes
+from loyalty.core import search_attributes
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -268,7 +268,7 @@ def alembic_config(database_url: str) -> Config:
     """The project's Alembic configuration aimed at `database_url`, for use in this process."""
     from alembic.config import Config
 
-    from loyalty.settings import PROJECT_ROOT
+    from loyalty.core.settings import PROJECT_ROOT
 
     cfg = Config(str(PROJECT_ROOT / "alembic.ini"))
     cfg.attributes["configure_logging"] = False

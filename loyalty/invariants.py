@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from loyalty.db import make_engine
-from loyalty.settings import get_settings
+from loyalty.core.db import make_engine
+from loyalty.core.settings import get_settings
 
 # Each check returns the rows that break it; an empty result means the invariant holds.
 CHECKS: dict[str, str] = {

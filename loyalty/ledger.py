@@ -10,7 +10,7 @@ wallet exists and the key is new, the hot path: one round trip instead of three
 (bench/ledger.py measured it).
 
 Functions here take an AsyncConnection inside a transaction and never commit. When one raises a
-LoyaltyError the caller must roll back (`loyalty.db.begin` and `engine.begin()` do): a failed
+LoyaltyError the caller must roll back (`loyalty.core.db.begin` and `engine.begin()` do): a failed
 step may have written part of the posting.
 
 Holds are two-phase: `hold` reserves points, then exactly one of `capture` (posted as a burn)
@@ -32,8 +32,8 @@ from sqlalchemy import TextClause, text
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from loyalty import db
-from loyalty.errors import (
+from loyalty.core import db
+from loyalty.core.errors import (
     HoldNotOpen,
     IdempotencyConflict,
     InsufficientPoints,

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from loyalty.errors import ERRORS_BY_CODE, LoyaltyError, ValidationFailed
+from loyalty.core.errors import ERRORS_BY_CODE, LoyaltyError, ValidationFailed
 
 MAX_AMOUNT = 10**15  # minor units; far above any real order, rejects overflow-sized input
 BOOKING_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"

@@ -33,7 +33,7 @@ from loyalty.accrual import (
     refunds_so_far,
 )
 from loyalty.booking_events import RefundInput, RefundOutcome
-from loyalty.errors import IdempotencyConflict
+from loyalty.core.errors import IdempotencyConflict
 from loyalty.notifications import Notification, NotificationKind
 
 REFUND_CLAWBACK_ACCOUNT = "issuance:refund-clawback"

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from loyalty.text_limits import NO_NUL
+from loyalty.core.text import NO_NUL
 from loyalty.tier_schemas import TierStatusOut
 
 MAX_POINTS = 10**12  # the ledger's own bound (loyalty.ledger.MAX_POINTS)

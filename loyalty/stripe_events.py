@@ -11,7 +11,7 @@ from typing import Literal
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from loyalty import db
+from loyalty.core import db
 
 Outcome = Literal["signalled", "saga_ended", "unknown_payment_intent", "ignored"]
 
@@ -27,7 +27,7 @@ WEBHOOK_EVENTS = (
 )
 
 
-# On the driver (loyalty.db): every payment outcome of a checkout passes here.
+# On the driver (loyalty.core.db): every payment outcome of a checkout passes here.
 _CLAIM = db.Statement.of(
     "INSERT INTO stripe_events (event_id, type, payment_intent_id, workflow_id, outcome) "
     "VALUES (:e, :t, :pi, :w, 'ignored') ON CONFLICT (event_id) DO NOTHING RETURNING event_id"

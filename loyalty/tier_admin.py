@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from loyalty.errors import IdempotencyConflict, NotFound, ValidationFailed
+from loyalty.core.errors import IdempotencyConflict, NotFound, ValidationFailed
 from loyalty.tier_schemas import TierIn, TierOut, TierPatch
 from loyalty.tiers import TierStep, validate_ladder
 

@@ -31,7 +31,7 @@ from temporalio.client import (
     ScheduleUpdateInput,
 )
 
-from loyalty.settings import Settings
+from loyalty.core.settings import Settings
 from loyalty.tier_evaluation import WORKFLOW_NAME, TierEvaluationInput
 
 SCHEDULE_ID = "tier-evaluation"

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
-from loyalty.text_limits import NO_NUL, without_nul
+from loyalty.core.text import NO_NUL, without_nul
 from loyalty.tiers import Basis
 
 MAX_POINTS = 10**12

@@ -17,8 +17,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loyalty import notifications
+from loyalty.core.settings import Settings
 from loyalty.notifications import Notification, NotificationKind
-from loyalty.settings import Settings
 from loyalty.tier_evaluation import TierBatchInput, TierBatchResult
 from loyalty.tier_schemas import PendingDowngradeOut, TierStatusOut
 from loyalty.tiers import (

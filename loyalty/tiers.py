@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict
 
-from loyalty.errors import ValidationFailed
+from loyalty.core.errors import ValidationFailed
 
 Basis = Literal["lifetime", "trailing_12m"]
 BASES: tuple[Basis, ...] = ("lifetime", "trailing_12m")

@@ -11,7 +11,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from loyalty.errors import NotFound, ValidationFailed
+from loyalty.core.errors import NotFound, ValidationFailed
 from loyalty.voucher_schemas import CodesUploaded, ProductIn, ProductOut, ProductPatch
 
 _PRODUCT_COLUMNS = (

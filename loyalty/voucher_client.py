@@ -25,8 +25,8 @@ from temporalio.common import (
 )
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 
-from loyalty import search_attributes as sa
-from loyalty.errors import (
+from loyalty.core import search_attributes as sa
+from loyalty.core.errors import (
     VOUCHER_ERRORS,
     IdempotencyConflict,
     LoyaltyError,

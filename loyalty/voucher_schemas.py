@@ -21,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from loyalty.text_limits import NO_NUL
+from loyalty.core.text import NO_NUL
 from loyalty.tier_schemas import TierCode
 
 MAX_POINTS = 10**12  # the ledger's own bound

@@ -28,7 +28,7 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loyalty import voucher_catalog
-from loyalty.errors import (
+from loyalty.core.errors import (
     IdempotencyConflict,
     InsufficientPoints,
     NotFound,

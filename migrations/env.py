@@ -8,9 +8,9 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from loyalty.db import make_engine
+from loyalty.core.db import make_engine
+from loyalty.core.settings import get_settings
 from loyalty.models import metadata
-from loyalty.settings import get_settings
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logging", True):

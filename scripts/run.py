@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from loyalty import devstack  # noqa: E402
-from loyalty.settings import DEV_STRIPE_API_KEY, Settings  # noqa: E402
+from loyalty.core.settings import DEV_STRIPE_API_KEY, Settings  # noqa: E402
 
 warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
 

@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import uvicorn
 
-from loyalty.settings import Settings
+from loyalty.core.settings import Settings
 
 
 def main() -> int:

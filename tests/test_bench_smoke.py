@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from bench import server_profile
-from loyalty.settings import PROJECT_ROOT
+from loyalty.core.settings import PROJECT_ROOT
 
 pytestmark = pytest.mark.slow
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import psutil
 
 from loyalty import devstack
-from loyalty.settings import PROJECT_ROOT
+from loyalty.core.settings import PROJECT_ROOT
 
 
 def test_embedded_postgres_keeps_data_across_restarts(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""loyalty.event_loop: the worker's loop is uvloop unless LOYALTY_EVENT_LOOP says asyncio."""
+"""loyalty.core.event_loop: the worker's loop is uvloop unless LOYALTY_EVENT_LOOP says asyncio."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from loyalty import event_loop
+from loyalty.core import event_loop
 
 
 async def _loop_module() -> str:

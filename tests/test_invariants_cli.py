@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from loyalty.settings import PROJECT_ROOT
+from loyalty.core.settings import PROJECT_ROOT
 
 
 def _invariants(database_url: str) -> subprocess.CompletedProcess[str]:

@@ -18,7 +18,7 @@ from temporalio.client import Client
 
 from activities import Dependencies
 from loyalty import devstack
-from loyalty.settings import PROJECT_ROOT, Settings
+from loyalty.core.settings import PROJECT_ROOT, Settings
 from worker import build_worker
 from workflows.maintenance import InvariantCheckInput, InvariantCheckWorkflow, InvariantReport
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import worker
-from loyalty.settings import PROJECT_ROOT, Settings
+from loyalty.core.settings import PROJECT_ROOT, Settings
 
 WORKFLOW_DIR = PROJECT_ROOT / "workflows"
 

@@ -18,8 +18,8 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from loyalty import search_attributes as sa
-    from loyalty.errors import LoyaltyError
+    from loyalty.core import search_attributes as sa
+    from loyalty.core.errors import LoyaltyError
     from loyalty.redemption import (
         CAPTURING_DECISIONS,
         BookingDecision,

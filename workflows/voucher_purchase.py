@@ -20,7 +20,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from loyalty import search_attributes as sa
+    from loyalty.core import search_attributes as sa
     from loyalty.voucher_schemas import (
         BurnPoints,
         IssueVoucher,

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import AppSettings, Service, TemporalClient, UserId, WalletReader
 from loyalty import checkout
-from loyalty.errors import NotFound
+from loyalty.core.errors import NotFound
 from loyalty.redemption import (
     BOOKING_ID_PATTERN,
     RedeemBody,

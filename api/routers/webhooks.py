@@ -12,7 +12,7 @@ from pydantic import BaseModel
 
 from api.deps import AppSettings, Connection, TemporalClient
 from loyalty import checkout, stripe_events
-from loyalty.errors import LoyaltyError
+from loyalty.core.errors import LoyaltyError
 from loyalty.redemption import PaymentEvent
 from loyalty.schemas import ErrorBody
 

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from api import auth
 from api.app import create_app
 from api.auth import SCOPE_ADMIN, SCOPE_CUSTOMER, SCOPE_SERVICE
-from loyalty.settings import Settings
+from loyalty.core.settings import Settings
 from tests.api.conftest import serve, snapshot
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from api.app import create_app
-from loyalty.settings import Settings
+from loyalty.core.settings import Settings
 from tests.api.conftest import serve
 
 ENDPOINTS = {

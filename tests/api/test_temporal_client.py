@@ -6,7 +6,7 @@ import pytest
 
 from api.app import create_app
 from api.errors import ServiceUnavailable
-from loyalty.settings import Settings
+from loyalty.core.settings import Settings
 from tests.api.conftest import serve
 
 

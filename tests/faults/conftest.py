@@ -25,8 +25,8 @@ from api.app import create_app
 from api.auth import SCOPE_SERVICE
 from api.tokens import mint_token
 from loyalty import devstack
-from loyalty.settings import Settings
-from loyalty.stripe_client import async_stripe_client, make_stripe_client
+from loyalty.core.settings import Settings
+from loyalty.core.stripe_client import async_stripe_client, make_stripe_client
 from tests.redemption.conftest import Api
 from worker import build_worker
 

@@ -36,8 +36,8 @@ from hypothesis.stateful import (
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from loyalty import ledger
-from loyalty.db import async_url
-from loyalty.errors import (
+from loyalty.core.db import async_url
+from loyalty.core.errors import (
     HoldNotOpen,
     IdempotencyConflict,
     InsufficientPoints,

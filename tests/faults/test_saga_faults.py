@@ -25,11 +25,11 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from loyalty import checkout, devstack, ledger, stripe_events
-from loyalty.db import make_engine
+from loyalty.core.db import make_engine
+from loyalty.core.settings import Settings
+from loyalty.core.temporal import connect
 from loyalty.invariants import find_violations
 from loyalty.redemption import BookingDecision, RedeemRequest, RedemptionState
-from loyalty.settings import Settings
-from loyalty.temporal import connect
 from tests.conftest import WorkerProcess
 from tests.faults.conftest import (
     OwnPostgres,

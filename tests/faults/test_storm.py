@@ -21,7 +21,7 @@ import stripe
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 
-from loyalty.settings import PROJECT_ROOT, Settings
+from loyalty.core.settings import PROJECT_ROOT, Settings
 from tests.conftest import WorkerProcess
 from tests.faults.conftest import running_api, unique
 from tests.redemption.conftest import Api

@@ -1,4 +1,4 @@
-"""loyalty.db's driver path: statements on asyncpg under a SQLAlchemy AsyncConnection belong to
+"""loyalty.core.db's driver path: statements on asyncpg under a SQLAlchemy AsyncConnection belong to
 the transaction SQLAlchemy owns (begun lazily, committed and rolled back by it)."""
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from loyalty import db, ledger
+from loyalty import ledger
+from loyalty.core import db
 
 _USER = db.Statement.of("SELECT user_id, balance FROM wallets WHERE user_id = :u")
 
@@ -140,7 +141,7 @@ async def test_begin_leaves_no_mark_and_no_transaction_on_the_pooled_connection(
         async with db.begin(engine) as conn:
             await ledger.earn(conn, user_id=user, points=1, idempotency_key=f"{user}:{_}")
     async with engine.connect() as conn:
-        assert "loyalty.db.begin" not in conn.info
+        assert "loyalty.core.db.begin" not in conn.info
         assert (await conn.get_raw_connection()).dbapi_connection._transaction is None
         status = (await conn.execute(text("SELECT 1"))).scalar_one()
         assert status == 1

@@ -11,7 +11,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from loyalty import ledger
-from loyalty.errors import (
+from loyalty.core.errors import (
     HoldNotOpen,
     IdempotencyConflict,
     InsufficientPoints,

@@ -22,8 +22,8 @@ from api.app import create_app
 from api.auth import SCOPE_CUSTOMER, SCOPE_SERVICE
 from api.tokens import mint_token
 from loyalty import devstack
-from loyalty.settings import Settings
-from loyalty.stripe_client import make_stripe_client
+from loyalty.core.settings import Settings
+from loyalty.core.stripe_client import make_stripe_client
 from tests.histories import SaveHistory, history_saver
 from worker import build_worker
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from loyalty.errors import ValidationFailed
+from loyalty.core.errors import ValidationFailed
 from loyalty.redemption import (
     CurrencyNotSupported,
     RedeemRequest,

@@ -13,7 +13,8 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from loyalty import checkout
-from loyalty.errors import InsufficientPoints, WalletNotFound
+from loyalty.core.errors import InsufficientPoints, WalletNotFound
+from loyalty.core.settings import Settings
 from loyalty.redemption import (
     CurrencyNotSupported,
     PaymentEvent,
@@ -21,7 +22,6 @@ from loyalty.redemption import (
     RedemptionCapExceeded,
     RedemptionConflict,
 )
-from loyalty.settings import Settings
 from tests.redemption.helpers import pay, postings, wait_closed, wait_for_end, wallet
 
 pytestmark = pytest.mark.usefixtures("worker")

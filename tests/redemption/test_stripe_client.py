@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import stripe
 
-from loyalty.settings import Settings
-from loyalty.stripe_client import async_stripe_client
+from loyalty.core.settings import Settings
+from loyalty.core.stripe_client import async_stripe_client
 
 
 async def test_async_client_creates_and_reads_a_payment_intent_then_closes(

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from temporalio.client import Client, WorkflowHandle
 
 from activities import Dependencies
-from loyalty.settings import Settings
+from loyalty.core.settings import Settings
 from loyalty.tier_evaluation import TierEvaluationInput, TierEvaluationResult
 from loyalty.tiers import Decision, Ladder, TierStep, decide, in_trailing_window
 from tests.histories import SaveHistory, history_saver

@@ -19,7 +19,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 from activities import Dependencies
-from loyalty.settings import Settings
+from loyalty.core.settings import Settings
 from loyalty.tier_evaluation import TierEvaluationInput
 from loyalty.tiers import Ladder, notification_key, trailing_window_start
 from tests.histories import SaveHistory

@@ -21,7 +21,7 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError
 
-from loyalty.settings import Settings
+from loyalty.core.settings import Settings
 from loyalty.tier_schedule import SCHEDULE_ID, build_schedule, ensure_tier_schedule
 from tests.tiers.conftest import Evaluate
 from workflows.tier_evaluation import TierEvaluationWorkflow

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from api.app import create_app
 from api.auth import SCOPE_CUSTOMER
 from api.tokens import mint_token
-from loyalty.settings import Settings
+from loyalty.core.settings import Settings
 from loyalty.tiers import Ladder
 from tests.api.conftest import serve
 from tests.tiers.conftest import SeedWallet, seed

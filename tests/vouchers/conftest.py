@@ -33,7 +33,7 @@ from api.app import create_app
 from api.auth import SCOPE_ADMIN, SCOPE_CUSTOMER, SCOPE_SERVICE
 from api.tokens import mint_token
 from loyalty import ledger
-from loyalty.settings import Settings
+from loyalty.core.settings import Settings
 from loyalty.voucher_schemas import BurnPoints, IssueVoucher, PointsBurned, VoucherOut
 from tests.api.conftest import serve
 from tests.histories import SaveHistory, history_saver

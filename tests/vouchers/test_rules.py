@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from loyalty.errors import TierTooLow, VoucherNotAvailable
+from loyalty.core.errors import TierTooLow, VoucherNotAvailable
 from loyalty.vouchers import (
     CODE_ALPHABET,
     check_on_sale,

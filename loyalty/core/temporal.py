@@ -9,7 +9,7 @@ from pathlib import Path
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from loyalty.settings import Settings
+from loyalty.core.settings import Settings
 
 
 async def connect(settings: Settings, *, address: str | None = None) -> Client:

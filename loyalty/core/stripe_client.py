@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import stripe
 
-from loyalty.settings import DEV_STRIPE_API_KEY, Settings
+from loyalty.core.settings import DEV_STRIPE_API_KEY, Settings
 
 
 def make_stripe_client(

@@ -106,7 +106,7 @@ class Statement:
 # was begun. The connection's info carries a mark while it runs, so the driver knows not to
 # begin SQLAlchemy's transaction itself (see `_driver`).
 
-_LEAN = "loyalty.db.begin"
+_LEAN = "loyalty.core.db.begin"
 
 
 @contextlib.asynccontextmanager

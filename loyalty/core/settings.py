@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEV_JWT_SECRET = "dev-only-signing-secret-change-me-0123456789"
 DEV_STRIPE_WEBHOOK_SECRET = "whsec_dev_localstripe"
 DEV_STRIPE_API_KEY = "sk_test_localstripe"

@@ -1,0 +1,2 @@
+"""The service's infrastructure every feature uses: settings, database engine, errors, Temporal
+connection and search attributes, Stripe client, text limits, the event loop."""
