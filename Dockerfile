@@ -1,17 +1,23 @@
 # One image for the API, the worker and the migrate job (docker-compose.yml picks the command).
 FROM python:3.11-slim
 
+# The project itself is not installed (--no-install-project below): its code runs from /app as
+# copied, which PYTHONPATH puts on the path, as the editable install does in a development
+# .venv. Installing it would build a wheel in the image for nothing.
 ENV PYTHONUNBUFFERED=1 \
     UV_PYTHON_DOWNLOADS=never \
     UV_PROJECT_ENVIRONMENT=/app/.venv \
+    PYTHONPATH=/app \
     PATH=/app/.venv/bin:$PATH
 
 WORKDIR /app
 RUN python -m pip install --no-cache-dir "uv==0.13.8"
 
-# Dependencies first (cached while only the code changes), exactly as locked.
+# Dependencies first (cached while only the code changes), exactly as locked. The runtime ones
+# only: no dependency group, so neither the test tools (dev) nor the embedded PostgreSQL, Temporal
+# server and localstripe (devstack; nor is devstack/ copied).
 COPY pyproject.toml uv.lock ./
-RUN uv sync --frozen --no-dev --no-install-project --python python3
+RUN uv sync --frozen --no-default-groups --no-install-project --python python3
 
 COPY alembic.ini worker.py ./
 COPY loyalty ./loyalty

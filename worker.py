@@ -29,7 +29,7 @@ from loyalty.core.db import make_engine
 from loyalty.core.settings import Settings
 from loyalty.core.stripe_client import async_stripe_client
 from loyalty.core.temporal import connect, precompile_for_sandbox
-from loyalty.tier_schedule import ensure_tier_schedule
+from loyalty.tiers.schedule import ensure_tier_schedule
 from workflows import registry
 from workflows.registry import WORKFLOWS
 

@@ -25,7 +25,7 @@ class Dependencies:
 def build_activities(deps: Dependencies) -> list[Callable[..., Any]]:
     # Imported here: activity modules import Dependencies from this package.
     from activities.earning import EarningActivities
-    from activities.maintenance import MaintenanceActivities
+    from activities.ledger import LedgerActivities
     from activities.notifications import NotificationActivities
     from activities.redemption import RedemptionActivities
     from activities.stripe_payments import StripePaymentActivities
@@ -33,7 +33,7 @@ def build_activities(deps: Dependencies) -> list[Callable[..., Any]]:
     from activities.vouchers import VoucherActivities
     from loyalty.core.stripe_client import make_stripe_client
 
-    maintenance = MaintenanceActivities(deps)
+    ledger = LedgerActivities(deps)
     redemption = RedemptionActivities(deps.engine, deps.settings)
     payments = StripePaymentActivities(deps.stripe or make_stripe_client(deps.settings))
     notifications = NotificationActivities(deps.engine, deps.settings.notify_url)
@@ -41,7 +41,7 @@ def build_activities(deps: Dependencies) -> list[Callable[..., Any]]:
     tiers = TierActivities(deps.engine, deps.settings.notify_url)
     earning = EarningActivities(deps.engine, deps.settings)
     return [
-        maintenance.check_ledger_invariants,
+        ledger.check_invariants,
         redemption.place_hold,
         redemption.capture,
         redemption.release,

@@ -7,26 +7,18 @@ non-retryable ApplicationErrors whose type is the error code."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
+from activities.support import transaction
 from loyalty import ledger
-from loyalty.core import db
-from loyalty.core.errors import LoyaltyError, WalletNotFound
+from loyalty.core.errors import WalletNotFound
 from loyalty.core.settings import Settings
-from loyalty.redemption import HoldPlaced, PlaceHold, SettleHold, plan_hold
+from loyalty.redemption.rules import HoldPlaced, PlaceHold, SettleHold, plan_hold
 
-
-def business_failure(err: LoyaltyError) -> ApplicationError:
-    return ApplicationError(err.message, err.details, type=err.code, non_retryable=True)
-
-
-# On the driver (loyalty.core.db): the hold is on the checkout's critical path.
-_TIER_CAPS = db.Statement.of(
+_TIER_CAPS = text(
     "SELECT w.tier, t.redemption_cap_pct, t.redemption_cap_points "
     "FROM wallets w JOIN loyalty_tiers t ON t.code = w.tier WHERE w.user_id = :u"
 )
@@ -37,21 +29,13 @@ class RedemptionActivities:
         self._engine = engine
         self._settings = settings
 
-    @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[AsyncConnection]:
-        try:
-            async with db.begin(self._engine) as conn:
-                yield conn
-        except LoyaltyError as err:  # rolled back by begin(); refuse for good
-            raise business_failure(err) from err
-
     @activity.defn(name="place_redemption_hold")
     async def place_hold(self, command: PlaceHold) -> HoldPlaced:
         """Check the tier's cap for this booking and reserve the points (run as a local
         activity: it is on the checkout's critical path)."""
         request = command.request
-        async with self._transaction() as conn:
-            row = await db.fetchrow(conn, _TIER_CAPS, {"u": request.user_id})
+        async with transaction(self._engine) as conn:
+            row = (await conn.execute(_TIER_CAPS, {"u": request.user_id})).mappings().first()
             if row is None:
                 raise WalletNotFound(
                     f"no wallet for user {request.user_id!r}", user_id=request.user_id
@@ -86,7 +70,7 @@ class RedemptionActivities:
     @activity.defn(name="capture_redemption_hold")
     async def capture(self, command: SettleHold) -> None:
         """Post the held points as spent, with their currency equivalent."""
-        async with self._transaction() as conn:
+        async with transaction(self._engine) as conn:
             await ledger.capture(
                 conn,
                 hold_id=uuid.UUID(command.hold_id),
@@ -100,7 +84,7 @@ class RedemptionActivities:
     @activity.defn(name="release_redemption_hold")
     async def release(self, command: SettleHold) -> None:
         """Void the hold: the points become available again."""
-        async with self._transaction() as conn:
+        async with transaction(self._engine) as conn:
             await ledger.release(
                 conn,
                 hold_id=uuid.UUID(command.hold_id),

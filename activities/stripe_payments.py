@@ -10,7 +10,7 @@ import stripe
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from loyalty.redemption import CancelPaymentIntent, PaymentIntentCreate, PaymentIntentRef
+from loyalty.redemption.rules import CancelPaymentIntent, PaymentIntentCreate, PaymentIntentRef
 
 # A PaymentIntent in one of these states can no longer be cancelled, and never will be.
 FINAL_STATUSES = ("canceled", "succeeded")

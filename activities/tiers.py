@@ -17,11 +17,10 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.notifications import NotificationActivities
-from loyalty import tier_store
-from loyalty.core import db
-from loyalty.core.errors import LoyaltyError
-from loyalty.notifications import Notification
-from loyalty.tier_evaluation import (
+from activities.support import refusals_final, transaction
+from loyalty.notifications.models import Notification
+from loyalty.tiers import store as tier_store
+from loyalty.tiers.contracts import (
     ACTIVITY_BATCH,
     ACTIVITY_NOTIFY,
     ACTIVITY_START,
@@ -43,10 +42,6 @@ WHERE h.evaluation_id = :evaluation_id AND h.wallet_id > :after AND h.wallet_id 
 """
 
 
-def _business_failure(exc: LoyaltyError) -> ApplicationError:
-    return ApplicationError(exc.message, exc.details, type=exc.code, non_retryable=True)
-
-
 class TierActivities:
     def __init__(
         self, engine: AsyncEngine, notify_url: str | None, http: httpx.AsyncClient | None = None
@@ -57,22 +52,16 @@ class TierActivities:
     @activity.defn(name=ACTIVITY_START)
     async def start(self) -> TierEvaluationStart:
         """Snapshot the ladder for the whole evaluation and count the wallets."""
-        async with self._engine.connect() as conn:
-            try:
-                ladder = await tier_store.load_ladder(conn)
-            except LoyaltyError as exc:
-                raise _business_failure(exc) from exc
+        async with refusals_final(), self._engine.connect() as conn:
+            ladder = await tier_store.load_ladder(conn)
             count = (await conn.execute(text("SELECT count(*) FROM wallets"))).scalar_one()
         return TierEvaluationStart(ladder=list(ladder.steps), wallets_estimate=count)
 
     @activity.defn(name=ACTIVITY_BATCH)
     async def evaluate_batch(self, batch: TierBatchInput) -> TierBatchResult:
         """Move the next wallets (by wallet id) to the tiers they earn."""
-        try:
-            async with db.begin(self._engine) as conn:
-                result = await tier_store.evaluate_batch(conn, batch)
-        except LoyaltyError as exc:
-            raise _business_failure(exc) from exc
+        async with transaction(self._engine) as conn:
+            result = await tier_store.evaluate_batch(conn, batch)
         result.deliver_notifications = self._notifier is not None and result.changes > 0
         return result
 

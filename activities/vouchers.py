@@ -5,17 +5,13 @@ the purchase and its attempt, the voucher by the purchase (one per purchase). Bu
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
-from loyalty import ledger, vouchers
-from loyalty.core import db
-from loyalty.core.errors import LoyaltyError
-from loyalty.voucher_schemas import (
+from activities.support import transaction
+from loyalty import ledger
+from loyalty.vouchers import purchases as vouchers
+from loyalty.vouchers.schemas import (
     BurnPoints,
     IssueVoucher,
     PointsBurned,
@@ -45,26 +41,16 @@ class VoucherActivities:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
-    @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[AsyncConnection]:
-        try:
-            async with db.begin(self._engine) as conn:
-                yield conn
-        except LoyaltyError as err:  # rolled back by begin(); refuse for good
-            raise ApplicationError(
-                err.message, err.details, type=err.code, non_retryable=True
-            ) from err
-
     @activity.defn(name=RESERVE)
     async def reserve(self, command: ReserveVoucher) -> Reservation:
         """Check the product's rules and take one item of inventory (or resume the purchase)."""
-        async with self._transaction() as conn:
+        async with transaction(self._engine) as conn:
             return await vouchers.reserve(conn, command)
 
     @activity.defn(name=BURN)
     async def burn(self, command: BurnPoints) -> PointsBurned:
         """Spend the price in points against the voucher sales account."""
-        async with self._transaction() as conn:
+        async with transaction(self._engine) as conn:
             result = await ledger.burn(
                 conn,
                 user_id=command.user_id,
@@ -82,13 +68,13 @@ class VoucherActivities:
     @activity.defn(name=ISSUE)
     async def issue(self, command: IssueVoucher) -> VoucherOut:
         """Issue the voucher code (one per purchase, however often this runs)."""
-        async with self._transaction() as conn:
+        async with transaction(self._engine) as conn:
             return await vouchers.issue(conn, command.purchase_id)
 
     @activity.defn(name=REFUND)
     async def refund(self, command: RefundPoints) -> PointsBurned:
         """Compensation: give the burned points back (a refund posting reversing the burn)."""
-        async with self._transaction() as conn:
+        async with transaction(self._engine) as conn:
             result = await ledger.refund(
                 conn,
                 reverses_tx_id=command.burn_tx_id,
@@ -105,7 +91,7 @@ class VoucherActivities:
     @activity.defn(name=RELEASE)
     async def release(self, command: ReleaseReservation) -> bool:
         """Compensation: put the item back and mark the purchase failed."""
-        async with self._transaction() as conn:
+        async with transaction(self._engine) as conn:
             return await vouchers.release(
                 conn,
                 command.purchase_id,

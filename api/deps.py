@@ -39,7 +39,7 @@ async def get_engine(request: Request) -> AsyncEngine:
 
 
 async def transaction(request: Request) -> AsyncIterator[AsyncConnection]:
-    async with db.begin(await get_engine(request)) as conn:
+    async with db.transaction(await get_engine(request)) as conn:
         yield conn
 
 

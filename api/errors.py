@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from loyalty.core.errors import LoyaltyError
@@ -30,6 +31,14 @@ _HTTP_CODES = {
     413: "payload_too_large",
     415: "unsupported_media_type",
 }
+
+
+class ErrorBody(BaseModel):
+    """Every error response: a stable machine code, a human message, optional details."""
+
+    code: str = Field(examples=["wallet_not_found"])
+    message: str
+    details: dict[str, Any] | None = None
 
 
 class ServiceUnavailable(LoyaltyError):

@@ -58,23 +58,22 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 import httpx
 import psutil
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+import devstack
 from api.app import create_app
 from api.auth import SCOPE_SERVICE
 from api.tokens import mint_token
 from bench.cpu_ceiling import Ceiling, cores
-from loyalty import devstack, ledger
+from loyalty import ledger
 from loyalty.core import db, event_loop
 from loyalty.core.db import make_engine
 from loyalty.core.settings import PROJECT_ROOT, Settings
-from loyalty.invariants import find_violations
+from loyalty.ledger.invariants import find_violations
 
 MODULE_TARGET = 0.50
 HTTP_TARGET = 0.25

@@ -26,12 +26,11 @@ import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 import asyncpg
 from sqlalchemy.engine import make_url
 
-from loyalty import devstack, ledger
+import devstack
+from loyalty import ledger
 from loyalty.core import db, event_loop
 
 Part = Callable[[int, str, int], Awaitable[None]]  # (client, run tag, n)

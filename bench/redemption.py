@@ -48,27 +48,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import httpx
+import psutil
+import stripe
+from temporalio.client import Client
+
+import devstack
+from bench import bare_saga, server_profile
+from bench.cpu_ceiling import Ceiling, cores
+from bench.ledger import _SERVE as SERVE_API
+from bench.ledger import CpuSampler, RawHttpConnection, _tree
+from loyalty import ledger
+from loyalty.core import event_loop
+from loyalty.core.db import make_engine
+from loyalty.core.settings import Settings
+from loyalty.core.stripe_client import async_stripe_client
+from loyalty.core.temporal import connect
+from loyalty.ledger.invariants import find_violations
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-import httpx  # noqa: E402
-import psutil  # noqa: E402
-import stripe  # noqa: E402
-from temporalio.client import Client  # noqa: E402
-
-from bench import bare_saga, server_profile  # noqa: E402
-from bench.cpu_ceiling import Ceiling, cores  # noqa: E402
-from bench.ledger import _SERVE as SERVE_API  # noqa: E402
-from bench.ledger import CpuSampler, RawHttpConnection, _tree  # noqa: E402
-from loyalty import devstack, ledger  # noqa: E402
-from loyalty.core import event_loop  # noqa: E402
-from loyalty.core.db import make_engine  # noqa: E402
-from loyalty.core.settings import Settings  # noqa: E402
-from loyalty.core.stripe_client import async_stripe_client  # noqa: E402
-from loyalty.core.temporal import connect  # noqa: E402
-from loyalty.invariants import find_violations  # noqa: E402
-
-# The stack runs localstripe in memory (loyalty.localstripe_in_memory); --localstripe-pickle runs
+# The stack runs localstripe in memory (devstack.localstripe_server); --localstripe-pickle runs
 # it as shipped, pickling its whole store to a shared /tmp file on every write, which slows the
 # fake Stripe down as the run goes on.
 OUR_QUEUE = "bench-redemption"

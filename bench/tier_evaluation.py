@@ -9,7 +9,7 @@ classification, measured in one run.
    mixed, a pending downgrade on some, so the first evaluation upgrades, downgrades and starts
    grace periods). Gold counts the trailing 12
    months, silver lifetime points, so both bases are exercised.
-2. Baseline: one read-only statement classifying every wallet (loyalty.tier_store.classify_all,
+2. Baseline: one read-only statement classifying every wallet (loyalty.tiers.store.classify_all,
    the same SQL fragment the batches use), timed.
 3. Starts `python worker.py` as its own process (as in production), runs TierEvaluationWorkflow
    twice: a first evaluation that moves many wallets, then a steady-state one that moves none.
@@ -34,15 +34,14 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from sqlalchemy import text
 
-from loyalty import devstack, tier_store
+import devstack
 from loyalty.core.db import make_engine
 from loyalty.core.settings import PROJECT_ROOT, Settings
 from loyalty.core.temporal import connect
-from loyalty.tier_evaluation import TierEvaluationInput, TierEvaluationProgress
+from loyalty.tiers import store as tier_store
+from loyalty.tiers.contracts import TierEvaluationInput, TierEvaluationProgress
 from workflows.tier_evaluation import TierEvaluationWorkflow
 
 GRACE_DAYS = 30

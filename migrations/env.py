@@ -10,7 +10,7 @@ from sqlalchemy.engine import Connection
 
 from loyalty.core.db import make_engine
 from loyalty.core.settings import get_settings
-from loyalty.models import metadata
+from loyalty.core.tables import AUTOGENERATE_OPTIONS, metadata
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logging", True):
@@ -27,7 +27,9 @@ def _url() -> str:
 
 
 def _run(connection: Connection) -> None:
-    context.configure(connection=connection, target_metadata=target_metadata)
+    context.configure(
+        connection=connection, target_metadata=target_metadata, **AUTOGENERATE_OPTIONS
+    )
     with context.begin_transaction():
         context.run_migrations()
 
@@ -41,7 +43,9 @@ async def _run_async() -> None:
 
 
 if context.is_offline_mode():
-    context.configure(url=_url(), target_metadata=target_metadata, literal_binds=True)
+    context.configure(
+        url=_url(), target_metadata=target_metadata, literal_binds=True, **AUTOGENERATE_OPTIONS
+    )
     with context.begin_transaction():
         context.run_migrations()
 else:

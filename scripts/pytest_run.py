@@ -2,18 +2,57 @@
 shutdown (temporalio/sdk-python#300: a finished, green run can still abort with status 134).
 
     python scripts/pytest_run.py [pytest args...]
+
+Each run gets a base temporary directory of its own (unless the arguments give --basetemp):
+pytest's default is one per user, shared by every run and pruned by each, so two runs on one
+machine could delete each other's files (PostgreSQL data directories included). It is removed
+after a run that passed and kept, with its path printed, after one that did not.
 """
 
 from __future__ import annotations
 
 import os
+import shlex
+import shutil
 import sys
+import tempfile
+import time
+from pathlib import Path
 
 import pytest
 
 
+def _gives_basetemp(args: list[str]) -> bool:
+    given = [*args, *shlex.split(os.environ.get("PYTEST_ADDOPTS", ""))]
+    return any(arg == "--basetemp" or arg.startswith("--basetemp=") for arg in given)
+
+
+def _remove(path: Path) -> None:
+    # A server stopped at teardown (PostgreSQL) can still be writing its last files for a moment.
+    for _ in range(20):
+        shutil.rmtree(path, ignore_errors=True)
+        if not path.exists():
+            return
+        time.sleep(0.25)
+    print(f"pytest_run: could not remove {path}", file=sys.stderr)
+
+
 def main() -> None:
-    code = int(pytest.main(sys.argv[1:]))
+    args = sys.argv[1:]
+    basetemp: Path | None = None
+    if not _gives_basetemp(args):
+        basetemp = Path(tempfile.mkdtemp(prefix="loyalty-pytest-"))
+        args = [f"--basetemp={basetemp}", *args]
+    code = int(pytest.main(args))
+    if basetemp is not None:
+        # pytest fills it only once a test asks for a temporary directory: a run that stopped at
+        # collection leaves it empty, with nothing to look at.
+        passed = code in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED)
+        empty = not basetemp.exists() or not any(basetemp.iterdir())
+        if passed or empty:
+            _remove(basetemp)
+        else:
+            print(f"pytest_run: this run's temporary files are kept in {basetemp}", file=sys.stderr)
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

@@ -29,12 +29,10 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import devstack
+from loyalty.core.settings import DEV_STRIPE_API_KEY, Settings
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from loyalty import devstack  # noqa: E402
-from loyalty.core.settings import DEV_STRIPE_API_KEY, Settings  # noqa: E402
-
 warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
 
 NAME_WIDTH = 10

@@ -20,11 +20,12 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 
-from loyalty import devstack, ledger
+import devstack
+from loyalty import ledger
 from loyalty.core.db import make_engine
 from loyalty.core.settings import PROJECT_ROOT, Settings
 from loyalty.core.temporal import connect
-from loyalty.invariants import find_violations
+from loyalty.ledger.invariants import find_violations
 
 # The in-process workers of the tests (built by worker.build_worker from the tests' settings) run
 # workflows in temporalio's sandbox, so every workflow path a test takes is checked for

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import psutil
 
-from loyalty import devstack
+import devstack
 from loyalty.core.settings import PROJECT_ROOT
 
 

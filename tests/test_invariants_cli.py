@@ -1,4 +1,4 @@
-"""`python -m loyalty.invariants` exits 0 on a sound ledger and 1, naming the wallet, when a
+"""`python -m loyalty.ledger.invariants` exits 0 on a sound ledger and 1, naming the wallet, when a
 wallet's balance disagrees with its postings."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from loyalty.core.settings import PROJECT_ROOT
 
 def _invariants(database_url: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "loyalty.invariants", "--database-url", database_url],
+        [sys.executable, "-m", "loyalty.ledger.invariants", "--database-url", database_url],
         cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,

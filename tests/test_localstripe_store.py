@@ -1,7 +1,7 @@
 """The localstripe stand-in's store by type lists exactly what localstripe's own scan listed.
 
 localstripe runs as a process in the stack; here its resources are driven in this process, after
-loyalty.localstripe_in_memory has replaced the store (importing it does that), with webhooks
+devstack.localstripe_server has replaced the store (importing it does that), with webhooks
 switched off."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from localstripe import resources
 
-from loyalty import localstripe_in_memory
+from devstack import localstripe_server as localstripe_in_memory
 
 CARD = {"number": "4242424242424242", "exp_month": "12", "exp_year": "2030", "cvc": "123"}
 

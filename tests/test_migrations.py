@@ -5,8 +5,8 @@ from __future__ import annotations
 from alembic import command
 from alembic.script import ScriptDirectory
 
-from loyalty import devstack
-from loyalty.devstack import alembic_config as _config
+import devstack
+from devstack import alembic_config as _config
 
 
 def test_one_linear_chain() -> None:

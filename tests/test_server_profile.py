@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+import devstack
 from bench import server_profile
 from bench.go_symbols import GoSymbols, NotAGoBinary
-from loyalty import devstack
 
 TEMPORAL = Path(devstack.venv_bin("temporal"))
 

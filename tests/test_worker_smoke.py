@@ -16,11 +16,12 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 
+import devstack
 from activities import Dependencies
-from loyalty import devstack
 from loyalty.core.settings import PROJECT_ROOT, Settings
+from loyalty.ledger.contracts import InvariantCheckInput, InvariantReport
 from worker import build_worker
-from workflows.maintenance import InvariantCheckInput, InvariantCheckWorkflow, InvariantReport
+from workflows.ledger import InvariantCheckWorkflow
 
 
 async def _wallet_count(engine: AsyncEngine) -> int:

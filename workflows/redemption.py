@@ -7,7 +7,7 @@ service, or the hold's expiry) and either captures the points or cancels the Pay
 releases them; when the cancel shows the customer already paid, it captures instead.
 
 Orchestration only: activities are called by name (no SQLAlchemy or Stripe in the sandbox), rules
-live in loyalty.redemption."""
+live in loyalty.redemption.rules."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from loyalty.core import search_attributes as sa
     from loyalty.core.errors import LoyaltyError
-    from loyalty.redemption import (
+    from loyalty.redemption.rules import (
         CAPTURING_DECISIONS,
         BookingDecision,
         CancelPaymentIntent,
@@ -205,7 +205,7 @@ class RedemptionWorkflow:
     async def run(self, inp: RedemptionInput) -> RedemptionState:
         started_with_attributes = workflow.info().typed_search_attributes.get(sa.BOOKING_ID)
         if inp.saga_version == 1 or started_with_attributes is None:
-            # The client sets these at start (loyalty.checkout); a saga started otherwise gets
+            # The client sets these at start (api.temporal.checkout); a saga started otherwise gets
             # them here. (Deterministic: the start event carries the attributes.)
             workflow.upsert_search_attributes(
                 [

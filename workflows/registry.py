@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from workflows.accrual import AccrualWorkflow
-from workflows.maintenance import InvariantCheckWorkflow
+from workflows.earning import AccrualWorkflow, RefundWorkflow
+from workflows.ledger import InvariantCheckWorkflow
 from workflows.redemption import RedemptionWorkflow
-from workflows.refund import RefundWorkflow
 from workflows.tier_evaluation import TierEvaluationWorkflow
 from workflows.voucher_purchase import VoucherPurchaseWorkflow
 

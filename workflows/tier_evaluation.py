@@ -1,6 +1,6 @@
 """TierEvaluationWorkflow: move every wallet to the tier it earns, in batches.
 
-Started daily by the `tier-evaluation` Temporal Schedule (loyalty.tier_schedule), or by hand:
+Started daily by the `tier-evaluation` Temporal Schedule (loyalty.tiers.schedule), or by hand:
 `temporal schedule trigger --schedule-id tier-evaluation`. The first run snapshots the ladder
 and fixes `as_of` (the workflow's start time unless given), so every batch classifies against
 the same ladder and the same instant. Batches walk wallets by id (keyset); after
@@ -19,7 +19,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from loyalty.tier_evaluation import (
+    from loyalty.tiers.contracts import (
         ACTIVITY_BATCH,
         ACTIVITY_NOTIFY,
         ACTIVITY_START,

@@ -21,7 +21,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from loyalty.core import search_attributes as sa
-    from loyalty.voucher_schemas import (
+    from loyalty.vouchers.schemas import (
         BurnPoints,
         IssueVoucher,
         PointsBurned,

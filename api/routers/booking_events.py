@@ -7,9 +7,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from api.deps import AppSettings, Connection, Service, TemporalClient
-from loyalty import booking_intake
-from loyalty.booking_events import BookingEventAck, BookingEventIn
-from loyalty.schemas import ErrorBody
+from api.errors import ErrorBody
+from api.temporal import booking_events as booking_intake
+from loyalty.earning.events import BookingEventAck, BookingEventIn
 
 router = APIRouter(tags=["booking events"])
 

@@ -10,9 +10,9 @@ from fastapi import APIRouter, Depends, Path, Query, Response
 from api.auth import SCOPE_ADMIN, SCOPE_SERVICE
 from api.auth import require_scope as _require_scope
 from api.deps import Admin, Connection
-from loyalty import campaigns
-from loyalty.campaigns import CampaignIn, CampaignOut, CampaignPatch
-from loyalty.schemas import ErrorBody
+from api.errors import ErrorBody
+from loyalty.earning import campaigns
+from loyalty.earning.campaigns import CampaignIn, CampaignOut, CampaignPatch
 
 router = APIRouter(prefix="/campaigns", tags=["campaigns"])
 

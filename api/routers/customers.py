@@ -10,9 +10,9 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.deps import Admin, get_engine
-from loyalty import customers
-from loyalty.schemas import ErrorBody
-from loyalty.tier_schemas import CustomerPage, CustomerQuery
+from api.errors import ErrorBody
+from loyalty.tiers.schemas import CustomerPage, CustomerQuery
+from loyalty.wallets import customers
 
 router = APIRouter(prefix="/customers", tags=["customers"])
 

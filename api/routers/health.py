@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Literal
 
 from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel, Field
 from sqlalchemy import text
 
-from loyalty.schemas import HealthOut
+
+class HealthOut(BaseModel):
+    status: Literal["ok", "degraded"]
+    database: Literal["ok", "unreachable"]
+    temporal: Literal["connected", "not_connected"] = Field(
+        description="whether the API holds a Temporal client yet (it connects on first use)"
+    )
+
 
 router = APIRouter(tags=["health"])
 

@@ -1,6 +1,6 @@
 """Checkout redemption: redeem (starts the saga and returns the hold), confirm, release, status.
 
-Each endpoint is a thin call into loyalty.checkout, which talks to the RedemptionWorkflow."""
+Each endpoint is a thin call into api.temporal.checkout, which talks to the RedemptionWorkflow."""
 
 from __future__ import annotations
 
@@ -10,16 +10,16 @@ from fastapi import APIRouter, Path, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import AppSettings, Service, TemporalClient, UserId, WalletReader
-from loyalty import checkout
+from api.errors import ErrorBody
+from api.temporal import checkout
 from loyalty.core.errors import NotFound
-from loyalty.redemption import (
+from loyalty.redemption.rules import (
     BOOKING_ID_PATTERN,
     RedeemBody,
     RedeemRequest,
     RedemptionHold,
     RedemptionState,
 )
-from loyalty.schemas import ErrorBody
 
 router = APIRouter(prefix="/wallets", tags=["redemption"])
 

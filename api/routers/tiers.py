@@ -9,10 +9,10 @@ from fastapi import APIRouter, Depends, Path
 
 from api.auth import SCOPE_ADMIN, SCOPE_CUSTOMER, SCOPE_SERVICE, Principal, require_scope
 from api.deps import Admin, AppSettings, Connection
-from loyalty import tier_admin
-from loyalty.schemas import ErrorBody
-from loyalty.tier_schemas import TierIn, TierLadderOut, TierOrderIn, TierOut, TierPatch
-from loyalty.tiers import next_evaluation_at
+from api.errors import ErrorBody
+from loyalty.tiers import admin as tier_admin
+from loyalty.tiers.rules import next_evaluation_at
+from loyalty.tiers.schemas import TierIn, TierLadderOut, TierOrderIn, TierOut, TierPatch
 
 router = APIRouter(prefix="/tiers", tags=["tiers"])
 

@@ -11,9 +11,11 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Response
 from api.auth import SCOPE_ADMIN, SCOPE_CUSTOMER, SCOPE_SERVICE, Principal, check_wallet_access
 from api.auth import require_scope as _require_scope
 from api.deps import Admin, AppSettings, Connection, Service, TemporalClient, UserId, WalletReader
-from loyalty import voucher_catalog, voucher_client, vouchers
-from loyalty.schemas import ErrorBody
-from loyalty.voucher_schemas import (
+from api.errors import ErrorBody
+from api.temporal import vouchers as voucher_client
+from loyalty.vouchers import catalog as voucher_catalog
+from loyalty.vouchers import purchases as vouchers
+from loyalty.vouchers.schemas import (
     CodesIn,
     CodesUploaded,
     ProductIn,

@@ -6,15 +6,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response
 
-from api import service
 from api.deps import Admin, AppSettings, Connection, Service, UserId, WalletReader
-from loyalty import accrual, tier_store
-from loyalty.schemas import (
+from api.errors import ErrorBody
+from loyalty.earning import earn_endpoint
+from loyalty.earning.schemas import EarnIn, EarnOut
+from loyalty.ledger.schemas import PostingOut
+from loyalty.wallets import views as service
+from loyalty.wallets.schemas import (
     AdjustmentIn,
-    EarnIn,
-    EarnOut,
-    ErrorBody,
-    PostingOut,
     TransactionPage,
     TransactionQuery,
     WalletOut,
@@ -46,9 +45,7 @@ async def get_wallet(
     user_id: UserId, principal: WalletReader, conn: Connection, settings: AppSettings
 ) -> WalletOut:
     """Balance, held and available points, tier and progress to the next tier."""
-    view = await service.wallet_view(conn, user_id)
-    view.tier_status = await tier_store.wallet_tier_status(conn, view.wallet_id, settings)
-    return view
+    return await service.wallet_view(conn, user_id, settings)
 
 
 @router.get("/{userId}/transactions", response_model=TransactionPage, responses=_errors(404))
@@ -101,7 +98,7 @@ async def earn(
     response: Response,
 ) -> EarnOut:
     """Earn points on a paid booking (idempotent by payment id, else booking id)."""
-    result = await accrual.earn_on_payment(conn, user_id, body, settings)
+    result = await earn_endpoint.earn_on_payment(conn, user_id, body, settings)
     if not result.posted or result.replayed:
         response.status_code = 200
     if result.replayed:

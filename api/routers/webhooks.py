@@ -11,10 +11,11 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
 from api.deps import AppSettings, Connection, TemporalClient
-from loyalty import checkout, stripe_events
+from api.errors import ErrorBody
+from api.temporal import checkout
 from loyalty.core.errors import LoyaltyError
-from loyalty.redemption import PaymentEvent
-from loyalty.schemas import ErrorBody
+from loyalty.redemption import stripe_events
+from loyalty.redemption.rules import PaymentEvent
 
 log = logging.getLogger("loyalty.webhooks")
 router = APIRouter(tags=["webhooks"])

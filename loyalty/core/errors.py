@@ -1,7 +1,9 @@
 """One error family for the whole service: a stable machine code, a message and an HTTP status.
 
-Domain code raises these; the API renders them with one handler, and activities turn the
-business ones into non-retryable Temporal ApplicationErrors (type = the code)."""
+Domain code raises these; the API renders them with one handler, and activities turn them into
+non-retryable Temporal ApplicationErrors whose type is the code (loyalty.core.refusals), from
+which clients rebuild them. Every subclass that declares a `code` is registered under it, so a
+code read back from a workflow failure finds its class wherever the class is defined."""
 
 from __future__ import annotations
 
@@ -11,6 +13,17 @@ from typing import Any, ClassVar
 class LoyaltyError(Exception):
     code: ClassVar[str] = "error"
     status_code: ClassVar[int] = 400
+    _by_code: ClassVar[dict[str, type[LoyaltyError]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "code" in cls.__dict__:  # the first class to claim a code keeps it
+            LoyaltyError._by_code.setdefault(cls.code, cls)
+
+    @classmethod
+    def for_code(cls, code: str | None) -> type[LoyaltyError] | None:
+        """The class registered under `code`, if any."""
+        return LoyaltyError._by_code.get(code or "")
 
     def __init__(self, message: str, **details: Any) -> None:
         super().__init__(message)
@@ -71,23 +84,7 @@ class Forbidden(LoyaltyError):
     status_code = 403
 
 
-ERRORS_BY_CODE: dict[str, type[LoyaltyError]] = {
-    cls.code: cls
-    for cls in (
-        ValidationFailed,
-        WalletNotFound,
-        NotFound,
-        InsufficientPoints,
-        IdempotencyConflict,
-        HoldNotOpen,
-        RefundExceedsSpending,
-        Unauthorized,
-        Forbidden,
-    )
-}
-
-
-# --- vouchers (loyalty.vouchers) ---------------------------------------------------------------
+# --- vouchers ---------------------------------------------------------------------------------
 
 
 class VoucherSoldOut(LoyaltyError):
@@ -134,20 +131,3 @@ class VoucherPurchasePending(LoyaltyError):
 
     code = "voucher_purchase_pending"
     status_code = 503
-
-
-VOUCHER_ERRORS: dict[str, type[LoyaltyError]] = {
-    **ERRORS_BY_CODE,
-    **{
-        cls.code: cls
-        for cls in (
-            VoucherSoldOut,
-            VoucherNotAvailable,
-            TierTooLow,
-            VoucherLimitReached,
-            VoucherNotUsable,
-            VoucherPurchaseFailed,
-            VoucherPurchasePending,
-        )
-    },
-}

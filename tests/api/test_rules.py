@@ -1,17 +1,31 @@
-"""Earn and tier arithmetic: exact integers, rounding down, no floats anywhere."""
+"""Earn and tier arithmetic as the wallet API shows it: exact integers, rounding down, no floats,
+and the bounds of its inputs the same as the ledger's."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
-from loyalty import ledger, schemas
-from loyalty.rules import Tier, earn_points, next_tier, points_to_threshold
+from loyalty import ledger
+from loyalty.earning.rules import BookingFacts, compute_earn
+from loyalty.tiers.rules import Ladder, TierStep, progress
+from loyalty.wallets import schemas
 
-TIERS = [
-    Tier("gold", "Gold", 3, 20000, "lifetime", 150),
-    Tier("bronze", "Bronze", 1, 0, "lifetime", 100),
-    Tier("silver", "Silver", 2, 5000, "lifetime", 125),
-]
+LADDER = Ladder.of(
+    [
+        TierStep(code="gold", rank=3, threshold=20000, basis="lifetime"),
+        TierStep(code="bronze", rank=1, threshold=0, basis="lifetime"),
+        TierStep(code="silver", rank=2, threshold=5000, basis="lifetime"),
+    ]
+)
+
+
+def earned(amount_paid: int, multiplier: int, rate: int) -> int:
+    booking = BookingFacts(amount_paid=amount_paid, paid_at=datetime(2026, 1, 1, tzinfo=UTC))
+    return compute_earn(
+        booking, currency_per_point=rate, tier_code="t", tier_multiplier_pct=multiplier
+    ).total
 
 
 @pytest.mark.parametrize(
@@ -29,8 +43,8 @@ TIERS = [
         (12_345, 100, 1, 12_345),
     ],
 )
-def test_earn_points_rounds_down(amount_paid, multiplier, rate, points):
-    result = earn_points(amount_paid, earn_multiplier_pct=multiplier, currency_per_point=rate)
+def test_earn_rounds_down(amount_paid, multiplier, rate, points):
+    result = earned(amount_paid, multiplier, rate)
     assert result == points
     assert type(result) is int
 
@@ -41,31 +55,31 @@ def test_earn_points_rounds_down(amount_paid, multiplier, rate, points):
         ({"amount_paid": -1}, ValueError),
         ({"amount_paid": 1000.0}, TypeError),
         ({"amount_paid": True}, TypeError),
-        ({"earn_multiplier_pct": 0}, ValueError),
-        ({"currency_per_point": 0}, ValueError),
-        ({"currency_per_point": 2.5}, TypeError),
+        ({"multiplier": 0}, ValueError),
+        ({"rate": 0}, ValueError),
+        ({"rate": 2.5}, TypeError),
     ],
 )
-def test_earn_points_rejects_bad_inputs(kwargs, error):
-    args = {"amount_paid": 1000, "earn_multiplier_pct": 100, "currency_per_point": 1000, **kwargs}
+def test_earn_rejects_bad_inputs(kwargs, error):
+    args = {"amount_paid": 1000, "multiplier": 100, "rate": 1000, **kwargs}
     with pytest.raises(error):
-        earn_points(args.pop("amount_paid"), **args)
+        earned(**args)
 
 
 def test_next_tier_follows_rank_not_list_order():
-    assert next_tier(TIERS, "bronze") == TIERS[2]
-    assert next_tier(TIERS, "silver") == TIERS[0]
-    assert next_tier(TIERS, "gold") is None
-    with pytest.raises(ValueError, match="unknown tier"):
-        next_tier(TIERS, "platinum")
+    assert [LADDER.above(code) for code in ("bronze", "silver", "gold", "platinum")] == [
+        LADDER.get("silver"),
+        LADDER.get("gold"),
+        None,
+        None,
+    ]
 
 
-@pytest.mark.parametrize(
-    ("threshold", "basis", "to_go"),
-    [(5000, 0, 5000), (5000, 4999, 1), (5000, 5000, 0), (5000, 9000, 0)],
-)
-def test_points_to_threshold(threshold, basis, to_go):
-    assert points_to_threshold(threshold, basis) == to_go
+@pytest.mark.parametrize(("lifetime", "to_go"), [(0, 5000), (4999, 1), (5000, 0), (9000, 0)])
+def test_points_to_the_next_tier(lifetime, to_go):
+    ahead = progress(LADDER, "bronze", lifetime=lifetime, trailing=0)
+    assert ahead.next_tier == LADDER.get("silver")
+    assert ahead.points_to_next == to_go
 
 
 def test_schema_bounds_match_the_ledger():

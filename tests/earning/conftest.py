@@ -24,8 +24,8 @@ from activities import Dependencies
 from api.app import create_app
 from api.auth import SCOPE_ADMIN, SCOPE_CUSTOMER, SCOPE_SERVICE
 from api.tokens import mint_token
-from loyalty.booking_events import AccrualState, RefundOutcome
 from loyalty.core.settings import Settings
+from loyalty.earning.contracts import AccrualState, RefundOutcome
 from tests.api.conftest import serve
 from tests.histories import SaveHistory, history_saver
 from worker import build_worker

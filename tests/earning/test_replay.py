@@ -13,8 +13,7 @@ import pytest
 from tests.earning.conftest import HISTORIES as HISTORIES_DIR
 from tests.earning.conftest import SAVE_HISTORIES_ENV
 from tests.histories import load, replay_failure, skip_while_saving
-from workflows.accrual import AccrualWorkflow
-from workflows.refund import RefundWorkflow
+from workflows.earning import AccrualWorkflow, RefundWorkflow
 
 HISTORIES = load(HISTORIES_DIR)
 EXPECTED_PATHS = {

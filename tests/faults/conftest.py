@@ -20,11 +20,11 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from temporalio.client import Client
 
+import devstack
 from activities import Dependencies
 from api.app import create_app
 from api.auth import SCOPE_SERVICE
 from api.tokens import mint_token
-from loyalty import devstack
 from loyalty.core.settings import Settings
 from loyalty.core.stripe_client import async_stripe_client, make_stripe_client
 from tests.redemption.conftest import Api

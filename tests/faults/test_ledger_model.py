@@ -5,7 +5,8 @@ burn, hold, capture, release and refund, plus replays of earlier idempotency key
 request (must answer the original posting and change nothing) and with a different one (must be
 refused and change nothing). A few lines of Python hold what the balances should be; after every
 step the wallet's balance, held, available and lifetime points must match them and the
-ledger-wide invariants (loyalty.invariants) must hold. Every example gets a wallet of its own.
+ledger-wide invariants (loyalty.ledger.invariants) must hold. Every example gets a wallet of
+its own.
 
 The ledger is async and Hypothesis is not: the machine runs each step to completion on an event
 loop of its own (with an engine of its own, since asyncpg connections belong to one loop), from
@@ -44,7 +45,7 @@ from loyalty.core.errors import (
     LoyaltyError,
     RefundExceedsSpending,
 )
-from loyalty.invariants import find_violations
+from loyalty.ledger.invariants import find_violations
 
 T = TypeVar("T")
 Call = Callable[[AsyncConnection], Awaitable[Any]]

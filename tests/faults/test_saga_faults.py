@@ -24,12 +24,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowExecutionStatus
 
-from loyalty import checkout, devstack, ledger, stripe_events
+import devstack
+from api.temporal import checkout
+from loyalty import ledger
 from loyalty.core.db import make_engine
 from loyalty.core.settings import Settings
 from loyalty.core.temporal import connect
-from loyalty.invariants import find_violations
-from loyalty.redemption import BookingDecision, RedeemRequest, RedemptionState
+from loyalty.ledger.invariants import find_violations
+from loyalty.redemption import stripe_events
+from loyalty.redemption.rules import BookingDecision, RedeemRequest, RedemptionState
 from tests.conftest import WorkerProcess
 from tests.faults.conftest import (
     OwnPostgres,
@@ -52,8 +55,8 @@ CAPTURED = [("hold", 0, POINTS, None), ("capture", -POINTS, -POINTS, POINTS)]
 RELEASED = [("hold", 0, POINTS, None), ("release", 0, -POINTS, None)]
 HOLD_ROW = "SELECT 1 FROM holds WHERE hold_id = :h FOR UPDATE"
 # The statements that wait on those locks (pg_stat_activity keeps the first 1 kB of a query).
-CAPTURE_WAITS_ON = "AND status = 'open' FOR UPDATE"  # ledger._RESOLVE_OPEN_HOLD
-HOLD_WAITS_ON = "placed AS (INSERT INTO holds"  # ledger._HOLD_BY_USER
+CAPTURE_WAITS_ON = "FROM ledger_capture("  # the capture's one call (loyalty.ledger.holds)
+HOLD_WAITS_ON = "FROM ledger_hold("  # the hold's one call
 
 
 async def redeem(api: Api, user: str, booking_id: str) -> dict[str, Any]:
@@ -65,7 +68,9 @@ async def redeem(api: Api, user: str, booking_id: str) -> dict[str, Any]:
 
 async def decide(api: Api, user: str, booking_id: str, decision: str) -> None:
     answer = await api.http.post(
-        f"/wallets/{user}/{decision}", json={"booking_id": booking_id}, headers=api.service
+        f"/wallets/{user}/{decision}",
+        json={"booking_id": booking_id},
+        headers=api.service,
     )
     assert answer.status_code == 202, answer.text
 

@@ -35,10 +35,10 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
+import devstack
 from api.app import create_app
 from api.auth import SCOPE_ADMIN, SCOPE_CUSTOMER, SCOPE_SERVICE
 from api.tokens import mint_token
-from loyalty import devstack
 from loyalty.core.settings import Settings
 
 # Left out (see the module docstring): each needs a Temporal worker for valid input.

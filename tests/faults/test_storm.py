@@ -76,7 +76,9 @@ async def run_checkout(
     elif c.outcome in ("released", "confirmed"):
         action = "release" if c.outcome == "released" else "confirm"
         decided = await api.http.post(
-            f"/wallets/{user}/{action}", json={"booking_id": c.booking_id}, headers=api.service
+            f"/wallets/{user}/{action}",
+            json={"booking_id": c.booking_id},
+            headers=api.service,
         )
         assert decided.status_code == 202, decided.text
     return answer.status_code
@@ -148,7 +150,7 @@ async def test_storm_of_checkouts_matches_the_model(
         assert rows == [("hold", 0, c.points, None), settled], c
 
     check = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "loyalty.invariants", "--database-url", database_url,
+        sys.executable, "-m", "loyalty.ledger.invariants", "--database-url", database_url,
         cwd=PROJECT_ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
     out = (await asyncio.wait_for(check.communicate(), 60))[0].decode()

@@ -19,7 +19,7 @@ from temporalio.common import RetryPolicy
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from activities.notifications import NotificationActivities
-from loyalty.notifications import Notification, NotificationKind
+from loyalty.notifications.models import Notification, NotificationKind
 
 
 @dataclass

@@ -17,11 +17,11 @@ import uvicorn
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 
+import devstack
 from activities import Dependencies
 from api.app import create_app
 from api.auth import SCOPE_CUSTOMER, SCOPE_SERVICE
 from api.tokens import mint_token
-from loyalty import devstack
 from loyalty.core.settings import Settings
 from loyalty.core.stripe_client import make_stripe_client
 from tests.histories import SaveHistory, history_saver

@@ -13,8 +13,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client, WorkflowExecutionStatus
 
-from loyalty import checkout
-from loyalty.redemption import RedemptionState
+from api.temporal import checkout
+from loyalty.redemption.rules import RedemptionState
 
 GOOD_CARD = "4242424242424242"
 DECLINED_CARD = "4000000000000341"  # attaches, then is declined at charge

@@ -18,7 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 
-from loyalty import stripe_events
+from loyalty.redemption import stripe_events
 from tests.redemption.conftest import Api
 from tests.redemption.helpers import (
     DECLINED_CARD,
@@ -122,8 +122,8 @@ async def test_paid_checkout_webhook_captures(
 
 
 def test_the_webhook_subscription_is_what_the_endpoint_acts_on() -> None:
+    import devstack
     from api.routers.webhooks import NEWS
-    from loyalty import devstack
 
     assert set(NEWS) == set(stripe_events.WEBHOOK_EVENTS)
     fields = devstack.localstripe_webhook_fields("http://api/webhooks/stripe", "whsec_x")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from loyalty.core.errors import ValidationFailed
-from loyalty.redemption import (
+from loyalty.redemption.rules import (
     CurrencyNotSupported,
     RedeemRequest,
     RedemptionCapExceeded,

@@ -1,5 +1,5 @@
 """The saga against the real Temporal dev server, PostgreSQL and localstripe, driven through the
-same client code the API uses (loyalty.checkout). Stripe's news is signalled directly here; the
+same client code the API uses (api.temporal.checkout). Stripe's news is signalled directly here; the
 HTTP tests (test_http.py) let localstripe deliver real signed webhooks."""
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowExecutionStatus
 
-from loyalty import checkout
+from api.temporal import checkout
 from loyalty.core.errors import InsufficientPoints, WalletNotFound
 from loyalty.core.settings import Settings
-from loyalty.redemption import (
+from loyalty.redemption.rules import (
     CurrencyNotSupported,
     PaymentEvent,
     RedeemRequest,

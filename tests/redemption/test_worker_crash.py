@@ -10,7 +10,7 @@ import stripe
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 
-from loyalty import stripe_events
+from loyalty.redemption import stripe_events
 from tests.conftest import WorkerProcess
 from tests.redemption.conftest import Api
 from tests.redemption.helpers import pay, postings, wait_for_end, wallet

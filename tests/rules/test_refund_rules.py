@@ -1,4 +1,4 @@
-"""Refund arithmetic (loyalty.earning.clawback_target): cumulative pro rata, boundaries, and
+"""Refund arithmetic (loyalty.earning.rules.clawback_target): cumulative pro rata, boundaries, and
 properties that keep a customer from keeping points on refunded money or losing paid points."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from loyalty.earning import clawback_target
+from loyalty.earning.rules import clawback_target
 
 
 @pytest.mark.parametrize(

@@ -20,8 +20,8 @@ from temporalio.client import Client, WorkflowHandle
 
 from activities import Dependencies
 from loyalty.core.settings import Settings
-from loyalty.tier_evaluation import TierEvaluationInput, TierEvaluationResult
-from loyalty.tiers import Decision, Ladder, TierStep, decide, in_trailing_window
+from loyalty.tiers.contracts import TierEvaluationInput, TierEvaluationResult
+from loyalty.tiers.rules import Decision, Ladder, TierStep, decide, in_trailing_window
 from tests.histories import SaveHistory, history_saver
 from worker import build_worker
 from workflows.tier_evaluation import TierEvaluationWorkflow

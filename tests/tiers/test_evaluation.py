@@ -20,8 +20,8 @@ from temporalio.client import Client
 
 from activities import Dependencies
 from loyalty.core.settings import Settings
-from loyalty.tier_evaluation import TierEvaluationInput
-from loyalty.tiers import Ladder, notification_key, trailing_window_start
+from loyalty.tiers.contracts import TierEvaluationInput
+from loyalty.tiers.rules import Ladder, notification_key, trailing_window_start
 from tests.histories import SaveHistory
 from tests.tiers.conftest import Evaluate, SeedWallet, direct_decisions, seed, tiers_of
 from worker import build_worker

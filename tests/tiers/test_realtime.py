@@ -11,8 +11,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from loyalty import ledger
-from loyalty.tier_store import apply_realtime_upgrade, pending_downgrade
-from loyalty.tiers import Ladder, notification_key
+from loyalty.tiers.rules import Ladder, notification_key
+from loyalty.tiers.store import apply_realtime_upgrade, pending_downgrade
 from tests.tiers.conftest import SeedWallet, seed
 
 MakeWallet = Callable[..., Awaitable[str]]

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from loyalty.tiers import (
+from loyalty.tiers.rules import (
     InvalidLadder,
     Ladder,
     TierStep,

@@ -22,7 +22,7 @@ from temporalio.client import (
 from temporalio.service import RPCError
 
 from loyalty.core.settings import Settings
-from loyalty.tier_schedule import SCHEDULE_ID, build_schedule, ensure_tier_schedule
+from loyalty.tiers.schedule import SCHEDULE_ID, build_schedule, ensure_tier_schedule
 from tests.tiers.conftest import Evaluate
 from workflows.tier_evaluation import TierEvaluationWorkflow
 

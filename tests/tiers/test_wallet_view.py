@@ -14,7 +14,7 @@ from api.app import create_app
 from api.auth import SCOPE_CUSTOMER
 from api.tokens import mint_token
 from loyalty.core.settings import Settings
-from loyalty.tiers import Ladder
+from loyalty.tiers.rules import Ladder
 from tests.api.conftest import serve
 from tests.tiers.conftest import SeedWallet, seed
 

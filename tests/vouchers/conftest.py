@@ -34,7 +34,7 @@ from api.auth import SCOPE_ADMIN, SCOPE_CUSTOMER, SCOPE_SERVICE
 from api.tokens import mint_token
 from loyalty import ledger
 from loyalty.core.settings import Settings
-from loyalty.voucher_schemas import BurnPoints, IssueVoucher, PointsBurned, VoucherOut
+from loyalty.vouchers.schemas import BurnPoints, IssueVoucher, PointsBurned, VoucherOut
 from tests.api.conftest import serve
 from tests.histories import SaveHistory, history_saver
 from worker import build_worker

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from loyalty.core.errors import TierTooLow, VoucherNotAvailable
-from loyalty.vouchers import (
+from loyalty.vouchers.purchases import (
     CODE_ALPHABET,
     check_on_sale,
     check_tier,

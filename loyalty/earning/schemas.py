@@ -1,0 +1,128 @@
+"""Request and response models of earning's endpoints: the internal earn on a paid booking and
+the campaign admin. Inputs are strict and closed; points and money are integers."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StringConstraints,
+    model_validator,
+)
+
+from loyalty.core.fields import MAX_AMOUNT_MINOR, CurrencyCode, ExternalId, Tag
+from loyalty.ledger.schemas import BalanceOut, TransactionOut
+
+CampaignId = Annotated[
+    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$")
+]
+MAX_BONUS_POINTS = 10**9
+
+
+class _StrictInput(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+# --- earn ------------------------------------------------------------------------------------
+
+
+class EarnIn(_StrictInput):
+    booking_id: ExternalId
+    payment_id: ExternalId | None = None
+    amount_paid: int = Field(ge=0, le=MAX_AMOUNT_MINOR, description="minor units of `currency`")
+    currency: CurrencyCode
+    product_type: ExternalId | None = Field(default=None, description="for campaign filters")
+    category: ExternalId | None = Field(default=None, description="for campaign filters")
+
+
+class EarnRuleOut(BaseModel):
+    earn_rate_currency_per_point: int
+    tier: str
+    earn_multiplier_pct: int
+
+
+class EarnOut(BaseModel):
+    points: int = Field(description="points earned (0 when the payment is below one point)")
+    posted: bool = Field(description="false when nothing was posted (zero points)")
+    replayed: bool
+    idempotency_key: str
+    rule: EarnRuleOut
+    transaction: TransactionOut | None
+    wallet: BalanceOut
+
+
+# --- campaigns -------------------------------------------------------------------------------
+
+
+def check_shape(kind: str, multiplier_pct: int | None, bonus_points: int | None) -> None:
+    """A multiplier campaign has a multiplier and no bonus; a bonus campaign the reverse."""
+    if kind == "multiplier" and (multiplier_pct is None or bonus_points is not None):
+        raise ValueError("a multiplier campaign needs multiplier_pct and no bonus_points")
+    if kind == "bonus" and (bonus_points is None or multiplier_pct is not None):
+        raise ValueError("a bonus campaign needs bonus_points and no multiplier_pct")
+
+
+class _Input(BaseModel):
+    # Integers stay integers (no "5" or 5.0 or true); datetimes come as ISO strings with a zone.
+    model_config = ConfigDict(extra="forbid")
+
+
+class CampaignIn(_Input):
+    campaign_id: CampaignId = Field(description="stable id chosen by the admin, e.g. tet-2027")
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
+    kind: Literal["multiplier", "bonus"]
+    multiplier_pct: StrictInt | None = Field(
+        default=None, gt=100, le=10_000, description="multiplier: 200 doubles the base points"
+    )
+    bonus_points: StrictInt | None = Field(
+        default=None, gt=0, le=MAX_BONUS_POINTS, description="bonus"
+    )
+    product_types: list[Tag] = Field(default_factory=list, max_length=50)
+    categories: list[Tag] = Field(default_factory=list, max_length=50)
+    cap_points_per_booking: StrictInt | None = Field(default=None, ge=0, le=MAX_BONUS_POINTS)
+    starts_at: AwareDatetime
+    ends_at: AwareDatetime
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CampaignIn:
+        check_shape(self.kind, self.multiplier_pct, self.bonus_points)
+        if self.ends_at <= self.starts_at:
+            raise ValueError("ends_at must be after starts_at")
+        return self
+
+
+class CampaignPatch(_Input):
+    """Fields to change; the kind cannot change (end the campaign and create another)."""
+
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    multiplier_pct: StrictInt | None = Field(default=None, gt=100, le=10_000)
+    bonus_points: StrictInt | None = Field(default=None, gt=0, le=MAX_BONUS_POINTS)
+    product_types: list[Tag] | None = Field(default=None, max_length=50)
+    categories: list[Tag] | None = Field(default=None, max_length=50)
+    cap_points_per_booking: StrictInt | None = Field(default=None, ge=0, le=MAX_BONUS_POINTS)
+    starts_at: AwareDatetime | None = None
+    ends_at: AwareDatetime | None = None
+
+
+class CampaignOut(BaseModel):
+    campaign_id: str
+    name: str
+    kind: Literal["multiplier", "bonus"]
+    multiplier_pct: int | None
+    bonus_points: int | None
+    product_types: list[str]
+    categories: list[str]
+    cap_points_per_booking: int | None
+    starts_at: datetime
+    ends_at: datetime
+    ended_at: datetime | None = Field(description="set when an admin ended the campaign")
+    status: Literal["scheduled", "running", "finished"]
+    created_by: str | None
+    created_at: datetime
+    updated_at: datetime

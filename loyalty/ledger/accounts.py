@@ -1,0 +1,42 @@
+"""Wallets as the ledger keeps them: find, open (the posting functions' own `ledger_wallet`, so a
+wallet is opened one way whoever opens it) and lock."""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from loyalty.core.errors import WalletNotFound
+from loyalty.ledger.calls import call, wallet_of
+from loyalty.ledger.types import WalletState
+
+_COLUMNS = ", ".join(WalletState.__dataclass_fields__)
+_FIND = text(f"SELECT {_COLUMNS} FROM wallets WHERE user_id = :u")
+_LOCK = text(f"SELECT {_COLUMNS} FROM wallets WHERE user_id = :u FOR UPDATE")
+
+
+async def find_wallet(conn: AsyncConnection, user_id: str) -> WalletState | None:
+    row = (await conn.execute(_FIND, {"u": user_id})).mappings().first()
+    return wallet_of(row) if row else None
+
+
+async def get_wallet(conn: AsyncConnection, user_id: str) -> WalletState:
+    wallet = await find_wallet(conn, user_id)
+    if wallet is None:
+        raise WalletNotFound(f"no wallet for user {user_id!r}", user_id=user_id)
+    return wallet
+
+
+async def open_wallet(conn: AsyncConnection, user_id: str) -> WalletState:
+    """The user's wallet, opened on the lowest tier if it does not exist yet."""
+    return wallet_of(await call(conn, "ledger_wallet", user_id=user_id, open=True))
+
+
+async def lock_wallet(conn: AsyncConnection, user_id: str) -> WalletState:
+    """The user's wallet (opened on first use), locked for the rest of the transaction: work
+    that reads a wallet before it posts (an accrual, a refund) runs one at a time per wallet."""
+    row = (await conn.execute(_LOCK, {"u": user_id})).mappings().first()
+    if row is None:
+        await open_wallet(conn, user_id)
+        row = (await conn.execute(_LOCK, {"u": user_id})).mappings().one()
+    return wallet_of(row)

@@ -1,0 +1,105 @@
+"""Calling the posting functions (migration 0007): the one place that talks to them, and turns
+their refusals (SQLSTATE class LW, a JSON DETAIL with the code) into the LoyaltyError family.
+
+A refusal aborts the caller's transaction, so nothing of the posting stays; the caller rolls
+back (`loyalty.core.db.transaction` does)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import TextClause, text
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from loyalty.core.errors import LoyaltyError, ValidationFailed
+from loyalty.ledger.types import MAX_POINTS, HoldState, Posting, PostingResult, WalletState
+
+REFUSAL_CLASS = "LW"  # SQLSTATE class of the posting functions' refusals
+
+_statements: dict[tuple[str, tuple[str, ...]], TextClause] = {}
+
+
+def _statement(function: str, names: tuple[str, ...]) -> TextClause:
+    # Named notation (p_x => :x): a call names what it passes, and new optional parameters
+    # never shift old callers. One TextClause per shape, so SQLAlchemy compiles it once.
+    key = (function, names)
+    if key not in _statements:
+        arguments = ", ".join(f"p_{name} => :{name}" for name in names)
+        _statements[key] = text(f"SELECT * FROM {function}({arguments})")
+    return _statements[key]
+
+
+def refusal(err: DBAPIError) -> LoyaltyError | None:
+    """The LoyaltyError a posting function refused with, or None for any other database error."""
+    sqlstate = getattr(err.orig, "sqlstate", None) or ""
+    if not sqlstate.startswith(REFUSAL_CLASS):
+        return None
+    driver_error = err.orig.__cause__ if err.orig is not None else None  # asyncpg's exception
+    message = getattr(driver_error, "message", None) or str(err.orig)
+    try:
+        detail = json.loads(getattr(driver_error, "detail", None) or "{}")
+    except ValueError:
+        detail = {}
+    cls = LoyaltyError.for_code(detail.get("code")) or LoyaltyError
+    return cls(message, **(detail.get("details") or {}))
+
+
+async def call(conn: AsyncConnection, function: str, **params: Any) -> RowMapping:
+    """`SELECT * FROM function(...)`: its one row, or the LoyaltyError it refused with."""
+    if "metadata" in params:  # jsonb travels as JSON text
+        params["metadata"] = json.dumps(dict(params["metadata"] or {}), default=str)
+    try:
+        result = await conn.execute(_statement(function, tuple(params)), params)
+    except DBAPIError as err:
+        refused = refusal(err)
+        if refused is None:
+            raise
+        raise refused from None
+    return result.mappings().one()
+
+
+def check_points(points: int, *, signed: bool = False) -> None:
+    """What the driver could not even send: not an integer, or beyond the functions' bound."""
+    # bool is an int subclass; a caller passing True means a bug, not one point.
+    if not isinstance(points, int) or isinstance(points, bool):
+        raise ValidationFailed("points must be an integer", points=repr(points))
+    if abs(points) > MAX_POINTS:
+        raise ValidationFailed(f"points must be at most {MAX_POINTS}", points=points)
+
+
+def wallet_of(row: Mapping[Any, Any]) -> WalletState:
+    return WalletState(**{k: row[k] for k in WalletState.__dataclass_fields__})
+
+
+def posting_result(row: Mapping[Any, Any]) -> PostingResult:
+    posting = Posting(**{k: row[k] for k in Posting.__dataclass_fields__})
+    wallet = WalletState(
+        wallet_id=row["wallet_id"],
+        user_id=row["user_id"],
+        balance=row["balance"],
+        held=row["held"],
+        tier=row["tier"],
+        lifetime_points=row["lifetime_points"],
+        version=row["version"],
+        created_at=row["wallet_created_at"],
+        updated_at=row["wallet_updated_at"],
+    )
+    return PostingResult(posting, wallet, bool(row["replayed"]))
+
+
+def hold_of(row: Mapping[Any, Any]) -> HoldState:
+    """The hold a hold, capture or release call returned beside its posting."""
+    return HoldState(
+        hold_id=row["hold_id"],
+        wallet_id=row["wallet_id"],
+        amount=row["hold_amount"],
+        booking_id=row["booking_id"],
+        status=row["hold_status"],
+        expires_at=row["hold_expires_at"],
+        created_at=row["hold_created_at"],
+        resolved_at=row["hold_resolved_at"],
+    )

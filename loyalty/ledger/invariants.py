@@ -1,0 +1,109 @@
+"""Ledger invariants, checkable at any time.
+
+    python -m loyalty.ledger.invariants [--database-url URL]
+
+prints each violation and exits 1 if there is any, 0 otherwise."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from dataclasses import dataclass
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from loyalty.core.db import make_engine
+from loyalty.core.settings import get_settings
+
+# Each check returns the rows that break it; an empty result means the invariant holds.
+CHECKS: dict[str, str] = {
+    "balance equals the sum of posted amounts": """
+        SELECT w.user_id, w.balance AS actual, COALESCE(SUM(t.amount), 0) AS expected
+        FROM wallets w LEFT JOIN wallet_transactions t ON t.wallet_id = w.wallet_id
+        GROUP BY w.wallet_id HAVING w.balance <> COALESCE(SUM(t.amount), 0)""",
+    "held equals the sum of held deltas": """
+        SELECT w.user_id, w.held AS actual, COALESCE(SUM(t.held_delta), 0) AS expected
+        FROM wallets w LEFT JOIN wallet_transactions t ON t.wallet_id = w.wallet_id
+        GROUP BY w.wallet_id HAVING w.held <> COALESCE(SUM(t.held_delta), 0)""",
+    "held equals the open holds": """
+        SELECT w.user_id, w.held AS actual, COALESCE(SUM(h.amount), 0) AS expected
+        FROM wallets w LEFT JOIN holds h ON h.wallet_id = w.wallet_id AND h.status = 'open'
+        GROUP BY w.wallet_id HAVING w.held <> COALESCE(SUM(h.amount), 0)""",
+    "available is never negative": """
+        SELECT user_id, balance - held AS actual, 0 AS expected
+        FROM wallets WHERE balance - held < 0 OR held < 0""",
+    "every hold is resolved by exactly the row its status says": """
+        SELECT h.hold_id::text AS user_id, h.status AS actual,
+               string_agg(t.type, ',') AS expected
+        FROM holds h LEFT JOIN wallet_transactions t
+            ON t.hold_id = h.hold_id AND t.type IN ('capture', 'release')
+        GROUP BY h.hold_id, h.status
+        HAVING NOT (
+            (h.status = 'open' AND COUNT(t.tx_id) = 0)
+            OR (h.status = 'captured' AND COUNT(t.tx_id) = 1 AND MIN(t.type) = 'capture')
+            OR (h.status = 'released' AND COUNT(t.tx_id) = 1 AND MIN(t.type) = 'release'))""",
+    "refunds never exceed the spending they reverse": """
+        SELECT s.tx_id::text AS user_id, SUM(r.amount) AS actual, -s.amount AS expected
+        FROM wallet_transactions s JOIN wallet_transactions r
+            ON r.reverses_tx_id = s.tx_id AND r.type = 'refund'
+        GROUP BY s.tx_id, s.amount HAVING SUM(r.amount) > -s.amount""",
+    "lifetime points equal the points earned": """
+        SELECT w.user_id, w.lifetime_points AS actual,
+               COALESCE(SUM(t.amount) FILTER (WHERE t.type = 'earn'), 0) AS expected
+        FROM wallets w LEFT JOIN wallet_transactions t ON t.wallet_id = w.wallet_id
+        GROUP BY w.wallet_id
+        HAVING w.lifetime_points <> COALESCE(SUM(t.amount) FILTER (WHERE t.type = 'earn'), 0)""",
+}
+
+
+@dataclass(frozen=True)
+class Violation:
+    check: str
+    subject: str
+    actual: object
+    expected: object
+
+    def __str__(self) -> str:
+        return f"{self.check}: {self.subject}: is {self.actual}, expected {self.expected}"
+
+
+async def find_violations(conn: AsyncConnection, *, limit: int = 100) -> list[Violation]:
+    violations: list[Violation] = []
+    for name, sql in CHECKS.items():
+        rows = (await conn.execute(text(f"{sql} LIMIT {limit}"))).all()
+        violations += [Violation(name, str(r[0]), r[1], r[2]) for r in rows]
+    return violations
+
+
+async def _main(database_url: str) -> int:
+    engine = make_engine(database_url, pool_size=1)
+    try:
+        async with engine.connect() as conn:
+            # One snapshot for all checks, so concurrent postings cannot show as violations.
+            await conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
+            violations = await find_violations(conn)
+            wallets = (await conn.execute(text("SELECT count(*) FROM wallets"))).scalar_one()
+    finally:
+        await engine.dispose()
+    for v in violations:
+        print(f"VIOLATION {v}")
+    print(
+        f"checked {len(CHECKS)} invariants over {wallets} wallets: "
+        f"{'OK' if not violations else f'{len(violations)} violation(s)'}"
+    )
+    return 1 if violations else 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--database-url", default=get_settings().database_url)
+    args = parser.parse_args(argv)
+    if not args.database_url:
+        parser.error("DATABASE_URL is not set (or pass --database-url)")
+    sys.exit(asyncio.run(_main(args.database_url)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,216 @@
+"""Postings that move the balance: earn, adjust, burn, refund, clawback, expire.
+
+Each is one call of its PostgreSQL function (migration 0007, which holds the protocol: the
+idempotency key with its request hash, the guard on available points), so one round trip, and
+atomic on its own: outside a transaction (`loyalty.core.db.autocommit`) it commits by itself,
+inside one it commits or rolls back with the rest. What the caller asked for is fingerprinted
+here (request_hash): the same key with the same request replays the original posting, with
+another request it is refused (IdempotencyConflict). How many points to post is the caller's
+business; these functions only move them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from loyalty.core.hashing import request_hash
+from loyalty.ledger.calls import call, check_points, posting_result
+from loyalty.ledger.types import PostingResult
+
+
+async def earn(
+    conn: AsyncConnection,
+    *,
+    user_id: str,
+    points: int,
+    idempotency_key: str,
+    booking_id: str | None = None,
+    payment_id: str | None = None,
+    currency_amount: int | None = None,
+    currency: str | None = None,
+    counter_account: str = "issuance:base",
+    description: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> PostingResult:
+    """Credit earned points (opening the wallet on its first earn); lifetime points grow too."""
+    check_points(points)
+    request = {
+        "type": "earn",
+        "user_id": user_id,
+        "points": points,
+        "booking_id": booking_id,
+        "payment_id": payment_id,
+        "currency_amount": currency_amount,
+    }
+    row = await call(
+        conn,
+        "ledger_earn",
+        user_id=user_id,
+        points=points,
+        idempotency_key=idempotency_key,
+        request_hash=request_hash(request),
+        booking_id=booking_id,
+        payment_id=payment_id,
+        currency_amount=currency_amount,
+        currency=currency,
+        counter_account=counter_account,
+        description=description,
+        metadata=metadata,
+    )
+    return posting_result(row)
+
+
+async def adjust(
+    conn: AsyncConnection,
+    *,
+    user_id: str,
+    points: int,
+    reason: str,
+    idempotency_key: str,
+    actor: str | None = None,
+) -> PostingResult:
+    """An admin's signed correction with its reason; a debit never takes available below zero."""
+    check_points(points, signed=True)
+    request = {"type": "adjustment", "user_id": user_id, "points": points, "reason": reason}
+    row = await call(
+        conn,
+        "ledger_adjust",
+        user_id=user_id,
+        points=points,
+        reason=reason,
+        idempotency_key=idempotency_key,
+        request_hash=request_hash(request),
+        actor=actor,
+    )
+    return posting_result(row)
+
+
+async def burn(
+    conn: AsyncConnection,
+    *,
+    user_id: str,
+    points: int,
+    idempotency_key: str,
+    counter_account: str,
+    booking_id: str | None = None,
+    currency_amount: int | None = None,
+    currency: str | None = None,
+    description: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> PostingResult:
+    """Spend points at once, without a hold (a voucher bought with points)."""
+    check_points(points)
+    request = {
+        "type": "burn",
+        "user_id": user_id,
+        "points": points,
+        "booking_id": booking_id,
+        "counter_account": counter_account,
+    }
+    row = await call(
+        conn,
+        "ledger_burn",
+        user_id=user_id,
+        points=points,
+        idempotency_key=idempotency_key,
+        request_hash=request_hash(request),
+        counter_account=counter_account,
+        booking_id=booking_id,
+        currency_amount=currency_amount,
+        currency=currency,
+        description=description,
+        metadata=metadata,
+    )
+    return posting_result(row)
+
+
+async def refund(
+    conn: AsyncConnection,
+    *,
+    reverses_tx_id: int,
+    points: int,
+    idempotency_key: str,
+    description: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> PostingResult:
+    """Give back points spent by a burn or capture, in full or in part; all refunds of one
+    spending together never exceed it (RefundExceedsSpending)."""
+    check_points(points)
+    request = {"type": "refund", "reverses_tx_id": reverses_tx_id, "points": points}
+    row = await call(
+        conn,
+        "ledger_refund",
+        reverses_tx_id=reverses_tx_id,
+        points=points,
+        idempotency_key=idempotency_key,
+        request_hash=request_hash(request),
+        description=description,
+        metadata=metadata,
+    )
+    return posting_result(row)
+
+
+async def clawback(
+    conn: AsyncConnection,
+    *,
+    user_id: str,
+    points: int,
+    idempotency_key: str,
+    reverses_tx_id: int | None = None,
+    booking_id: str | None = None,
+    counter_account: str = "issuance:clawback",
+    description: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> PostingResult:
+    """Take back earned points (a refunded booking). Like any debit it cannot take available
+    points below zero: the caller decides what to do with a shortfall (loyalty.earning.rules records
+    it as a debt). Lifetime points stay: they count every point ever earned."""
+    check_points(points)
+    request = {
+        "type": "clawback",
+        "user_id": user_id,
+        "points": points,
+        "reverses_tx_id": reverses_tx_id,
+        "booking_id": booking_id,
+    }
+    row = await call(
+        conn,
+        "ledger_clawback",
+        user_id=user_id,
+        points=points,
+        idempotency_key=idempotency_key,
+        request_hash=request_hash(request),
+        reverses_tx_id=reverses_tx_id,
+        booking_id=booking_id,
+        counter_account=counter_account,
+        description=description,
+        metadata=metadata,
+    )
+    return posting_result(row)
+
+
+async def expire(
+    conn: AsyncConnection,
+    *,
+    user_id: str,
+    points: int,
+    idempotency_key: str,
+    description: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> PostingResult:
+    """Points that expired unspent, posted to the breakage account (never below zero)."""
+    check_points(points)
+    request = {"type": "expire", "user_id": user_id, "points": points}
+    row = await call(
+        conn,
+        "ledger_expire",
+        user_id=user_id,
+        points=points,
+        idempotency_key=idempotency_key,
+        request_hash=request_hash(request),
+        description=description,
+        metadata=metadata,
+    )
+    return posting_result(row)

@@ -1,0 +1,131 @@
+"""Request and response models of the tier and customer endpoints. Inputs are strict and closed
+like every other input of the API (loyalty.wallets.schemas); points are integers."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+from loyalty.core.text import NO_NUL, without_nul
+from loyalty.tiers.rules import Basis
+
+MAX_POINTS = 10**12
+TierCode = Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=r"^[a-z0-9_-]+$")]
+TierName = Annotated[
+    str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True, pattern=NO_NUL)
+]
+# A tier's benefits are stored as jsonb, which cannot hold NUL either.
+Benefits = Annotated[dict[str, Any], AfterValidator(without_nul)]
+
+
+class _Input(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class TierOut(BaseModel):
+    code: str
+    name: str
+    rank: int = Field(description="position in the ladder, lowest first")
+    threshold: int = Field(description="points needed on the basis to reach the tier")
+    basis: Basis = Field(description="lifetime points, or points earned in the trailing 12 months")
+    earn_multiplier_pct: int = Field(description="earn multiplier in percent (150 = 1.5x)")
+    redemption_cap_pct: int | None = Field(description="max share of an order paid in points")
+    redemption_cap_points: int | None = Field(description="max points per booking")
+    benefits: dict[str, Any]
+
+
+class TierIn(_Input):
+    code: TierCode
+    name: TierName
+    rank: int = Field(ge=1, le=1000)
+    threshold: int = Field(ge=0, le=MAX_POINTS)
+    basis: Basis = "lifetime"
+    earn_multiplier_pct: int = Field(default=100, ge=1, le=10_000)
+    redemption_cap_pct: int | None = Field(default=None, ge=0, le=100)
+    redemption_cap_points: int | None = Field(default=None, ge=0, le=MAX_POINTS)
+    benefits: Benefits = Field(default_factory=dict, max_length=50)
+
+
+class TierPatch(_Input):
+    """Fields to change; the code names the tier and cannot change."""
+
+    name: TierName | None = None
+    rank: int | None = Field(default=None, ge=1, le=1000)
+    threshold: int | None = Field(default=None, ge=0, le=MAX_POINTS)
+    basis: Basis | None = None
+    earn_multiplier_pct: int | None = Field(default=None, ge=1, le=10_000)
+    redemption_cap_pct: int | None = Field(default=None, ge=0, le=100)
+    redemption_cap_points: int | None = Field(default=None, ge=0, le=MAX_POINTS)
+    benefits: Benefits | None = Field(default=None, max_length=50)
+
+
+class TierOrderIn(_Input):
+    codes: list[TierCode] = Field(min_length=1, max_length=100, description="lowest tier first")
+
+
+class TierLadderOut(BaseModel):
+    tiers: list[TierOut] = Field(description="lowest rank first")
+    next_evaluation_at: datetime = Field(description="next scheduled tier evaluation")
+
+
+class CustomerQuery(BaseModel):
+    """Filters of the customer list; ranges are inclusive, datetimes need an offset."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tier: list[TierCode] = Field(default_factory=list, max_length=20, description="repeatable")
+    min_balance: int | None = Field(default=None, ge=0, le=MAX_POINTS)
+    max_balance: int | None = Field(default=None, ge=0, le=MAX_POINTS)
+    min_lifetime: int | None = Field(default=None, ge=0, le=MAX_POINTS)
+    max_lifetime: int | None = Field(default=None, ge=0, le=MAX_POINTS)
+    active_since: AwareDatetime | None = Field(
+        default=None, description="last activity at or after"
+    )
+    inactive_since: AwareDatetime | None = Field(default=None, description="no activity since")
+    cursor: str | None = Field(default=None, max_length=200, description="from `next_cursor`")
+    limit: int = Field(default=100, ge=1, le=1000)
+    format: Literal["json", "csv"] | None = Field(
+        default=None, description="csv: every matching customer as CSV (or Accept: text/csv)"
+    )
+
+
+class CustomerOut(BaseModel):
+    user_id: str
+    wallet_id: uuid.UUID
+    tier: str
+    balance: int
+    held: int
+    available: int
+    lifetime_points: int
+    last_activity_at: datetime = Field(description="latest ledger posting, else wallet creation")
+    created_at: datetime
+
+
+class CustomerPage(BaseModel):
+    items: list[CustomerOut] = Field(description="ordered by user id")
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null at end")
+
+
+class PendingDowngradeOut(BaseModel):
+    to_tier: str = Field(description="the tier the wallet's points earn now")
+    since: datetime = Field(description="first evaluation that found the wallet short")
+    effective_at: datetime = Field(
+        description="from the first evaluation at or after this instant, unless it re-qualifies"
+    )
+
+
+class TierStatusOut(BaseModel):
+    """Where a wallet stands in the ladder, as the tier evaluation sees it."""
+
+    tier: str
+    basis: Basis = Field(description="what the current tier counts")
+    lifetime_points: int
+    trailing_12m_points: int = Field(description="earned minus clawed back in the last 12 months")
+    next_tier: str | None = Field(description="null at the top")
+    next_tier_basis: Basis | None
+    points_to_next_tier: int = Field(description="0 at the top or once reached")
+    next_evaluation_at: datetime = Field(description="when the tier is next re-evaluated")
+    pending_downgrade: PendingDowngradeOut | None

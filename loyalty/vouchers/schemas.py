@@ -1,0 +1,258 @@
+"""Voucher models: the catalog and purchase API bodies, and the inputs and outputs of
+VoucherPurchaseWorkflow and its activities.
+
+Sandbox-safe (pydantic and the standard library only): the workflow imports this module through
+`imports_passed_through`; the activities, the API and the tests import it directly."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StringConstraints,
+    model_validator,
+)
+
+from loyalty.core.text import NO_NUL
+from loyalty.tiers.schemas import TierCode
+
+MAX_POINTS = 10**12  # the ledger's own bound
+MAX_CODES_PER_UPLOAD = 10_000
+
+CodeSource = Literal["generated", "uploaded"]
+VoucherStatus = Literal["active", "used", "expired"]
+PurchaseStatus = Literal["reserved", "paid", "completed", "failed"]
+WorkflowStep = Literal[
+    "reserving", "burning", "issuing", "notifying", "completed", "compensating", "failed"
+]
+
+# Codes customers type: printable ASCII without spaces, bounded.
+VoucherCode = Annotated[str, StringConstraints(min_length=4, max_length=64, pattern=r"^[!-~]+$")]
+
+
+class _Input(BaseModel):
+    # Integers and booleans are strict (no floats, numeric strings or 0/1); datetimes are parsed.
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- catalog -----------------------------------------------------------------------------------
+
+
+class _ProductFields(_Input):
+    @model_validator(mode="after")
+    def _windows(self) -> _ProductFields:
+        starts = getattr(self, "sale_starts_at", None)
+        ends = getattr(self, "sale_ends_at", None)
+        if starts is not None and ends is not None and starts >= ends:
+            raise ValueError("sale_starts_at must be before sale_ends_at")
+        return self
+
+
+class ProductIn(_ProductFields):
+    name: str = Field(min_length=1, max_length=200, pattern=NO_NUL)
+    description: str = Field(default="", max_length=4000, pattern=NO_NUL)
+    price_points: StrictInt = Field(gt=0, le=MAX_POINTS, description="price in points")
+    code_source: CodeSource = Field(
+        default="generated",
+        description="`generated`: an unguessable code is made at purchase; `uploaded`: codes "
+        "come from batches uploaded to the product, and inventory is the number of codes",
+    )
+    inventory: StrictInt | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_POINTS,
+        description="items for sale; null = unlimited (generated codes only; uploaded-code "
+        "products start at 0 and grow with each upload)",
+    )
+    sale_starts_at: AwareDatetime | None = None
+    sale_ends_at: AwareDatetime | None = None
+    voucher_valid_days: StrictInt | None = Field(
+        default=None, gt=0, le=3650, description="an issued voucher expires this many days later"
+    )
+    voucher_valid_until: AwareDatetime | None = Field(
+        default=None, description="issued vouchers expire at this time at the latest"
+    )
+    min_tier: TierCode | None = Field(default=None, description="lowest tier that may buy it")
+    per_customer_limit: StrictInt | None = Field(
+        default=None, gt=0, le=1_000_000, description="purchases per customer; null = no limit"
+    )
+    active: StrictBool = True
+
+    @model_validator(mode="after")
+    def _uploaded_inventory(self) -> ProductIn:
+        if self.code_source == "uploaded" and self.inventory is not None:
+            raise ValueError("uploaded-code products take their inventory from uploaded codes")
+        return self
+
+
+class ProductPatch(_ProductFields):
+    """Only the fields given change; `null` clears an optional field."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=200, pattern=NO_NUL)
+    description: str | None = Field(default=None, max_length=4000, pattern=NO_NUL)
+    price_points: StrictInt | None = Field(default=None, gt=0, le=MAX_POINTS)
+    inventory: StrictInt | None = Field(default=None, ge=0, le=MAX_POINTS)
+    sale_starts_at: AwareDatetime | None = None
+    sale_ends_at: AwareDatetime | None = None
+    voucher_valid_days: StrictInt | None = Field(default=None, gt=0, le=3650)
+    voucher_valid_until: AwareDatetime | None = None
+    min_tier: TierCode | None = None
+    per_customer_limit: StrictInt | None = Field(default=None, gt=0, le=1_000_000)
+    active: StrictBool | None = None
+
+    @model_validator(mode="after")
+    def _required_stay_set(self) -> ProductPatch:
+        for name in ("name", "description", "price_points", "active"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null")
+        return self
+
+
+class ProductOut(BaseModel):
+    product_id: uuid.UUID
+    name: str
+    description: str
+    price_points: int
+    code_source: CodeSource
+    inventory: int | None = Field(description="items for sale in all; null = unlimited")
+    inventory_taken: int = Field(description="items sold or reserved by purchases in flight")
+    inventory_left: int | None = Field(description="null = unlimited")
+    sale_starts_at: datetime | None
+    sale_ends_at: datetime | None
+    voucher_valid_days: int | None
+    voucher_valid_until: datetime | None
+    min_tier: str | None
+    per_customer_limit: int | None
+    active: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+class CodesIn(_Input):
+    codes: list[VoucherCode] = Field(min_length=1, max_length=MAX_CODES_PER_UPLOAD)
+
+
+class CodesUploaded(BaseModel):
+    added: int = Field(description="new codes put in the pool (and added to the inventory)")
+    duplicates: list[str] = Field(description="codes that were already known, skipped")
+    product: ProductOut
+
+
+# --- purchase ------------------------------------------------------------------------------------
+
+
+class PurchaseIn(_Input):
+    product_id: uuid.UUID
+
+
+class VoucherOut(BaseModel):
+    voucher_id: uuid.UUID
+    code: str
+    status: VoucherStatus = Field(description="`expired` once past expires_at while unused")
+    product_id: uuid.UUID
+    product_name: str
+    user_id: str
+    price_points: int
+    purchase_id: uuid.UUID
+    issued_at: datetime
+    expires_at: datetime | None
+    used_at: datetime | None
+    used_reference: str | None
+
+
+class VoucherList(BaseModel):
+    items: list[VoucherOut] = Field(description="newest first")
+
+
+class UseVoucherIn(_Input):
+    reference: str | None = Field(
+        default=None,
+        max_length=128,
+        pattern=NO_NUL,
+        description="e.g. the booking the voucher was used on",
+    )
+
+
+# --- workflow and activities ---------------------------------------------------------------------
+
+
+class PurchaseInput(BaseModel):
+    user_id: str
+    product_id: uuid.UUID
+    idempotency_key: str
+
+
+class ReserveVoucher(BaseModel):
+    user_id: str
+    product_id: uuid.UUID
+    idempotency_key: str
+    run_id: str
+
+
+class Reservation(BaseModel):
+    purchase_id: uuid.UUID
+    attempt: int
+    product_name: str
+    price_points: int
+    status: PurchaseStatus
+    burn_tx_id: int | None = None
+    voucher: VoucherOut | None = None
+
+
+class BurnPoints(BaseModel):
+    purchase_id: uuid.UUID
+    attempt: int
+    user_id: str
+    points: int
+    product_name: str
+
+
+class PointsBurned(BaseModel):
+    tx_id: int
+
+
+class IssueVoucher(BaseModel):
+    purchase_id: uuid.UUID
+
+
+class RefundPoints(BaseModel):
+    purchase_id: uuid.UUID
+    attempt: int
+    burn_tx_id: int
+    points: int
+
+
+class ReleaseReservation(BaseModel):
+    purchase_id: uuid.UUID
+    attempt: int
+    failure_code: str
+    failure_message: str
+
+
+class PurchaseResult(BaseModel):
+    user_id: str
+    product_id: uuid.UUID
+    idempotency_key: str
+    voucher: VoucherOut
+    notified: bool
+
+
+class PurchaseState(BaseModel):
+    """Answer of the workflow's `status` query."""
+
+    step: WorkflowStep
+    user_id: str
+    product_id: uuid.UUID
+    purchase_id: uuid.UUID | None = None
+    burn_tx_id: int | None = None
+    voucher_id: uuid.UUID | None = None
+    error_code: str | None = None
+    error_message: str | None = None

@@ -1,0 +1,58 @@
+"""Ledger: the posting protocol as PostgreSQL functions, one per posting kind (see the SQL file).
+
+Revision ID: 0007
+Revises: 0006
+Create Date: 2026-12-02
+"""
+
+from pathlib import Path
+
+from alembic import op
+
+revision = "0007"
+down_revision = "0006"
+branch_labels = None
+depends_on = None
+
+SQL = Path(__file__).resolve().parent.parent / "sql" / "0007_ledger_functions.sql"
+
+FUNCTIONS = (
+    "ledger_release(uuid, text, text, text, jsonb)",
+    "ledger_capture(uuid, text, text, bigint, text, text, jsonb)",
+    "ledger_resolve_hold(uuid, text, text, text, bigint, text, text, jsonb)",
+    "ledger_hold(text, bigint, text, text, uuid, timestamptz, text, text, jsonb)",
+    "ledger_refund(bigint, bigint, text, text, text, jsonb)",
+    "ledger_expire(text, bigint, text, text, text, jsonb)",
+    "ledger_clawback(text, bigint, text, text, bigint, text, text, text, jsonb)",
+    "ledger_burn(text, bigint, text, text, text, text, bigint, text, text, jsonb)",
+    "ledger_adjust(text, bigint, text, text, text, text)",
+    "ledger_earn(text, bigint, text, text, text, text, bigint, text, text, text, jsonb)",
+    "ledger_post(uuid, text, bigint, bigint, bigint, text, text, text, text, text, uuid, bigint, "
+    "bigint, text, text, jsonb)",
+    "ledger_wallet(text, boolean)",
+    "ledger_check_points(bigint, boolean)",
+    "ledger_refuse(text, text, text, jsonb)",
+)
+
+
+def statements(script: str) -> list[str]:
+    # asyncpg prepares each statement, so the file runs one statement at a time; a line holding
+    # only ";" ends each one (function bodies keep their own semicolons).
+    return [s.strip() for s in script.split("\n;\n") if s.strip() and not _only_comments(s)]
+
+
+def _only_comments(statement: str) -> bool:
+    return all(
+        not line.strip() or line.lstrip().startswith("--") for line in statement.splitlines()
+    )
+
+
+def upgrade() -> None:
+    for statement in statements(SQL.read_text()):
+        op.execute(statement)
+
+
+def downgrade() -> None:
+    for signature in FUNCTIONS:
+        op.execute(f"DROP FUNCTION {signature}")
+    op.execute("DROP TYPE ledger_posting")

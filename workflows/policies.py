@@ -1,0 +1,61 @@
+"""Every retry policy and timeout the workflows use, in one place.
+
+Infrastructure trouble (the database or Stripe down, a worker killed) is retried until it
+passes, with backoff: a half-done money movement must not be abandoned. Business refusals never
+reach these policies' retries: activities raise them non-retryable (loyalty.core.refusals), so
+the first refusal ends the activity and the workflow decides (pass it on, or compensate)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio.common import RetryPolicy
+
+# Until it passes: every step that moves points or money, and every compensation.
+UNTIL_DONE = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30)
+)
+ACTIVITY_TIMEOUT = timedelta(seconds=30)
+
+# Local activities (the checkout's hold and PaymentIntent, and its settlement in saga version 2)
+# run inside a workflow task; a short timeout keeps a stuck one from holding the task open.
+LOCAL_TIMEOUT = timedelta(seconds=10)
+# Settlement tries locally twice, then goes on as an ordinary activity (workflows.redemption).
+LOCAL_TRIES = RetryPolicy(initial_interval=timedelta(milliseconds=500), maximum_attempts=2)
+
+# A voucher purchase is answered while the customer waits: its steps retry sooner (still until
+# they pass), its notification only briefly (the outbox keeps an undelivered one), and its code
+# is issued a few times over, then the purchase is undone rather than left hanging.
+VOUCHER_STEPS = RetryPolicy(
+    initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10)
+)
+VOUCHER_NOTIFY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=200),
+    maximum_interval=timedelta(seconds=1),
+    maximum_attempts=3,
+)
+ISSUE_VOUCHER = RetryPolicy(
+    initial_interval=timedelta(milliseconds=200),
+    maximum_interval=timedelta(seconds=2),
+    maximum_attempts=4,
+)
+VOUCHER_TIMEOUT = timedelta(seconds=10)
+
+# Notifications: the outbox keeps what could not be delivered, so a notification service that
+# stays down never stalls a saga or an evaluation. Above the client's own 10 s timeout.
+NOTIFY_TIMEOUT = timedelta(seconds=15)
+NOTIFY_FEW_TIMES = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=20),
+    maximum_attempts=5,
+)
+
+# Tier evaluation: each batch is one transaction, retried until it passes.
+BATCH_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=60)
+)
+BATCH_TIMEOUT = timedelta(minutes=5)
+
+# The invariant check reads the whole ledger; a failing one is worth a few tries, not more.
+INVARIANT_CHECK = RetryPolicy(maximum_attempts=3)
+INVARIANT_CHECK_TIMEOUT = timedelta(minutes=5)
