@@ -1,5 +1,9 @@
-"""Real parts for the tests: embedded PostgreSQL, the Temporal dev server and localstripe are
-started once per test session (only when a test asks for them) and stopped afterwards.
+"""The shared harness's fixtures (tests/harness has the parts).
+
+Real parts: embedded PostgreSQL, the Temporal dev server (and its time-skipping test server)
+and localstripe are started once per test session, only when a test asks for them, and stopped
+afterwards. Per test: settings naming them with the test's own task queue (a package or test
+adjusts them by overriding `settings_overrides`), the API, a worker, tokens, wallets.
 
 Isolation: every test works on its own users (uuid ids) and its own task queue, so tests never
 share a wallet; the append-only ledger is never truncated. After every test that touched the
@@ -7,25 +11,30 @@ database, the ledger invariants are checked over the whole database."""
 
 from __future__ import annotations
 
-import asyncio
 import os
-import signal
-import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import stripe
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
 
 import devstack
-from loyalty import ledger
+from api.app import create_app
 from loyalty.core.db import make_engine
-from loyalty.core.settings import PROJECT_ROOT, Settings
+from loyalty.core.settings import Settings
+from loyalty.core.stripe_client import make_stripe_client
 from loyalty.core.temporal import connect
 from loyalty.ledger.invariants import find_violations
+from tests.harness import api as harness_api
+from tests.harness import wallets, workers
+from tests.harness.histories import SaveHistory, history_saver
+from tests.harness.receiver import Receiver, receiving
 
 # The in-process workers of the tests (built by worker.build_worker from the tests' settings) run
 # workflows in temporalio's sandbox, so every workflow path a test takes is checked for
@@ -83,6 +92,22 @@ def localstripe_url(stack_dir: Path) -> Iterator[str]:
     devstack.stop_process(proc)
 
 
+@pytest.fixture(scope="session")
+async def time_skipping() -> AsyncIterator[WorkflowEnvironment]:
+    """Temporal's time-skipping test server: a workflow's timers fire as soon as nothing else is
+    running, so tests of long waits take no wall time. It does not run workflow updates (the
+    checkout saga), so those tests use the dev server with short durations instead."""
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=devstack.venv_bin("temporal-test-server"),
+        data_converter=pydantic_data_converter,
+    )
+    yield env
+    await env.shutdown()
+
+
+# --- per test ------------------------------------------------------------------------------------
+
+
 @pytest.fixture
 def task_queue() -> str:
     return f"test-{uuid.uuid4()}"
@@ -90,78 +115,114 @@ def task_queue() -> str:
 
 @pytest.fixture
 def user_id() -> str:
-    return f"user-{uuid.uuid4().hex[:12]}"
+    return wallets.new_user()
 
 
 @pytest.fixture
 def new_user_id() -> Callable[[], str]:
-    return lambda: f"user-{uuid.uuid4().hex[:12]}"
+    return wallets.new_user
+
+
+@pytest.fixture
+def booking_id() -> str:
+    return f"bk-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, Any]:
+    """Override in a package or test to adjust `settings` (NOTIFY_URL, durations ...)."""
+    return {}
+
+
+@pytest.fixture
+def settings(
+    database_url: str,
+    temporal_address: str,
+    localstripe_url: str,
+    task_queue: str,
+    settings_overrides: dict[str, Any],
+) -> Settings:
+    """The service's settings for this test: the session's PostgreSQL, Temporal dev server and
+    localstripe, and the test's own task queue."""
+    return Settings(
+        **{
+            "environment": "test",
+            "database_url": database_url,
+            "temporal_address": temporal_address,
+            "stripe_api_key": "sk_test_tests",
+            "stripe_api_base": localstripe_url,
+            "temporal_task_queue": task_queue,
+            **settings_overrides,
+        }
+    )
+
+
+@pytest.fixture
+def auth(settings: Settings) -> harness_api.Auth:
+    return harness_api.Auth(settings)
+
+
+@pytest.fixture
+async def api(settings: Settings, engine: AsyncEngine) -> AsyncIterator[harness_api.Api]:
+    """The API in this process (ASGI), with the test's settings."""
+    async with harness_api.in_process(create_app(settings)) as http:
+        yield harness_api.Api(http, harness_api.Auth(settings))
+
+
+@pytest.fixture
+async def live_api(settings: Settings) -> AsyncIterator[harness_api.Api]:
+    """The API on a port of its own, with localstripe's signed webhooks pointed at it."""
+    async with harness_api.served(settings) as served:
+        assert served.url is not None
+        await harness_api.point_webhooks(settings, served.url)
+        yield served
+
+
+@pytest.fixture
+def stripe_client(settings: Settings) -> stripe.StripeClient:
+    """The official SDK against localstripe, for playing the customer who pays."""
+    return make_stripe_client(settings)
+
+
+@pytest.fixture
+async def worker(
+    temporal_client: Client, engine: AsyncEngine, settings: Settings
+) -> AsyncIterator[None]:
+    """A worker in this process on the test's task queue, built as worker.py builds it."""
+    async with workers.in_process(temporal_client, engine, settings):
+        yield
+
+
+@pytest.fixture
+def worker_process(settings: Settings, tmp_path: Path) -> Iterator[workers.WorkerProcess]:
+    """`python worker.py` processes for the test's settings, killable at will."""
+    processes = workers.WorkerProcess(settings, tmp_path)
+    yield processes
+    processes.stop_all()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A notification service on a local port (point NOTIFY_URL at `receiver.url`)."""
+    with receiving() as state:
+        yield state
 
 
 @pytest.fixture
 def make_wallet(engine: AsyncEngine) -> Callable[..., Awaitable[str]]:
-    """`await make_wallet(1000)` gives a fresh user whose wallet holds 1,000 earned points."""
+    """`await make_wallet(1000, spent=200, held=100)`: a fresh user with that history."""
 
-    async def make(points: int = 1000, user_id: str | None = None) -> str:
-        user = user_id or f"user-{uuid.uuid4().hex[:12]}"
-        async with engine.begin() as conn:
-            if points:
-                await ledger.earn(
-                    conn,
-                    user_id=user,
-                    points=points,
-                    idempotency_key=f"test-seed:{user}:{uuid.uuid4()}",
-                    description="test seed",
-                )
-            else:
-                await ledger.open_wallet(conn, user)
-        return user
+    async def make(points: int = 1000, **history: Any) -> str:
+        return await wallets.make_wallet(engine, points, **history)
 
     return make
 
 
-class WorkerProcess:
-    """`python worker.py` processes in their own process groups, configured from the test's
-    settings (every field that is set becomes its environment variable), killable at will."""
-
-    def __init__(self, settings: Settings, log_dir: Path) -> None:
-        self.env = {
-            name.upper(): str(value)
-            for name, value in settings.model_dump().items()
-            if value is not None
-        }
-        self.env["WORKFLOW_SANDBOX"] = "false"  # as shipped (see the top of this module)
-        self.log_dir = log_dir
-        self.procs: list[subprocess.Popen[bytes]] = []
-
-    async def start(self) -> subprocess.Popen[bytes]:
-        log = self.log_dir / f"worker-{len(self.procs)}.log"
-        proc = devstack.start_process(
-            [sys.executable, str(PROJECT_ROOT / "worker.py")], log_file=log, env=self.env
-        )
-        self.procs.append(proc)
-        async with asyncio.timeout(30):
-            while "started on task queue" not in (log.read_text() if log.exists() else ""):
-                assert proc.poll() is None, log.read_text()
-                await asyncio.sleep(0.1)
-        return proc
-
-    def kill(self, proc: subprocess.Popen[bytes]) -> None:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        assert proc.returncode == -signal.SIGKILL
-
-    def stop_all(self) -> None:
-        for proc in self.procs:
-            devstack.stop_process(proc)
-
-
 @pytest.fixture
-def worker_process(settings: Settings, tmp_path: Path) -> Iterator[WorkerProcess]:
-    """Worker processes for the test's `settings` (a fixture of the test's package)."""
-    workers = WorkerProcess(settings, tmp_path)
-    yield workers
-    workers.stop_all()
+def save_history(temporal_client: Client, request: pytest.FixtureRequest) -> SaveHistory:
+    """`await save_history("name", workflow_id)` keeps the run's history for the replay tests
+    of the test's package (`<package>/histories/`) when SAVE_HISTORIES=1; a no-op otherwise."""
+    return history_saver(temporal_client, request.path.parent / "histories")
 
 
 _invariant_engines: dict[str, AsyncEngine] = {}

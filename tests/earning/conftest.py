@@ -27,7 +27,7 @@ from api.tokens import mint_token
 from loyalty.core.settings import Settings
 from loyalty.earning.contracts import AccrualState, RefundOutcome
 from tests.api.conftest import serve
-from tests.histories import SaveHistory, history_saver
+from tests.harness.histories import SaveHistory, history_saver
 from worker import build_worker
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -176,7 +176,7 @@ async def api(settings: Settings, engine: AsyncEngine) -> AsyncIterator[Api]:
 def save_history(temporal_client: Client) -> SaveHistory:
     """`await save_history("accrual_posted", f"accrual-{booking_id}")` stores the run's history
     for the replay test when EARNING_SAVE_HISTORIES=1 (a no-op otherwise)."""
-    return history_saver(temporal_client, HISTORIES, SAVE_HISTORIES_ENV)
+    return history_saver(temporal_client, HISTORIES)
 
 
 @pytest.fixture

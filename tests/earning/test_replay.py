@@ -11,8 +11,7 @@ from __future__ import annotations
 import pytest
 
 from tests.earning.conftest import HISTORIES as HISTORIES_DIR
-from tests.earning.conftest import SAVE_HISTORIES_ENV
-from tests.histories import load, replay_failure, skip_while_saving
+from tests.harness.histories import load, replay_failure, skip_while_saving
 from workflows.earning import AccrualWorkflow, RefundWorkflow
 
 HISTORIES = load(HISTORIES_DIR)
@@ -26,7 +25,7 @@ EXPECTED_PATHS = {
     "refund_voids_pending",
 }
 
-pytestmark = skip_while_saving(SAVE_HISTORIES_ENV)
+pytestmark = skip_while_saving()
 
 
 def test_every_path_has_a_saved_history() -> None:

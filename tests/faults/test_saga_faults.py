@@ -33,7 +33,6 @@ from loyalty.core.temporal import connect
 from loyalty.ledger.invariants import find_violations
 from loyalty.redemption import stripe_events
 from loyalty.redemption.rules import BookingDecision, RedeemRequest, RedemptionState
-from tests.conftest import WorkerProcess
 from tests.faults.conftest import (
     OwnPostgres,
     WebhookCatcher,
@@ -43,8 +42,9 @@ from tests.faults.conftest import (
     unique,
     wait_for_lock_waiter,
 )
-from tests.histories import history_saver
-from tests.redemption.conftest import HISTORIES, SAVE_HISTORIES_ENV, Api
+from tests.harness.histories import history_saver
+from tests.harness.workers import WorkerProcess
+from tests.redemption.conftest import HISTORIES, Api
 from tests.redemption.helpers import DECLINED_CARD, pay, postings, wait_for_end, wallet
 from tests.redemption.test_http import signed
 from workflows.redemption import RedemptionWorkflow
@@ -423,7 +423,7 @@ async def test_postgres_stopped_during_a_capture(
             temporal_client, hold["workflow_id"], "capture_redemption_hold"
         )
         assert starts[-1] >= 2, starts
-        await history_saver(temporal_client, HISTORIES, SAVE_HISTORIES_ENV)(
+        await history_saver(temporal_client, HISTORIES)(
             "database_down_capture_as_activity", hold["workflow_id"]
         )
         async with own_engine.connect() as conn:

@@ -22,8 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 
 from loyalty.core.settings import PROJECT_ROOT, Settings
-from tests.conftest import WorkerProcess
 from tests.faults.conftest import running_api, unique
+from tests.harness.workers import WorkerProcess
 from tests.redemption.conftest import Api
 from tests.redemption.helpers import DECLINED_CARD, pay, postings, wait_for_end, wallet
 

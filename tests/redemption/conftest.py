@@ -24,7 +24,7 @@ from api.auth import SCOPE_CUSTOMER, SCOPE_SERVICE
 from api.tokens import mint_token
 from loyalty.core.settings import Settings
 from loyalty.core.stripe_client import make_stripe_client
-from tests.histories import SaveHistory, history_saver
+from tests.harness.histories import SaveHistory, history_saver
 from worker import build_worker
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -70,7 +70,7 @@ def booking_id() -> str:
 def save_history(temporal_client: Client) -> SaveHistory:
     """`await save_history("paid_captured", workflow_id)` stores the run's history for the replay
     test when REDEMPTION_SAVE_HISTORIES=1 (a no-op otherwise)."""
-    return history_saver(temporal_client, HISTORIES, SAVE_HISTORIES_ENV)
+    return history_saver(temporal_client, HISTORIES)
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.histories import load, replay_failure, skip_while_saving
+from tests.harness.histories import load, replay_failure, skip_while_saving
 from tests.redemption.conftest import HISTORIES as HISTORIES_DIR
-from tests.redemption.conftest import SAVE_HISTORIES_ENV
 from workflows.redemption import RedemptionWorkflow
 
 HISTORIES = load(HISTORIES_DIR)
@@ -37,7 +36,7 @@ EXPECTED_PATHS = {
 FAULT_PATHS = {"database_down_capture_as_activity"}
 
 
-pytestmark = skip_while_saving(SAVE_HISTORIES_ENV)
+pytestmark = skip_while_saving()
 
 
 def test_every_path_has_a_saved_history() -> None:

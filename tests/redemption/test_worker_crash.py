@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 
 from loyalty.redemption import stripe_events
-from tests.conftest import WorkerProcess
+from tests.harness.workers import WorkerProcess
 from tests.redemption.conftest import Api
 from tests.redemption.helpers import pay, postings, wait_for_end, wallet
 

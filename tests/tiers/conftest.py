@@ -22,7 +22,7 @@ from activities import Dependencies
 from loyalty.core.settings import Settings
 from loyalty.tiers.contracts import TierEvaluationInput, TierEvaluationResult
 from loyalty.tiers.rules import Decision, Ladder, TierStep, decide, in_trailing_window
-from tests.histories import SaveHistory, history_saver
+from tests.harness.histories import SaveHistory, history_saver
 from worker import build_worker
 from workflows.tier_evaluation import TierEvaluationWorkflow
 
@@ -175,7 +175,7 @@ def save_history(temporal_client: Client) -> SaveHistory:
     """`await save_history("downgrade_into_grace", handle.id)` stores the run's history (with
     `run_id=..., all_runs=True`: every run of a continue-as-new chain) for the replay test when
     TIERS_SAVE_HISTORIES=1 (a no-op otherwise)."""
-    return history_saver(temporal_client, HISTORIES, SAVE_HISTORIES_ENV)
+    return history_saver(temporal_client, HISTORIES)
 
 
 Evaluate = Callable[..., Awaitable[tuple[TierEvaluationResult, WorkflowHandle[Any, Any]]]]

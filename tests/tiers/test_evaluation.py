@@ -22,7 +22,7 @@ from activities import Dependencies
 from loyalty.core.settings import Settings
 from loyalty.tiers.contracts import TierEvaluationInput
 from loyalty.tiers.rules import Ladder, notification_key, trailing_window_start
-from tests.histories import SaveHistory
+from tests.harness.histories import SaveHistory
 from tests.tiers.conftest import Evaluate, SeedWallet, direct_decisions, seed, tiers_of
 from worker import build_worker
 from workflows.tier_evaluation import TierEvaluationWorkflow

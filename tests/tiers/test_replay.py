@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.histories import load, replay_failure, skip_while_saving
+from tests.harness.histories import load, replay_failure, skip_while_saving
 from tests.tiers.conftest import HISTORIES as HISTORIES_DIR
-from tests.tiers.conftest import SAVE_HISTORIES_ENV
 from workflows.tier_evaluation import TierEvaluationWorkflow
 
 HISTORIES = load(HISTORIES_DIR)
@@ -24,7 +23,7 @@ EXPECTED_PATHS = {
     "downgrade_after_grace",
 }
 
-pytestmark = skip_while_saving(SAVE_HISTORIES_ENV)
+pytestmark = skip_while_saving()
 
 
 def test_every_path_has_a_saved_history() -> None:

@@ -36,7 +36,7 @@ from loyalty import ledger
 from loyalty.core.settings import Settings
 from loyalty.vouchers.schemas import BurnPoints, IssueVoucher, PointsBurned, VoucherOut
 from tests.api.conftest import serve
-from tests.histories import SaveHistory, history_saver
+from tests.harness.histories import SaveHistory, history_saver
 from worker import build_worker
 from workflows.registry import WORKFLOWS
 
@@ -147,7 +147,7 @@ def fault_worker(
 def save_history(temporal_client: Client) -> SaveHistory:
     """`await save_history("completed", workflow_id)` stores the latest run's history for the
     replay test when VOUCHERS_SAVE_HISTORIES=1 (a no-op otherwise)."""
-    return history_saver(temporal_client, HISTORIES, SAVE_HISTORIES_ENV)
+    return history_saver(temporal_client, HISTORIES)
 
 
 @dataclass(frozen=True)

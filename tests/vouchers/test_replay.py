@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import pytest
 
-from tests.histories import load, replay_failure, skip_while_saving
+from tests.harness.histories import load, replay_failure, skip_while_saving
 from tests.vouchers.conftest import HISTORIES as HISTORIES_DIR
-from tests.vouchers.conftest import SAVE_HISTORIES_ENV
 from workflows.voucher_purchase import VoucherPurchaseWorkflow
 
 HISTORIES = load(HISTORIES_DIR)
 
-pytestmark = skip_while_saving(SAVE_HISTORIES_ENV)
+pytestmark = skip_while_saving()
 
 
 def test_every_path_has_a_saved_history() -> None:

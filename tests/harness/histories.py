@@ -1,10 +1,10 @@
 """Saved workflow histories for the replay tests: saving them from real runs against the dev
 server, loading them, and replaying them on the current workflow code.
 
-A package keeps its histories in `<package>/histories/<name>.json`. Its end-to-end tests call a
-saver (`history_saver(...)`) after a run; the saver writes only when the package's env var is
-`1` (`EARNING_SAVE_HISTORIES=1 pytest tests/earning`), and the package's replay test skips itself
-during such a run (`skip_while_saving`). A run that continued as new is saved one file per run
+A package keeps its histories in `<package>/histories/<name>.json`. Its end-to-end tests call
+the `save_history` fixture after a run; it writes only when SAVE_HISTORIES is `1`
+(`SAVE_HISTORIES=1 make pytest ARGS=tests/earning`), and the replay tests skip themselves during
+such a run (`skip_while_saving`). A run that continued as new is saved one file per run
 (`<name>.run1.json`, `<name>.run2.json`, ...), since a history holds a single run."""
 
 from __future__ import annotations
@@ -24,24 +24,27 @@ from worker import WORKFLOW_RUNNER
 SaveHistory = Callable[..., Awaitable[None]]
 
 
-def saving(env_var: str) -> bool:
-    return os.environ.get(env_var) == "1"
+SAVE_HISTORIES = "SAVE_HISTORIES"
 
 
-def skip_while_saving(env_var: str) -> pytest.MarkDecorator:
+def saving() -> bool:
+    return os.environ.get(SAVE_HISTORIES) == "1"
+
+
+def skip_while_saving() -> pytest.MarkDecorator:
     """The replay test's `pytestmark`: the histories are being rewritten by this very run."""
-    return pytest.mark.skipif(saving(env_var), reason="histories are being rewritten")
+    return pytest.mark.skipif(saving(), reason="histories are being rewritten")
 
 
-def history_saver(client: Client, directory: Path, env_var: str) -> SaveHistory:
+def history_saver(client: Client, directory: Path) -> SaveHistory:
     """`await save(name, workflow_id)` writes the workflow's latest run to `<name>.json`;
     `await save(name, workflow_id, run_id=first_run, all_runs=True)` writes that run and every
-    run it continued as new into, as `<name>.run<i>.json`. A no-op unless `env_var` is `1`."""
+    run it continued as new into, as `<name>.run<i>.json`. A no-op unless SAVE_HISTORIES=1."""
 
     async def save(
         name: str, workflow_id: str, *, run_id: str | None = None, all_runs: bool = False
     ) -> None:
-        if not saving(env_var):
+        if not saving():
             return
         if not all_runs:
             handle = client.get_workflow_handle(workflow_id, run_id=run_id)
