@@ -27,8 +27,7 @@ def build_activities(deps: Dependencies) -> list[Callable[..., Any]]:
     from activities.earning import EarningActivities
     from activities.ledger import LedgerActivities
     from activities.notifications import NotificationActivities
-    from activities.redemption import RedemptionActivities
-    from activities.stripe_payments import StripePaymentActivities
+    from activities.redemption import RedemptionActivities, StripePaymentActivities
     from activities.tiers import TierActivities
     from activities.vouchers import VoucherActivities
     from loyalty.core.stripe_client import make_stripe_client

@@ -1,5 +1,5 @@
 """Tier evaluation activities: snapshot the ladder, evaluate one batch of wallets (one
-set-based statement), deliver the batch's tier-change notifications.
+set-based statement, loyalty.tiers.evaluation), deliver the batch's tier-change notifications.
 
 A batch records its tier changes, their history rows and their notifications (in the outbox,
 key `tier:{wallet}:{evaluation}:{tier}`) in one transaction, so a retried batch changes nothing
@@ -11,19 +11,14 @@ from __future__ import annotations
 import asyncio
 
 import httpx
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
-from activities.notifications import NotificationActivities
 from activities.support import refusals_final, transaction
+from loyalty.notifications import delivery
 from loyalty.notifications.models import Notification
-from loyalty.tiers import store as tier_store
+from loyalty.tiers import evaluation
 from loyalty.tiers.contracts import (
-    ACTIVITY_BATCH,
-    ACTIVITY_NOTIFY,
-    ACTIVITY_START,
     TierBatchInput,
     TierBatchResult,
     TierEvaluationStart,
@@ -31,15 +26,9 @@ from loyalty.tiers.contracts import (
     TierNotifyResult,
 )
 
+# Deliveries of one batch in flight at once: a batch can change thousands of tiers, and each
+# delivery holds a request to the notification service and records it in the database.
 DELIVERY_CONCURRENCY = 8
-
-_BATCH_NOTES = """
-SELECT o.idempotency_key, o.kind, o.user_id, o.payload, o.delivered_at IS NOT NULL AS delivered
-FROM tier_history h
-JOIN notification_outbox o
-    ON o.idempotency_key = 'tier:' || h.wallet_id || ':' || h.evaluation_id || ':' || h.to_tier
-WHERE h.evaluation_id = :evaluation_id AND h.wallet_id > :after AND h.wallet_id <= :last
-"""
 
 
 class TierActivities:
@@ -47,66 +36,51 @@ class TierActivities:
         self, engine: AsyncEngine, notify_url: str | None, http: httpx.AsyncClient | None = None
     ) -> None:
         self._engine = engine
-        self._notifier = NotificationActivities(engine, notify_url, http) if notify_url else None
+        self._url = notify_url
+        self._http = http or httpx.AsyncClient(timeout=10)
 
-    @activity.defn(name=ACTIVITY_START)
+    @activity.defn(name="start_tier_evaluation")
     async def start(self) -> TierEvaluationStart:
         """Snapshot the ladder for the whole evaluation and count the wallets."""
         async with refusals_final(), self._engine.connect() as conn:
-            ladder = await tier_store.load_ladder(conn)
-            count = (await conn.execute(text("SELECT count(*) FROM wallets"))).scalar_one()
-        return TierEvaluationStart(ladder=list(ladder.steps), wallets_estimate=count)
+            return await evaluation.snapshot(conn)
 
-    @activity.defn(name=ACTIVITY_BATCH)
+    @activity.defn(name="evaluate_tier_batch")
     async def evaluate_batch(self, batch: TierBatchInput) -> TierBatchResult:
         """Move the next wallets (by wallet id) to the tiers they earn."""
         async with transaction(self._engine) as conn:
-            result = await tier_store.evaluate_batch(conn, batch)
-        result.deliver_notifications = self._notifier is not None and result.changes > 0
+            result = await evaluation.evaluate_batch(conn, batch)
+        result.deliver_notifications = self._url is not None and result.changes > 0
         return result
 
-    @activity.defn(name=ACTIVITY_NOTIFY)
+    @activity.defn(name="deliver_tier_notifications")
     async def deliver(self, batch: TierNotifyInput) -> TierNotifyResult:
-        """Send the batch's undelivered tier-change notifications (each once, by its key)."""
-        async with self._engine.connect() as conn:
-            rows = (
-                await conn.execute(
-                    text(_BATCH_NOTES),
-                    {
-                        "evaluation_id": batch.evaluation_id,
-                        "after": batch.after or tier_store.NIL_UUID,
-                        "last": batch.last,
-                    },
-                )
-            ).all()
+        """Send the batch's undelivered tier-change notifications (each once, by its key);
+        one the service refuses for good is counted, not retried."""
+        async with refusals_final(), self._engine.connect() as conn:
+            found = await evaluation.batch_notifications(conn, batch)
         # Counted over the whole batch: an earlier attempt may have delivered some already.
-        done = sum(1 for r in rows if r.delivered)
-        notes = [
-            Notification(idempotency_key=r[0], kind=r[1], user_id=r[2], payload=r[3])
-            for r in rows
-            if not r.delivered
-        ]
-        if self._notifier is None:
-            return TierNotifyResult(delivered=done, queued=len(notes))
-        notifier = self._notifier
+        if self._url is None:
+            return TierNotifyResult(delivered=found.delivered, queued=len(found.undelivered))
+        url = self._url
         gate = asyncio.Semaphore(DELIVERY_CONCURRENCY)
 
         async def send(note: Notification) -> str:
             async with gate:
                 try:
-                    return await notifier.send(note)
-                except ApplicationError as exc:
-                    if exc.non_retryable:
-                        activity.logger.warning("notification %s refused: %s", note, exc)
-                        return "refused"
-                    raise
+                    return await delivery.deliver(self._engine, self._http, url, note)
+                except delivery.NotificationRefused as exc:
+                    activity.logger.warning("notification %s refused: %s", note, exc)
+                    return "refused"
 
+        notes = found.undelivered
         outcomes = await asyncio.gather(*(send(n) for n in notes), return_exceptions=True)
         failed = [o for o in outcomes if isinstance(o, BaseException)]
         if failed:  # retry the activity; notifications already delivered are skipped then
             raise RuntimeError(f"{len(failed)} of {len(notes)} notifications failed: {failed[0]}")
         return TierNotifyResult(
-            delivered=done + sum(o in ("delivered", "already_delivered") for o in outcomes),
+            delivered=found.delivered
+            + sum(o in ("delivered", "already_delivered") for o in outcomes),
             queued=0,
             refused=sum(o == "refused" for o in outcomes),
         )

@@ -1,7 +1,7 @@
 """Activities of VoucherPurchaseWorkflow. Each is one database transaction and idempotent:
 the reservation is keyed by the customer's idempotency key, ledger postings by keys derived from
-the purchase and its attempt, the voucher by the purchase (one per purchase). Business refusals
-(LoyaltyError) become non-retryable ApplicationErrors whose type is the error code."""
+the purchase and its attempt, the voucher by the purchase (one per purchase). Refusals are final
+(activities.support)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from temporalio import activity
 
 from activities.support import transaction
 from loyalty import ledger
-from loyalty.vouchers import purchases as vouchers
-from loyalty.vouchers.schemas import (
+from loyalty.vouchers import purchases
+from loyalty.vouchers.contracts import (
     BurnPoints,
     IssueVoucher,
     PointsBurned,
@@ -21,20 +21,15 @@ from loyalty.vouchers.schemas import (
     ReserveVoucher,
     VoucherOut,
 )
+from loyalty.vouchers.rules import VOUCHER_SALES_ACCOUNT, burn_key, refund_key
 
+# Activity names are recorded in workflow histories: never rename them. Tests register fault
+# doubles under the same names.
 RESERVE = "reserve_voucher"
 BURN = "burn_voucher_points"
 ISSUE = "issue_voucher"
 REFUND = "refund_voucher_points"
 RELEASE = "release_voucher_reservation"
-
-
-def burn_key(purchase_id: object, attempt: int) -> str:
-    return f"voucher-purchase:{purchase_id}:{attempt}:burn"
-
-
-def refund_key(purchase_id: object, attempt: int) -> str:
-    return f"voucher-purchase:{purchase_id}:{attempt}:refund"
 
 
 class VoucherActivities:
@@ -45,7 +40,7 @@ class VoucherActivities:
     async def reserve(self, command: ReserveVoucher) -> Reservation:
         """Check the product's rules and take one item of inventory (or resume the purchase)."""
         async with transaction(self._engine) as conn:
-            return await vouchers.reserve(conn, command)
+            return await purchases.reserve(conn, command)
 
     @activity.defn(name=BURN)
     async def burn(self, command: BurnPoints) -> PointsBurned:
@@ -56,11 +51,11 @@ class VoucherActivities:
                 user_id=command.user_id,
                 points=command.points,
                 idempotency_key=burn_key(command.purchase_id, command.attempt),
-                counter_account=vouchers.VOUCHER_SALES_ACCOUNT,
+                counter_account=VOUCHER_SALES_ACCOUNT,
                 description=f"voucher: {command.product_name}",
                 metadata={"purchase_id": str(command.purchase_id), "attempt": command.attempt},
             )
-            await vouchers.record_burn(
+            await purchases.record_burn(
                 conn, command.purchase_id, command.attempt, result.posting.tx_id
             )
         return PointsBurned(tx_id=result.posting.tx_id)
@@ -69,7 +64,7 @@ class VoucherActivities:
     async def issue(self, command: IssueVoucher) -> VoucherOut:
         """Issue the voucher code (one per purchase, however often this runs)."""
         async with transaction(self._engine) as conn:
-            return await vouchers.issue(conn, command.purchase_id)
+            return await purchases.issue(conn, command.purchase_id)
 
     @activity.defn(name=REFUND)
     async def refund(self, command: RefundPoints) -> PointsBurned:
@@ -83,7 +78,7 @@ class VoucherActivities:
                 description="voucher purchase undone",
                 metadata={"purchase_id": str(command.purchase_id), "attempt": command.attempt},
             )
-            await vouchers.record_refund(
+            await purchases.record_refund(
                 conn, command.purchase_id, command.attempt, result.posting.tx_id
             )
         return PointsBurned(tx_id=result.posting.tx_id)
@@ -92,7 +87,7 @@ class VoucherActivities:
     async def release(self, command: ReleaseReservation) -> bool:
         """Compensation: put the item back and mark the purchase failed."""
         async with transaction(self._engine) as conn:
-            return await vouchers.release(
+            return await purchases.release(
                 conn,
                 command.purchase_id,
                 command.attempt,

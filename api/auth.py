@@ -2,8 +2,8 @@
 
 Scopes (space-separated in the `scope` claim):
 - `wallet:self`      a customer; `sub` is their user id; reads only their own wallet
-- `loyalty:service`  the booking service: earns (later redeems, confirms, releases), reads wallets
-- `loyalty:admin`    backoffice: reads any wallet, adjusts
+- `loyalty:service`  the booking service: earns, redeems, confirms, releases; reads wallets
+- `loyalty:admin`    backoffice: reads any wallet, adjusts, configures (tiers, campaigns, vouchers)
 
 Development and tests verify HS256 tokens signed with JWT_DEV_SECRET (minted by `python -m
 api.tokens`); with JWT_JWKS_URL set, only RS256/ES256 tokens signed by a key of that JWKS are

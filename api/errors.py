@@ -41,6 +41,15 @@ class ErrorBody(BaseModel):
     details: dict[str, Any] | None = None
 
 
+# Every endpoint behind a bearer token can answer these.
+AUTHENTICATED_ERRORS = (401, 403, 422)
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """A route's `responses=`: ErrorBody for the authenticated errors and `statuses`."""
+    return {status: {"model": ErrorBody} for status in (*AUTHENTICATED_ERRORS, *statuses)}
+
+
 class ServiceUnavailable(LoyaltyError):
     """A dependency of the request (database, Temporal, the identity provider) is unreachable."""
 

@@ -20,12 +20,15 @@ from typing import Any
 import pytest
 import stripe
 from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 import devstack
 from api.app import create_app
+from loyalty.core import search_attributes
 from loyalty.core.db import make_engine
 from loyalty.core.settings import Settings
 from loyalty.core.stripe_client import make_stripe_client
@@ -100,6 +103,16 @@ async def time_skipping() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=devstack.venv_bin("temporal-test-server"),
         data_converter=pydantic_data_converter,
+    )
+    # Registered as on the dev server: workflows started with them are refused otherwise.
+    await env.client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=env.client.namespace,
+            search_attributes={
+                key.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
+                for key in search_attributes.ALL
+            },
+        )
     )
     yield env
     await env.shutdown()

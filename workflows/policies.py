@@ -50,11 +50,15 @@ NOTIFY_FEW_TIMES = RetryPolicy(
     maximum_attempts=5,
 )
 
-# Tier evaluation: each batch is one transaction, retried until it passes.
+# Tier evaluation: each batch is one transaction, retried until it passes (as is the snapshot
+# of the ladder it starts with, which counts every wallet). A batch's notifications go out a few
+# at a time, each within the client's 10 s, and are tried NOTIFY_FEW_TIMES.
 BATCH_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=60)
 )
 BATCH_TIMEOUT = timedelta(minutes=5)
+EVALUATION_START_TIMEOUT = timedelta(minutes=2)
+BATCH_NOTIFY_TIMEOUT = timedelta(minutes=2)
 
 # The invariant check reads the whole ledger; a failing one is worth a few tries, not more.
 INVARIANT_CHECK = RetryPolicy(maximum_attempts=3)

@@ -6,22 +6,27 @@ saga then waits for the outcome (Stripe webhook signals, confirm / release from 
 service, or the hold's expiry) and either captures the points or cancels the PaymentIntent and
 releases them; when the cancel shows the customer already paid, it captures instead.
 
-Orchestration only: activities are called by name (no SQLAlchemy or Stripe in the sandbox), rules
-live in loyalty.redemption.rules."""
+Orchestration only: activities are called by method (their modules are passed through the
+sandbox, so no SQLAlchemy or Stripe runs in it), the rules live in loyalty.redemption.rules,
+retry policies and timeouts in workflows.policies, and refusals are told apart from
+infrastructure trouble by loyalty.core.refusals."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
+from workflows import policies
+
 with workflow.unsafe.imports_passed_through():
+    from activities.redemption import RedemptionActivities, StripePaymentActivities
     from loyalty.core import search_attributes as sa
     from loyalty.core.errors import LoyaltyError
-    from loyalty.redemption.rules import (
-        CAPTURING_DECISIONS,
+    from loyalty.core.refusals import as_application_error, refusal_in, reraisable
+    from loyalty.redemption.contracts import (
         BookingDecision,
         CancelPaymentIntent,
         Decision,
@@ -31,37 +36,17 @@ with workflow.unsafe.imports_passed_through():
         PaymentIntentRef,
         PlaceHold,
         RedeemRequest,
-        RedemptionConflict,
         RedemptionHold,
         RedemptionInput,
         RedemptionState,
         SettleHold,
         Status,
-        same_request,
-        validate_request,
     )
+    from loyalty.redemption.errors import RedemptionConflict, RedemptionRejected
+    from loyalty.redemption.rules import CAPTURING_DECISIONS, same_request, validate_request
 
-# Infrastructure trouble (database or Stripe down) is retried until it passes; business
-# refusals are raised non-retryable by the activities and end the retries at once.
-RETRY_FOREVER = RetryPolicy(
-    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30)
-)
-LOCAL_TIMEOUT = timedelta(seconds=10)
-LOCAL_TRIES = RetryPolicy(initial_interval=timedelta(milliseconds=500), maximum_attempts=2)
-ACTIVITY_TIMEOUT = timedelta(seconds=30)
-
-
-def workflow_id_for(booking_id: str) -> str:
-    return f"redemption-{booking_id}"
-
-
-def _failure_of(err: ActivityError | ApplicationError) -> ApplicationError | None:
-    """The business refusal behind an activity failure, if that is what it was. (A local
-    activity's failure arrives as the ApplicationError itself, a remote one's wrapped.)"""
-    cause = err.cause if isinstance(err, ActivityError) else err
-    if isinstance(cause, ApplicationError) and cause.non_retryable:
-        return cause
-    return None
+# The capture or release activity (RedemptionActivities.capture / .release).
+Settlement = Callable[[RedemptionActivities, SettleHold], Awaitable[None]]
 
 
 @workflow.defn
@@ -88,8 +73,8 @@ class RedemptionWorkflow:
         hold_id = str(workflow.uuid4())
         workflow.set_current_details(f"placing a hold of {request.points} points")
         try:
-            held = await workflow.execute_local_activity(
-                "place_redemption_hold",
+            held = await workflow.execute_local_activity_method(
+                RedemptionActivities.place_hold,
                 PlaceHold(
                     request=request,
                     workflow_id=info.workflow_id,
@@ -97,9 +82,8 @@ class RedemptionWorkflow:
                     idempotency_key=f"redemption:{info.workflow_id}:{info.run_id}:hold",
                     expires_at=workflow.now() + timedelta(seconds=self._input.hold_ttl_seconds),
                 ),
-                result_type=HoldPlaced,
-                start_to_close_timeout=LOCAL_TIMEOUT,
-                retry_policy=RETRY_FOREVER,
+                start_to_close_timeout=policies.LOCAL_TIMEOUT,
+                retry_policy=policies.UNTIL_DONE,
                 summary=f"hold {request.points} points of {request.user_id}",
             )
         except (ActivityError, ApplicationError) as err:
@@ -108,8 +92,8 @@ class RedemptionWorkflow:
         intent: PaymentIntentRef | None = None
         if held.amount_to_charge_minor > 0:
             try:
-                intent = await workflow.execute_local_activity(
-                    "create_payment_intent",
+                intent = await workflow.execute_local_activity_method(
+                    StripePaymentActivities.create_payment_intent,
                     PaymentIntentCreate(
                         booking_id=request.booking_id,
                         user_id=request.user_id,
@@ -119,15 +103,14 @@ class RedemptionWorkflow:
                         currency=request.currency,
                         hold_id=held.hold_id,
                     ),
-                    result_type=PaymentIntentRef,
-                    start_to_close_timeout=LOCAL_TIMEOUT,
-                    retry_policy=RETRY_FOREVER,
+                    start_to_close_timeout=policies.LOCAL_TIMEOUT,
+                    retry_policy=policies.UNTIL_DONE,
                     summary=f"PaymentIntent for {held.amount_to_charge_minor} {request.currency}",
                 )
             except (ActivityError, ApplicationError) as err:
                 error = self._reject(err)
                 await self._settle_hold(
-                    "release_redemption_hold", held, None, "payment could not be set up"
+                    RedemptionActivities.release, held, None, "payment could not be set up"
                 )
                 raise error from err
 
@@ -152,24 +135,19 @@ class RedemptionWorkflow:
     @redeem.validator
     def _validate_redeem(self, request: RedeemRequest) -> None:
         """Refusals that need no database; nothing is written to the history for them."""
-        if request.booking_id != self._input.booking_id or request.user_id != self._input.user_id:
-            raise ApplicationError(
-                "the request names another booking or wallet than this saga",
-                type=RedemptionConflict.code,
-                non_retryable=True,
-            )
-        if self._request is not None and not same_request(request, self._request):
-            raise ApplicationError(
-                "this booking already has a redemption with a different request",
-                type=RedemptionConflict.code,
-                non_retryable=True,
-            )
+        inp = self._input
         try:
-            validate_request(request, currency=self._input.currency)
+            if (request.booking_id, request.user_id) != (inp.booking_id, inp.user_id):
+                raise RedemptionConflict(
+                    "the request names another booking or wallet than this saga"
+                )
+            if self._request is not None and not same_request(request, self._request):
+                raise RedemptionConflict(
+                    "this booking already has a redemption with a different request"
+                )
+            validate_request(request, currency=inp.currency)
         except LoyaltyError as err:
-            raise ApplicationError(
-                err.message, err.details, type=err.code, non_retryable=True
-            ) from err
+            raise as_application_error(err) from err
 
     # --- the outcome (signals) ----------------------------------------------------------------
 
@@ -219,9 +197,7 @@ class RedemptionWorkflow:
             # starts before run(); no request here means the validator refused it. Nothing was
             # held: end now, as failed, so a corrected request may start the saga afresh.
             self._set_status("rejected")
-            raise ApplicationError(
-                "no accepted redeem request", type="redemption_rejected", non_retryable=True
-            )
+            raise as_application_error(RedemptionRejected("no accepted redeem request"))
         await workflow.wait_condition(lambda: self._answer is not None or self._error is not None)
         if self._error is not None or self._answer is None:
             await workflow.wait_condition(workflow.all_handlers_finished)
@@ -249,16 +225,15 @@ class RedemptionWorkflow:
             # Stop the PaymentIntent from being paid later. A confirm means the booking was
             # settled another way; anything else means the checkout is off.
             self._set_status("capturing" if capture else "releasing")
-            self._payment_status = await workflow.execute_activity(
-                "cancel_payment_intent",
+            self._payment_status = await workflow.execute_activity_method(
+                StripePaymentActivities.cancel_payment_intent,
                 CancelPaymentIntent(
                     payment_intent_id=answer.payment_intent_id,
                     booking_id=answer.booking_id,
                     reason=reason,
                 ),
-                result_type=str,
-                start_to_close_timeout=ACTIVITY_TIMEOUT,
-                retry_policy=RETRY_FOREVER,
+                start_to_close_timeout=policies.ACTIVITY_TIMEOUT,
+                retry_policy=policies.UNTIL_DONE,
                 summary=f"cancel {answer.payment_intent_id} ({reason})",
             )
             if self._payment_status == "succeeded" and not capture:
@@ -274,7 +249,7 @@ class RedemptionWorkflow:
         )
         workflow.set_current_details(f"{self._status}: {reason}")
         await self._settle_hold(
-            "capture_redemption_hold" if capture else "release_redemption_hold",
+            RedemptionActivities.capture if capture else RedemptionActivities.release,
             answer,
             answer.payment_intent_id,
             reason,
@@ -284,7 +259,7 @@ class RedemptionWorkflow:
 
     async def _settle_hold(
         self,
-        activity: str,
+        activity: Settlement,
         held: HoldPlaced | RedemptionHold,
         payment_intent_id: str | None,
         reason: str,
@@ -299,7 +274,7 @@ class RedemptionWorkflow:
             currency=self._input.currency,
             reason=reason,
         )
-        summary = f"{activity.split('_')[0]} {points} points: {reason}"
+        summary = f"{activity.__name__} {points} points: {reason}"
         if self._input.saga_version >= 2:
             # One short database transaction: as a local activity it needs no activity task
             # and no further workflow task, which halves the server's work after the payment.
@@ -307,26 +282,26 @@ class RedemptionWorkflow:
             # one retrying for long would hold the workflow task open, delaying queries, and
             # would show operators neither the status nor the pending activity.
             try:
-                await workflow.execute_local_activity(
+                await workflow.execute_local_activity_method(
                     activity,
                     command,
-                    start_to_close_timeout=LOCAL_TIMEOUT,
-                    retry_policy=LOCAL_TRIES,
+                    start_to_close_timeout=policies.LOCAL_TIMEOUT,
+                    retry_policy=policies.LOCAL_TRIES,
                     summary=summary,
                 )
                 return
             except (ActivityError, ApplicationError) as err:
-                if _failure_of(err) is not None:  # a refusal: an activity would get the same
+                if refusal_in(err) is not None:  # a refusal: an activity would get the same
                     raise
                 workflow.logger.warning(
-                    "%s failed locally, retrying as an activity: %s", activity, err
+                    "%s failed locally, retrying as an activity: %s", activity.__name__, err
                 )
             self._publish_status()
-        await workflow.execute_activity(
+        await workflow.execute_activity_method(
             activity,
             command,
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=RETRY_FOREVER,
+            start_to_close_timeout=policies.ACTIVITY_TIMEOUT,
+            retry_policy=policies.UNTIL_DONE,
             summary=summary,
         )
 
@@ -351,11 +326,12 @@ class RedemptionWorkflow:
             self._decision_reason = reason
 
     def _reject(self, err: ActivityError | ApplicationError) -> ApplicationError:
-        failure = _failure_of(err)
-        if failure is None:  # retries are unlimited, so only a timeout or cancel lands here
-            failure = ApplicationError(str(err.cause or err), type="redemption_rejected")
-        self._error = ApplicationError(
-            failure.message, *failure.details, type=failure.type, non_retryable=True
+        refusal = refusal_in(err)
+        # Retries are unlimited, so only a timeout or a cancellation is not a refusal here.
+        self._error = (
+            reraisable(refusal)
+            if refusal is not None
+            else as_application_error(RedemptionRejected(str(err.cause or err)))
         )
         self._set_status("rejected")
         return self._error

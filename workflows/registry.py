@@ -5,8 +5,8 @@ from __future__ import annotations
 from workflows.earning import AccrualWorkflow, RefundWorkflow
 from workflows.ledger import InvariantCheckWorkflow
 from workflows.redemption import RedemptionWorkflow
-from workflows.tier_evaluation import TierEvaluationWorkflow
-from workflows.voucher_purchase import VoucherPurchaseWorkflow
+from workflows.tiers import TierEvaluationWorkflow
+from workflows.vouchers import VoucherPurchaseWorkflow
 
 WORKFLOWS: list[type] = [
     InvariantCheckWorkflow,

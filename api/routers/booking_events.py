@@ -1,13 +1,14 @@
 """Booking events from the booking platform (service scope): confirmed, payment succeeded,
-refunded, cancelled. Each is handed to the booking's accrual or refund workflow; a redelivered
-event (same event id, or same payment / refund) does nothing new."""
+refunded, cancelled. Each is handed to the booking's accrual or refund workflow and answered
+once that workflow has it (202); a redelivered event (same event id: 200 `duplicate`, or same
+payment / refund) does nothing new."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
 from api.deps import AppSettings, Connection, Service, TemporalClient
-from api.errors import ErrorBody
+from api.errors import error_responses
 from api.temporal import booking_events as booking_intake
 from loyalty.earning.events import BookingEventAck, BookingEventIn
 
@@ -20,7 +21,7 @@ router = APIRouter(tags=["booking events"])
     status_code=202,
     responses={
         200: {"model": BookingEventAck, "description": "duplicate event id"},
-        **{status: {"model": ErrorBody} for status in (401, 403, 409, 422, 503)},
+        **error_responses(409, 503),
     },
 )
 async def booking_event(
@@ -31,8 +32,7 @@ async def booking_event(
     client: TemporalClient,
     response: Response,
 ) -> BookingEventAck:
-    """Report a booking event; answered once the workflow that handles it has it (202), or
-    at once for an event id already received (200, `duplicate`)."""
+    """Report a booking event: 202 once its workflow has it, 200 for a known event id."""
     ack = await booking_intake.receive(conn, client, settings, body.event)
     if ack.duplicate:
         response.status_code = 200

@@ -10,9 +10,9 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.deps import Admin, get_engine
-from api.errors import ErrorBody
-from loyalty.tiers.schemas import CustomerPage, CustomerQuery
+from api.errors import error_responses
 from loyalty.wallets import customers
+from loyalty.wallets.schemas import CustomerPage, CustomerQuery
 
 router = APIRouter(prefix="/customers", tags=["customers"])
 
@@ -28,7 +28,7 @@ def _wants_csv(query: CustomerQuery, accept: str | None) -> bool:
     response_model=CustomerPage,
     responses={
         200: {"content": {"text/csv": {"schema": {"type": "string"}}}},
-        **{status: {"model": ErrorBody} for status in (401, 403, 422)},
+        **error_responses(),
     },
 )
 async def list_customers(
@@ -38,6 +38,8 @@ async def list_customers(
     accept: Annotated[str | None, Header()] = None,
 ) -> Any:
     """Customers (wallets) filtered by tier, balance, lifetime points and last activity."""
+    # The engine, not the request's transaction: the CSV streams after the endpoint returns,
+    # reading each page in a short transaction of its own.
     if _wants_csv(query, accept):
         return StreamingResponse(
             customers.customer_csv(engine, query),

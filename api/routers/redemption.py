@@ -4,37 +4,21 @@ Each endpoint is a thin call into api.temporal.checkout, which talks to the Rede
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Path, status
-from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import AppSettings, Service, TemporalClient, UserId, WalletReader
-from api.errors import ErrorBody
+from api.errors import error_responses
 from api.temporal import checkout
 from loyalty.core.errors import NotFound
-from loyalty.redemption.rules import (
-    BOOKING_ID_PATTERN,
-    RedeemBody,
-    RedeemRequest,
-    RedemptionHold,
-    RedemptionState,
-)
+from loyalty.core.fields import BOOKING_ID_PATTERN
+from loyalty.redemption.contracts import RedeemRequest, RedemptionHold, RedemptionState
+from loyalty.redemption.schemas import DecisionBody, RedeemBody
 
 router = APIRouter(prefix="/wallets", tags=["redemption"])
 
 BookingId = Annotated[str, Path(pattern=BOOKING_ID_PATTERN)]
-
-
-class DecisionBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    booking_id: str = Field(pattern=BOOKING_ID_PATTERN)
-    reason: str | None = Field(default=None, max_length=500)
-
-
-def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    return {code: {"model": ErrorBody} for code in (401, 403, 422, *statuses)}
 
 
 async def _check_owner(client: TemporalClient, user_id: str, booking_id: str) -> None:
@@ -44,7 +28,9 @@ async def _check_owner(client: TemporalClient, user_id: str, booking_id: str) ->
         raise NotFound(f"no redemption for booking {booking_id}", booking_id=booking_id)
 
 
-@router.post("/{userId}/redeem", response_model=RedemptionHold, responses=_errors(404, 409, 503))
+@router.post(
+    "/{userId}/redeem", response_model=RedemptionHold, responses=error_responses(404, 409, 503)
+)
 async def redeem(
     user_id: UserId,
     body: RedeemBody,
@@ -62,7 +48,7 @@ async def redeem(
     "/{userId}/confirm",
     response_model=RedemptionState,
     status_code=status.HTTP_202_ACCEPTED,
-    responses=_errors(404),
+    responses=error_responses(404),
 )
 async def confirm(
     user_id: UserId, body: DecisionBody, principal: Service, client: TemporalClient
@@ -76,7 +62,7 @@ async def confirm(
     "/{userId}/release",
     response_model=RedemptionState,
     status_code=status.HTTP_202_ACCEPTED,
-    responses=_errors(404),
+    responses=error_responses(404),
 )
 async def release(
     user_id: UserId, body: DecisionBody, principal: Service, client: TemporalClient
@@ -90,7 +76,7 @@ async def release(
 @router.get(
     "/{userId}/redemptions/{booking_id}",
     response_model=RedemptionState,
-    responses=_errors(404),
+    responses=error_responses(404),
 )
 async def redemption_status(
     user_id: UserId, booking_id: BookingId, principal: WalletReader, client: TemporalClient

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path
 
 from api.auth import SCOPE_ADMIN, SCOPE_CUSTOMER, SCOPE_SERVICE, Principal, require_scope
 from api.deps import Admin, AppSettings, Connection
-from api.errors import ErrorBody
+from api.errors import error_responses
 from loyalty.tiers import admin as tier_admin
 from loyalty.tiers.rules import next_evaluation_at
 from loyalty.tiers.schemas import TierIn, TierLadderOut, TierOrderIn, TierOut, TierPatch
@@ -20,11 +20,7 @@ Reader = Annotated[Principal, Depends(require_scope(SCOPE_CUSTOMER, SCOPE_SERVIC
 TierCodePath = Annotated[str, Path(alias="code", min_length=1, max_length=32)]
 
 
-def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    return {status: {"model": ErrorBody} for status in (401, 403, 422, *statuses)}
-
-
-@router.get("", response_model=TierLadderOut, responses=_errors())
+@router.get("", response_model=TierLadderOut, responses=error_responses())
 async def list_tiers(principal: Reader, conn: Connection, settings: AppSettings) -> TierLadderOut:
     """The tier ladder, lowest first, and when tiers are next evaluated."""
     return TierLadderOut(
@@ -35,13 +31,13 @@ async def list_tiers(principal: Reader, conn: Connection, settings: AppSettings)
     )
 
 
-@router.post("", response_model=TierOut, status_code=201, responses=_errors(409))
+@router.post("", response_model=TierOut, status_code=201, responses=error_responses(409))
 async def create_tier(principal: Admin, conn: Connection, body: TierIn) -> TierOut:
     """Add a tier; the ladder must stay ordered (each threshold above the one below)."""
     return await tier_admin.create_tier(conn, body)
 
 
-@router.patch("/{code}", response_model=TierOut, responses=_errors(404))
+@router.patch("/{code}", response_model=TierOut, responses=error_responses(404))
 async def update_tier(
     code: TierCodePath, principal: Admin, conn: Connection, body: TierPatch
 ) -> TierOut:
@@ -49,7 +45,7 @@ async def update_tier(
     return await tier_admin.update_tier(conn, code, body)
 
 
-@router.put("/order", response_model=list[TierOut], responses=_errors())
+@router.put("/order", response_model=list[TierOut], responses=error_responses())
 async def reorder_tiers(principal: Admin, conn: Connection, body: TierOrderIn) -> list[TierOut]:
     """Set the ladder's order (every tier code once, lowest first); ranks become 1..n."""
     return await tier_admin.reorder_tiers(conn, body.codes)

@@ -4,17 +4,29 @@ vouchers, and marking one used (service)."""
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 
 from api.auth import SCOPE_ADMIN, SCOPE_CUSTOMER, SCOPE_SERVICE, Principal, check_wallet_access
 from api.auth import require_scope as _require_scope
-from api.deps import Admin, AppSettings, Connection, Service, TemporalClient, UserId, WalletReader
-from api.errors import ErrorBody
+from api.deps import (
+    REPLAY_HEADER,
+    Admin,
+    AppSettings,
+    Connection,
+    IdempotencyKey,
+    Service,
+    TemporalClient,
+    UserId,
+    WalletReader,
+)
+from api.errors import error_responses
 from api.temporal import vouchers as voucher_client
 from loyalty.vouchers import catalog as voucher_catalog
-from loyalty.vouchers import purchases as vouchers
+from loyalty.vouchers import issued
+from loyalty.vouchers.contracts import VoucherOut
+from loyalty.vouchers.rules import VoucherStatus
 from loyalty.vouchers.schemas import (
     CodesIn,
     CodesUploaded,
@@ -24,32 +36,13 @@ from loyalty.vouchers.schemas import (
     PurchaseIn,
     UseVoucherIn,
     VoucherList,
-    VoucherOut,
-    VoucherStatus,
 )
-
-REPLAY_HEADER = "Idempotent-Replayed"
-
-
-def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    return {status: {"model": ErrorBody} for status in (401, 403, 422, *statuses)}
-
 
 catalog = APIRouter(prefix="/vouchers/products", tags=["vouchers"])
 wallet_vouchers = APIRouter(prefix="/wallets", tags=["vouchers"])
 
 ProductId = Annotated[uuid.UUID, Path(alias="productId")]
 VoucherId = Annotated[uuid.UUID, Path(alias="voucherId")]
-IdempotencyKey = Annotated[
-    str,
-    Header(
-        alias="Idempotency-Key",
-        min_length=1,
-        max_length=200,
-        pattern=r"^[!-~]+$",
-        description="client-chosen key; a retry with the same key returns the same voucher",
-    ),
-]
 
 _any_caller = _require_scope(SCOPE_CUSTOMER, SCOPE_SERVICE, SCOPE_ADMIN)
 _buyer_scopes = _require_scope(SCOPE_CUSTOMER, SCOPE_SERVICE)
@@ -66,13 +59,13 @@ AnyCaller = Annotated[Principal, Depends(_any_caller)]
 # --- catalog ---------------------------------------------------------------------------------
 
 
-@catalog.post("", response_model=ProductOut, status_code=201, responses=_errors())
+@catalog.post("", response_model=ProductOut, status_code=201, responses=error_responses())
 async def create_product(body: ProductIn, principal: Admin, conn: Connection) -> ProductOut:
     """Add a voucher to the catalog."""
     return await voucher_catalog.create_product(conn, body)
 
 
-@catalog.get("", response_model=list[ProductOut], responses=_errors())
+@catalog.get("", response_model=list[ProductOut], responses=error_responses())
 async def list_products(
     principal: AnyCaller,
     conn: Connection,
@@ -84,13 +77,13 @@ async def list_products(
     )
 
 
-@catalog.get("/{productId}", response_model=ProductOut, responses=_errors(404))
+@catalog.get("/{productId}", response_model=ProductOut, responses=error_responses(404))
 async def get_product(product_id: ProductId, principal: AnyCaller, conn: Connection) -> ProductOut:
     """One voucher of the catalog, with its inventory."""
     return await voucher_catalog.get_product(conn, product_id)
 
 
-@catalog.patch("/{productId}", response_model=ProductOut, responses=_errors(404))
+@catalog.patch("/{productId}", response_model=ProductOut, responses=error_responses(404))
 async def update_product(
     product_id: ProductId, body: ProductPatch, principal: Admin, conn: Connection
 ) -> ProductOut:
@@ -98,7 +91,7 @@ async def update_product(
     return await voucher_catalog.update_product(conn, product_id, body)
 
 
-@catalog.delete("/{productId}", response_model=ProductOut, responses=_errors(404))
+@catalog.delete("/{productId}", response_model=ProductOut, responses=error_responses(404))
 async def deactivate_product(
     product_id: ProductId, principal: Admin, conn: Connection
 ) -> ProductOut:
@@ -106,7 +99,7 @@ async def deactivate_product(
     return await voucher_catalog.update_product(conn, product_id, ProductPatch(active=False))
 
 
-@catalog.post("/{productId}/codes", response_model=CodesUploaded, responses=_errors(404))
+@catalog.post("/{productId}/codes", response_model=CodesUploaded, responses=error_responses(404))
 async def upload_codes(
     product_id: ProductId, body: CodesIn, principal: Admin, conn: Connection
 ) -> CodesUploaded:
@@ -122,7 +115,7 @@ async def upload_codes(
     response_model=VoucherOut,
     status_code=201,
     dependencies=[Depends(_buyer)],
-    responses=_errors(404, 409, 503),
+    responses=error_responses(404, 409, 503),
 )
 async def buy_voucher(
     user_id: UserId,
@@ -144,7 +137,7 @@ async def buy_voucher(
     return result.voucher
 
 
-@wallet_vouchers.get("/{userId}/vouchers", response_model=VoucherList, responses=_errors())
+@wallet_vouchers.get("/{userId}/vouchers", response_model=VoucherList, responses=error_responses())
 async def list_vouchers(
     user_id: UserId,
     principal: WalletReader,
@@ -152,11 +145,13 @@ async def list_vouchers(
     status: Annotated[VoucherStatus | None, Query()] = None,
 ) -> VoucherList:
     """The customer's vouchers, newest first, with status (active, used, expired)."""
-    return VoucherList(items=await vouchers.list_vouchers(conn, user_id, status=status))
+    return VoucherList(items=await issued.list_vouchers(conn, user_id, status=status))
 
 
 @wallet_vouchers.post(
-    "/{userId}/vouchers/{voucherId}/use", response_model=VoucherOut, responses=_errors(404, 409)
+    "/{userId}/vouchers/{voucherId}/use",
+    response_model=VoucherOut,
+    responses=error_responses(404, 409),
 )
 async def use_voucher(
     user_id: UserId,
@@ -168,7 +163,7 @@ async def use_voucher(
 ) -> VoucherOut:
     """Mark the voucher used (a repeat with the same reference replays)."""
     reference = body.reference if body else None
-    voucher, replayed = await vouchers.use_voucher(conn, user_id, voucher_id, reference)
+    voucher, replayed = await issued.use_voucher(conn, user_id, voucher_id, reference)
     if replayed:
         response.headers[REPLAY_HEADER] = "true"
     return voucher

@@ -2,53 +2,41 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Query, Response
 
-from api.deps import Admin, AppSettings, Connection, Service, UserId, WalletReader
-from api.errors import ErrorBody
+from api.deps import (
+    REPLAY_HEADER,
+    Admin,
+    AppSettings,
+    Connection,
+    IdempotencyKey,
+    Service,
+    UserId,
+    WalletReader,
+)
+from api.errors import error_responses
 from loyalty.earning import earn_endpoint
 from loyalty.earning.schemas import EarnIn, EarnOut
 from loyalty.ledger.schemas import PostingOut
-from loyalty.wallets import views as service
-from loyalty.wallets.schemas import (
-    AdjustmentIn,
-    TransactionPage,
-    TransactionQuery,
-    WalletOut,
-)
-
-REPLAY_HEADER = "Idempotent-Replayed"
-
-
-def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    return {status: {"model": ErrorBody} for status in (401, 403, 422, *statuses)}
-
+from loyalty.wallets import views
+from loyalty.wallets.schemas import AdjustmentIn, TransactionPage, TransactionQuery, WalletOut
 
 router = APIRouter(prefix="/wallets", tags=["wallets"])
 
-IdempotencyKey = Annotated[
-    str,
-    Header(
-        alias="Idempotency-Key",
-        min_length=1,
-        max_length=200,
-        pattern=r"^[!-~]+$",
-        description="client-chosen key; a retry with the same key and body replays the answer",
-    ),
-]
 
-
-@router.get("/{userId}", response_model=WalletOut, responses=_errors(404))
+@router.get("/{userId}", response_model=WalletOut, responses=error_responses(404))
 async def get_wallet(
     user_id: UserId, principal: WalletReader, conn: Connection, settings: AppSettings
 ) -> WalletOut:
     """Balance, held and available points, tier and progress to the next tier."""
-    return await service.wallet_view(conn, user_id, settings)
+    return await views.wallet_view(conn, user_id, settings)
 
 
-@router.get("/{userId}/transactions", response_model=TransactionPage, responses=_errors(404))
+@router.get(
+    "/{userId}/transactions", response_model=TransactionPage, responses=error_responses(404)
+)
 async def list_transactions(
     user_id: UserId,
     principal: WalletReader,
@@ -56,14 +44,14 @@ async def list_transactions(
     query: Annotated[TransactionQuery, Query()],
 ) -> TransactionPage:
     """The wallet's history, newest first, cursor-paginated, filtered by type, date, booking."""
-    return await service.transaction_page(conn, user_id, query)
+    return await views.transaction_page(conn, user_id, query)
 
 
 @router.post(
     "/{userId}/transactions",
     response_model=PostingOut,
     status_code=201,
-    responses={200: {"model": PostingOut, "description": "replay"}, **_errors(404, 409)},
+    responses={200: {"model": PostingOut, "description": "replay"}, **error_responses(404, 409)},
 )
 async def adjust_wallet(
     user_id: UserId,
@@ -74,7 +62,7 @@ async def adjust_wallet(
     response: Response,
 ) -> PostingOut:
     """Admin adjustment: credit or debit points with a reason (never below zero available)."""
-    result = await service.adjust(
+    result = await views.adjust(
         conn, user_id, body, idempotency_key=idempotency_key, actor=principal.subject
     )
     if result.replayed:
@@ -87,7 +75,10 @@ async def adjust_wallet(
     "/{userId}/earn",
     response_model=EarnOut,
     status_code=201,
-    responses={200: {"model": EarnOut, "description": "replay or zero points"}, **_errors(409)},
+    responses={
+        200: {"model": EarnOut, "description": "replay or zero points"},
+        **error_responses(409),
+    },
 )
 async def earn(
     user_id: UserId,

@@ -8,14 +8,14 @@ from typing import Any
 
 import stripe
 from fastapi import APIRouter, Request
-from pydantic import BaseModel
 
 from api.deps import AppSettings, Connection, TemporalClient
 from api.errors import ErrorBody
 from api.temporal import checkout
-from loyalty.core.errors import LoyaltyError
 from loyalty.redemption import stripe_events
-from loyalty.redemption.rules import PaymentEvent
+from loyalty.redemption.contracts import PaymentEvent
+from loyalty.redemption.errors import InvalidSignature
+from loyalty.redemption.schemas import WebhookAck, WebhookOutcome
 
 log = logging.getLogger("loyalty.webhooks")
 router = APIRouter(tags=["webhooks"])
@@ -26,17 +26,6 @@ NEWS: dict[str, checkout.PaymentNews] = {
     "payment_intent.payment_failed": "payment_failed",
     "payment_intent.canceled": "payment_canceled",
 }
-
-
-class InvalidSignature(LoyaltyError):
-    code = "invalid_signature"
-    status_code = 400
-
-
-class WebhookAck(BaseModel):
-    received: bool = True
-    duplicate: bool = False
-    outcome: stripe_events.Outcome | None = None
 
 
 @router.post(
@@ -81,7 +70,7 @@ async def stripe_webhook(
         return WebhookAck(duplicate=True)
 
     news = NEWS.get(event_type)
-    outcome: stripe_events.Outcome
+    outcome: WebhookOutcome
     if news is None or intent_id is None:
         outcome = "ignored"
     elif not workflow_id or not str(workflow_id).startswith("redemption-"):

@@ -37,30 +37,25 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from loyalty.core import search_attributes as sa
-from loyalty.core.errors import LoyaltyError, NotFound
+from loyalty.core.errors import NotFound
 from loyalty.core.refusals import as_loyalty_error
 from loyalty.core.settings import Settings
-from loyalty.redemption.rules import (
+from loyalty.redemption.contracts import (
     BookingDecision,
     PaymentEvent,
     RedeemRequest,
-    RedemptionConflict,
     RedemptionHold,
     RedemptionInput,
-    RedemptionRejected,
     RedemptionState,
-    same_request,
-    update_id_for,
+    workflow_id_for,
 )
-from workflows.redemption import RedemptionWorkflow, workflow_id_for
+from loyalty.redemption.errors import RedemptionConflict, RedemptionRejected
+from loyalty.redemption.rules import same_request, update_id_for
+from workflows.redemption import RedemptionWorkflow
 
 log = logging.getLogger(__name__)
 
 PaymentNews = Literal["payment_succeeded", "payment_failed", "payment_canceled"]
-
-
-def _domain_error(err: BaseException) -> LoyaltyError:
-    return as_loyalty_error(err, RedemptionRejected)
 
 
 def _check_same(answer: RedemptionHold, request: RedeemRequest) -> RedemptionHold:
@@ -111,7 +106,7 @@ async def redeem(
             id=update_id_for(request),
         )
     except WorkflowUpdateFailedError as err:
-        raise _domain_error(err) from err
+        raise as_loyalty_error(err, RedemptionRejected) from err
     except WorkflowAlreadyStartedError:
         # The saga for this booking already completed: answer from its result.
         with contextlib.suppress(WorkflowAlreadyStartedError):

@@ -26,15 +26,11 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from loyalty.core import search_attributes as sa
-from loyalty.core.errors import (
-    IdempotencyConflict,
-    LoyaltyError,
-    VoucherPurchaseFailed,
-    VoucherPurchasePending,
-)
+from loyalty.core.errors import IdempotencyConflict, LoyaltyError
 from loyalty.core.refusals import as_loyalty_error
-from loyalty.vouchers.schemas import PurchaseInput, PurchaseResult
-from workflows.voucher_purchase import VoucherPurchaseWorkflow, workflow_id_for
+from loyalty.vouchers.contracts import PurchaseInput, PurchaseResult, workflow_id_for
+from loyalty.vouchers.rules import VoucherPurchaseFailed, VoucherPurchasePending
+from workflows.vouchers import VoucherPurchaseWorkflow
 
 DEFAULT_WAIT_SECONDS = 30.0
 

@@ -57,8 +57,9 @@ class Settings(BaseSettings):
     earn_rate_currency_per_point: int = Field(default=1000, gt=0)  # 1 point per 1,000 VND paid
     point_value_minor: int = Field(default=1, gt=0)  # 1 point = 1 VND at redemption
     hold_ttl_seconds: int = Field(default=900, gt=0)  # redemption hold expiry (15 minutes)
-    # The redemption saga shape new checkouts start with (loyalty.redemption.rules.RedemptionInput):
-    # 2 (local capture) by default; 1 during a rolling upgrade until every worker knows 2.
+    # The redemption saga shape new checkouts start with (RedemptionInput in
+    # loyalty.redemption.contracts): 2 (local capture) by default; 1 during a rolling upgrade
+    # until every worker knows 2.
     redemption_saga_version: int = Field(default=2, ge=1, le=2)
     # Earned points stay pending this long after payment (a refund inside it costs nothing);
     # 0 posts them at once. A booking's end of stay, when reported, is used instead.

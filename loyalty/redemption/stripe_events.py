@@ -6,12 +6,10 @@ signalling fails, the transaction rolls back and Stripe's next delivery tries ag
 
 from __future__ import annotations
 
-from typing import Literal
-
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-Outcome = Literal["signalled", "saga_ended", "unknown_payment_intent", "ignored"]
+from loyalty.redemption.schemas import WebhookOutcome
 
 # The events the webhook endpoint acts on (api/routers/webhooks.py). Subscribe the endpoint to
 # these only: in Stripe, the webhook endpoint's events; localstripe takes them when its webhook is
@@ -45,7 +43,7 @@ async def claim(
     return (await conn.execute(_CLAIM, params)).first() is not None
 
 
-async def set_outcome(conn: AsyncConnection, event_id: str, outcome: Outcome) -> None:
+async def set_outcome(conn: AsyncConnection, event_id: str, outcome: WebhookOutcome) -> None:
     await conn.execute(_SET_OUTCOME, {"o": outcome, "e": event_id})
 
 

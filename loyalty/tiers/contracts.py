@@ -12,10 +12,9 @@ from pydantic import AwareDatetime, BaseModel, Field
 
 from loyalty.tiers.rules import TierStep
 
+# The workflow's type name: the schedule (loyalty.tiers.schedule) starts it by this name, and
+# running schedules and saved histories name it, so it never changes.
 WORKFLOW_NAME = "TierEvaluation"
-ACTIVITY_START = "start_tier_evaluation"
-ACTIVITY_BATCH = "evaluate_tier_batch"
-ACTIVITY_NOTIFY = "deliver_tier_notifications"
 
 
 class TierEvaluationProgress(BaseModel):

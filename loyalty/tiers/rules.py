@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
@@ -75,6 +76,11 @@ class Ladder:
             if basis_points(step.basis, lifetime=lifetime, trailing=trailing) >= step.threshold:
                 best = step
         return best
+
+    @property
+    def counts_trailing(self) -> bool:
+        """Whether any tier counts the trailing window (else its points need not be read)."""
+        return any(s.basis == "trailing_12m" for s in self.steps)
 
     def above(self, code: str) -> TierStep | None:
         """The tier ranked directly above `code`, None at the top (or for an unknown code)."""
@@ -177,9 +183,14 @@ def decide(
     if earned.rank == now.rank:
         return Decision(current, None)
     since = pending_since or as_of
-    if since + grace <= as_of:
+    if downgrade_due_at(since, grace) <= as_of:
         return Decision(earned.code, None, "downgrade")
     return Decision(current, since)
+
+
+def downgrade_due_at(pending_since: datetime, grace: timedelta) -> datetime:
+    """The first evaluation at or after this instant downgrades a wallet still short of its tier."""
+    return pending_since + grace
 
 
 @dataclass(frozen=True)
@@ -219,10 +230,26 @@ def progress(ladder: Ladder, current: str, *, lifetime: int, trailing: int) -> P
     return Progress(upcoming, points, max(0, upcoming.threshold - points))
 
 
-def notification_key(wallet_id: object, evaluation_id: str, new_tier: str) -> str:
-    """Idempotency key of a tier-change notification: one per wallet, evaluation and tier.
-    The batch SQL builds the same string (loyalty.tiers.store)."""
-    return f"tier:{wallet_id}:{evaluation_id}:{new_tier}"
+def notification_key(wallet_id: object, source: str, new_tier: str) -> str:
+    """Idempotency key of a tier-change notification: one per wallet, source and tier. The source
+    is the evaluation id for an evaluation (whose batch SQL, loyalty.tiers.evaluation, builds
+    the same string) and `realtime_source(...)` for a real-time upgrade."""
+    return f"tier:{wallet_id}:{source}:{new_tier}"
+
+
+# A caller's key as a source at most this long keeps a notification key within the outbox's
+# 255 characters; a longer one is replaced by its SHA-256.
+MAX_SOURCE = 100
+
+
+def realtime_source(earn_key: str | None, history_id: int) -> str:
+    """The source of a real-time upgrade's notification key: the earn's idempotency key (one
+    notification however often the earn is replayed), else the tier history row's id."""
+    if earn_key is None:
+        return f"realtime-{history_id}"
+    if len(earn_key) <= MAX_SOURCE:
+        return earn_key
+    return hashlib.sha256(earn_key.encode()).hexdigest()
 
 
 def next_evaluation_at(now: datetime, at: str, timezone: str) -> datetime:

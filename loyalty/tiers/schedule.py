@@ -39,7 +39,8 @@ CATCHUP_WINDOW = timedelta(hours=6)
 WORKFLOW_TIMEOUT = timedelta(hours=12)
 
 
-def build_schedule(settings: Settings, *, task_queue: str | None = None) -> Schedule:
+def build_schedule(settings: Settings) -> Schedule:
+    """The schedule as these settings describe it, on settings.temporal_task_queue."""
     try:
         ZoneInfo(settings.tier_evaluation_timezone)
     except (ZoneInfoNotFoundError, ValueError) as exc:
@@ -58,7 +59,7 @@ def build_schedule(settings: Settings, *, task_queue: str | None = None) -> Sche
             inp,
             # The schedule appends the scheduled time: tier-evaluation-2026-11-26T02:00:00Z.
             id=SCHEDULE_ID,
-            task_queue=task_queue or settings.temporal_task_queue,
+            task_queue=settings.temporal_task_queue,
             execution_timeout=WORKFLOW_TIMEOUT,
             static_summary="Daily tier evaluation of every wallet",
             static_details=(
@@ -81,11 +82,9 @@ def build_schedule(settings: Settings, *, task_queue: str | None = None) -> Sche
     )
 
 
-async def ensure_tier_schedule(
-    client: Client, settings: Settings, *, task_queue: str | None = None
-) -> Literal["created", "updated"]:
+async def ensure_tier_schedule(client: Client, settings: Settings) -> Literal["created", "updated"]:
     """Create the schedule, or bring an existing one up to date keeping its state."""
-    schedule = build_schedule(settings, task_queue=task_queue)
+    schedule = build_schedule(settings)
     try:
         await client.create_schedule(SCHEDULE_ID, schedule)
         return "created"

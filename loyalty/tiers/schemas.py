@@ -1,13 +1,12 @@
-"""Request and response models of the tier and customer endpoints. Inputs are strict and closed
+"""Request and response models of the tier endpoints. Inputs are strict and closed
 like every other input of the API (loyalty.wallets.schemas); points are integers."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from loyalty.core.text import NO_NUL, without_nul
 from loyalty.tiers.rules import Basis
@@ -69,44 +68,6 @@ class TierOrderIn(_Input):
 class TierLadderOut(BaseModel):
     tiers: list[TierOut] = Field(description="lowest rank first")
     next_evaluation_at: datetime = Field(description="next scheduled tier evaluation")
-
-
-class CustomerQuery(BaseModel):
-    """Filters of the customer list; ranges are inclusive, datetimes need an offset."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    tier: list[TierCode] = Field(default_factory=list, max_length=20, description="repeatable")
-    min_balance: int | None = Field(default=None, ge=0, le=MAX_POINTS)
-    max_balance: int | None = Field(default=None, ge=0, le=MAX_POINTS)
-    min_lifetime: int | None = Field(default=None, ge=0, le=MAX_POINTS)
-    max_lifetime: int | None = Field(default=None, ge=0, le=MAX_POINTS)
-    active_since: AwareDatetime | None = Field(
-        default=None, description="last activity at or after"
-    )
-    inactive_since: AwareDatetime | None = Field(default=None, description="no activity since")
-    cursor: str | None = Field(default=None, max_length=200, description="from `next_cursor`")
-    limit: int = Field(default=100, ge=1, le=1000)
-    format: Literal["json", "csv"] | None = Field(
-        default=None, description="csv: every matching customer as CSV (or Accept: text/csv)"
-    )
-
-
-class CustomerOut(BaseModel):
-    user_id: str
-    wallet_id: uuid.UUID
-    tier: str
-    balance: int
-    held: int
-    available: int
-    lifetime_points: int
-    last_activity_at: datetime = Field(description="latest ledger posting, else wallet creation")
-    created_at: datetime
-
-
-class CustomerPage(BaseModel):
-    items: list[CustomerOut] = Field(description="ordered by user id")
-    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null at end")
 
 
 class PendingDowngradeOut(BaseModel):

@@ -1,6 +1,6 @@
-"""Vouchers bought with points: reservation of inventory, issue of codes, the compensations of
-a purchase that could not finish, and the customer's vouchers. (The catalog is in
-loyalty.vouchers.catalog.)
+"""A voucher purchase in the database: reservation of inventory, the record of the points burned
+and refunded, the issue of the code, and the release that undoes a purchase. (The catalog is in
+loyalty.vouchers.catalog, the issued vouchers in loyalty.vouchers.issued.)
 
 A purchase (one client idempotency key of one customer) moves through `voucher_purchases`:
 reserved -> paid (points burned) -> completed (voucher issued), or -> failed when it is undone.
@@ -17,11 +17,8 @@ roll back. Points move only through loyalty.ledger (the activities call it)."""
 
 from __future__ import annotations
 
-import secrets
 import uuid
-from collections.abc import Mapping
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import datetime
 
 from sqlalchemy import text
 from sqlalchemy.engine import RowMapping
@@ -31,105 +28,103 @@ from loyalty.core.errors import (
     IdempotencyConflict,
     InsufficientPoints,
     NotFound,
-    TierTooLow,
     ValidationFailed,
-    VoucherLimitReached,
-    VoucherNotAvailable,
-    VoucherNotUsable,
-    VoucherSoldOut,
     WalletNotFound,
 )
-from loyalty.vouchers import catalog as voucher_catalog
-from loyalty.vouchers.schemas import (
-    Reservation,
-    ReserveVoucher,
-    VoucherOut,
-    VoucherStatus,
+from loyalty.vouchers import catalog
+from loyalty.vouchers.contracts import Reservation, ReserveVoucher, VoucherOut
+from loyalty.vouchers.issued import voucher_of_purchase
+from loyalty.vouchers.rules import (
+    VoucherLimitReached,
+    VoucherNotUsable,
+    VoucherSoldOut,
+    check_on_sale,
+    check_tier,
+    generate_code,
+    voucher_expiry,
 )
 
-VOUCHER_SALES_ACCOUNT = "voucher_sales"
-
-# Unambiguous alphabet (no 0/O, 1/I): 32 symbols, 16 of them = 80 bits from `secrets`.
-CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
-CODE_LENGTH = 16
-
-
-# --- plain rules -----------------------------------------------------------------------------
-
-
-def generate_code() -> str:
-    """An unguessable voucher code such as `K7QM-2XWP-9HDA-Z4TC`."""
-    raw = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
-    return "-".join(raw[i : i + 4] for i in range(0, CODE_LENGTH, 4))
-
-
-def check_on_sale(product: Mapping[Any, Any], now: datetime) -> None:
-    if not product["active"]:
-        raise VoucherNotAvailable("this voucher is no longer sold", reason="inactive")
-    if product["sale_starts_at"] is not None and now < product["sale_starts_at"]:
-        raise VoucherNotAvailable(
-            "this voucher is not on sale yet",
-            reason="not_started",
-            sale_starts_at=product["sale_starts_at"].isoformat(),
-        )
-    if product["sale_ends_at"] is not None and now >= product["sale_ends_at"]:
-        raise VoucherNotAvailable(
-            "this voucher is no longer on sale",
-            reason="ended",
-            sale_ends_at=product["sale_ends_at"].isoformat(),
-        )
-
-
-def check_tier(min_tier: str | None, min_rank: int | None, tier: str, rank: int) -> None:
-    if min_tier is not None and min_rank is not None and rank < min_rank:
-        raise TierTooLow(
-            f"this voucher needs tier {min_tier} or higher; the wallet is {tier}",
-            min_tier=min_tier,
-            tier=tier,
-        )
-
-
-def voucher_expiry(
-    issued_at: datetime, valid_days: int | None, valid_until: datetime | None
-) -> datetime | None:
-    """The earlier of `valid_days` after issue and `valid_until`; None if neither is set."""
-    candidates = [valid_until] if valid_until is not None else []
-    if valid_days is not None:
-        candidates.append(issued_at + timedelta(days=valid_days))
-    return min(candidates) if candidates else None
-
-
-def shown_status(status: str, expires_at: datetime | None, now: datetime) -> VoucherStatus:
-    """An active voucher past its expiry shows as expired (no sweeper has to run for that)."""
-    if status == "active" and expires_at is not None and expires_at <= now:
-        return "expired"
-    return "used" if status == "used" else "expired" if status == "expired" else "active"
-
-
-# --- purchase: reserve, pay, issue, undo ----------------------------------------------------
+# A generated code that collides with a known one is redrawn, this many times at most.
+CODE_DRAWS = 5
 
 _PURCHASE_COLUMNS = (
     "purchase_id, user_id, idempotency_key, product_id, price_points, status, attempt, run_id, "
     "burn_tx_id, refund_tx_id"
 )
+_NOW = text("SELECT now()")
+_LOCK_PURCHASE = text(
+    f"SELECT {_PURCHASE_COLUMNS} FROM voucher_purchases WHERE purchase_id = :p FOR UPDATE"
+)
+_LOCK_PURCHASE_BY_KEY = text(
+    f"SELECT {_PURCHASE_COLUMNS} FROM voucher_purchases "
+    "WHERE user_id = :u AND idempotency_key = :k FOR UPDATE"
+)
+_BUYER = text(
+    "SELECT w.tier, w.balance - w.held AS available, t.rank, "
+    "(SELECT rank FROM loyalty_tiers WHERE code = :min_tier) AS min_rank "
+    "FROM wallets w JOIN loyalty_tiers t ON t.code = w.tier WHERE w.user_id = :u"
+)
+_COUNT_CUSTOMER = text(
+    "INSERT INTO voucher_customer_counts AS c (product_id, user_id, taken) "
+    "VALUES (:p, :u, 1) ON CONFLICT (product_id, user_id) DO UPDATE "
+    "SET taken = c.taken + 1 "
+    "WHERE CAST(:limit AS integer) IS NULL OR c.taken < CAST(:limit AS integer) "
+    "RETURNING taken"
+)
+_TAKE_ITEM = text(
+    "UPDATE voucher_products SET inventory_taken = inventory_taken + 1 "
+    "WHERE product_id = :p AND active "
+    "AND (inventory_total IS NULL OR inventory_taken < inventory_total) "
+    "RETURNING inventory_taken"
+)
+_RESUMED = text("UPDATE voucher_purchases SET run_id = :r WHERE purchase_id = :p")
+# A first attempt, or the next attempt of a failed (undone) purchase with the same key.
+_NEW_ATTEMPT = text(
+    "INSERT INTO voucher_purchases (user_id, idempotency_key, product_id, "
+    "price_points, run_id) VALUES (:u, :k, :p, :price, :r) "
+    "ON CONFLICT (user_id, idempotency_key) DO UPDATE SET status = 'reserved', "
+    "attempt = voucher_purchases.attempt + 1, run_id = EXCLUDED.run_id, "
+    "price_points = EXCLUDED.price_points, burn_tx_id = NULL, "
+    "refund_tx_id = NULL, failure_code = NULL, failure_message = NULL, "
+    "updated_at = now() WHERE voucher_purchases.status = 'failed' "
+    "RETURNING purchase_id, attempt"
+)
+_PAID = text(
+    "UPDATE voucher_purchases SET status = 'paid', burn_tx_id = :t, updated_at = now() "
+    "WHERE purchase_id = :p AND attempt = :a AND status IN ('reserved', 'paid')"
+)
+_ISSUE = text(
+    "INSERT INTO vouchers (purchase_id, product_id, user_id, code, price_points, "
+    "issued_at, expires_at) VALUES (:pur, :prod, :u, :code, :price, :now, :exp) "
+    "ON CONFLICT (code) DO NOTHING RETURNING voucher_id"
+)
+_COMPLETED = text(
+    "UPDATE voucher_purchases SET status = 'completed', updated_at = now() WHERE purchase_id = :p"
+)
+_POOL_CODE = text(
+    "UPDATE voucher_code_pool SET purchase_id = :pur, assigned_at = now() "
+    "WHERE pool_id = (SELECT pool_id FROM voucher_code_pool "
+    "WHERE product_id = :prod AND purchase_id IS NULL ORDER BY pool_id "
+    "LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING code"
+)
+_REFUNDED = text(
+    "UPDATE voucher_purchases SET refund_tx_id = :t, updated_at = now() "
+    "WHERE purchase_id = :p AND attempt = :a"
+)
+_UNCOUNT_CUSTOMER = text(
+    "UPDATE voucher_customer_counts SET taken = taken - 1 WHERE product_id = :prod AND user_id = :u"
+)
+_PUT_ITEM_BACK = text(
+    "UPDATE voucher_products SET inventory_taken = inventory_taken - 1 WHERE product_id = :prod"
+)
+_FAILED = text(
+    "UPDATE voucher_purchases SET status = 'failed', failure_code = :c, "
+    "failure_message = :m, updated_at = now() WHERE purchase_id = :p"
+)
 
 
-async def _purchase(
-    conn: AsyncConnection, purchase_id: uuid.UUID, *, lock: bool = True
-) -> RowMapping:
-    row = (
-        (
-            await conn.execute(
-                text(
-                    f"SELECT {_PURCHASE_COLUMNS} FROM voucher_purchases WHERE purchase_id = :p"
-                    + (" FOR UPDATE" if lock else "")
-                ),
-                {"p": purchase_id},
-            )
-        )
-        .mappings()
-        .first()
-    )
+async def _purchase(conn: AsyncConnection, purchase_id: uuid.UUID) -> RowMapping:
+    row = (await conn.execute(_LOCK_PURCHASE, {"p": purchase_id})).mappings().first()
     if row is None:
         raise NotFound(f"no voucher purchase {purchase_id}", purchase_id=str(purchase_id))
     return row
@@ -141,16 +136,7 @@ async def _take_items(
     """Check the rules and take one item and one of the customer's allowance, or refuse."""
     check_on_sale(product, now)
     wallet = (
-        (
-            await conn.execute(
-                text(
-                    "SELECT w.tier, w.balance - w.held AS available, t.rank, "
-                    "(SELECT rank FROM loyalty_tiers WHERE code = :min_tier) AS min_rank "
-                    "FROM wallets w JOIN loyalty_tiers t ON t.code = w.tier WHERE w.user_id = :u"
-                ),
-                {"u": user_id, "min_tier": product["min_tier"]},
-            )
-        )
+        (await conn.execute(_BUYER, {"u": user_id, "min_tier": product["min_tier"]}))
         .mappings()
         .first()
     )
@@ -167,13 +153,7 @@ async def _take_items(
         )
     counted = (
         await conn.execute(
-            text(
-                "INSERT INTO voucher_customer_counts AS c (product_id, user_id, taken) "
-                "VALUES (:p, :u, 1) ON CONFLICT (product_id, user_id) DO UPDATE "
-                "SET taken = c.taken + 1 "
-                "WHERE CAST(:limit AS integer) IS NULL OR c.taken < CAST(:limit AS integer) "
-                "RETURNING taken"
-            ),
+            _COUNT_CUSTOMER,
             {"p": product["product_id"], "u": user_id, "limit": product["per_customer_limit"]},
         )
     ).first()
@@ -182,20 +162,10 @@ async def _take_items(
             f"at most {product['per_customer_limit']} of this voucher per customer",
             limit=product["per_customer_limit"],
         )
-    taken = (
-        await conn.execute(
-            text(
-                "UPDATE voucher_products SET inventory_taken = inventory_taken + 1 "
-                "WHERE product_id = :p AND active "
-                "AND (inventory_total IS NULL OR inventory_taken < inventory_total) "
-                "RETURNING inventory_taken"
-            ),
-            {"p": product["product_id"]},
-        )
-    ).first()
+    taken = (await conn.execute(_TAKE_ITEM, {"p": product["product_id"]})).first()
     if taken is None:
         # Either sold out or deactivated since the first read; tell which.
-        check_on_sale(await voucher_catalog.product_row(conn, product["product_id"]), now)
+        check_on_sale(await catalog.product_row(conn, product["product_id"]), now)
         raise VoucherSoldOut("this voucher is sold out", product_id=str(product["product_id"]))
 
 
@@ -205,15 +175,11 @@ async def reserve(conn: AsyncConnection, command: ReserveVoucher) -> Reservation
     New key: check the rules and take the item (nothing is written on refusal). Key of a
     purchase in flight: resume it (a retried activity, or a new run after a terminated one).
     Completed: return its voucher. Failed (undone): try again as the next attempt."""
-    now = (await conn.execute(text("SELECT now()"))).scalar_one()
+    now = (await conn.execute(_NOW)).scalar_one()
     existing = (
         (
             await conn.execute(
-                text(
-                    f"SELECT {_PURCHASE_COLUMNS} FROM voucher_purchases "
-                    "WHERE user_id = :u AND idempotency_key = :k FOR UPDATE"
-                ),
-                {"u": command.user_id, "k": command.idempotency_key},
+                _LOCK_PURCHASE_BY_KEY, {"u": command.user_id, "k": command.idempotency_key}
             )
         )
         .mappings()
@@ -225,12 +191,9 @@ async def reserve(conn: AsyncConnection, command: ReserveVoucher) -> Reservation
             idempotency_key=command.idempotency_key,
             product_id=str(existing["product_id"]),
         )
-    product = await voucher_catalog.product_row(conn, command.product_id)
+    product = await catalog.product_row(conn, command.product_id)
     if existing is not None and existing["status"] != "failed":
-        await conn.execute(
-            text("UPDATE voucher_purchases SET run_id = :r WHERE purchase_id = :p"),
-            {"r": command.run_id, "p": existing["purchase_id"]},
-        )
+        await conn.execute(_RESUMED, {"r": command.run_id, "p": existing["purchase_id"]})
         voucher = None
         if existing["status"] == "completed":
             voucher = await voucher_of_purchase(conn, existing["purchase_id"])
@@ -248,16 +211,7 @@ async def reserve(conn: AsyncConnection, command: ReserveVoucher) -> Reservation
     row = (
         (
             await conn.execute(
-                text(
-                    "INSERT INTO voucher_purchases (user_id, idempotency_key, product_id, "
-                    "price_points, run_id) VALUES (:u, :k, :p, :price, :r) "
-                    "ON CONFLICT (user_id, idempotency_key) DO UPDATE SET status = 'reserved', "
-                    "attempt = voucher_purchases.attempt + 1, run_id = EXCLUDED.run_id, "
-                    "price_points = EXCLUDED.price_points, burn_tx_id = NULL, "
-                    "refund_tx_id = NULL, failure_code = NULL, failure_message = NULL, "
-                    "updated_at = now() WHERE voucher_purchases.status = 'failed' "
-                    "RETURNING purchase_id, attempt"
-                ),
+                _NEW_ATTEMPT,
                 {
                     "u": command.user_id,
                     "k": command.idempotency_key,
@@ -284,13 +238,7 @@ async def reserve(conn: AsyncConnection, command: ReserveVoucher) -> Reservation
 async def record_burn(
     conn: AsyncConnection, purchase_id: uuid.UUID, attempt: int, tx_id: int
 ) -> None:
-    result = await conn.execute(
-        text(
-            "UPDATE voucher_purchases SET status = 'paid', burn_tx_id = :t, updated_at = now() "
-            "WHERE purchase_id = :p AND attempt = :a AND status IN ('reserved', 'paid')"
-        ),
-        {"t": tx_id, "p": purchase_id, "a": attempt},
-    )
+    result = await conn.execute(_PAID, {"t": tx_id, "p": purchase_id, "a": attempt})
     if result.rowcount != 1:
         raise ValidationFailed(
             "the purchase is no longer reserved for this attempt", purchase_id=str(purchase_id)
@@ -307,22 +255,18 @@ async def issue(conn: AsyncConnection, purchase_id: uuid.UUID) -> VoucherOut:
             f"a voucher is issued only for a paid purchase (this one is {purchase['status']})",
             purchase_id=str(purchase_id),
         )
-    product = await voucher_catalog.product_row(conn, purchase["product_id"])
-    now = (await conn.execute(text("SELECT now()"))).scalar_one()
+    product = await catalog.product_row(conn, purchase["product_id"])
+    now = (await conn.execute(_NOW)).scalar_one()
     expires_at = voucher_expiry(now, product["voucher_valid_days"], product["voucher_valid_until"])
     if product["code_source"] == "uploaded":
         codes = [await _pool_code(conn, purchase)]
     else:
-        codes = [generate_code() for _ in range(5)]
+        codes = [generate_code() for _ in range(CODE_DRAWS)]
     voucher_id: uuid.UUID | None = None
-    for code in codes:  # a generated code colliding with a known one is merely redrawn
+    for code in codes:
         voucher_id = (
             await conn.execute(
-                text(
-                    "INSERT INTO vouchers (purchase_id, product_id, user_id, code, price_points, "
-                    "issued_at, expires_at) VALUES (:pur, :prod, :u, :code, :price, :now, :exp) "
-                    "ON CONFLICT (code) DO NOTHING RETURNING voucher_id"
-                ),
+                _ISSUE,
                 {
                     "pur": purchase_id,
                     "prod": purchase["product_id"],
@@ -338,26 +282,14 @@ async def issue(conn: AsyncConnection, purchase_id: uuid.UUID) -> VoucherOut:
             break
     if voucher_id is None:
         raise RuntimeError("could not draw an unused voucher code")
-    await conn.execute(
-        text(
-            "UPDATE voucher_purchases SET status = 'completed', updated_at = now() "
-            "WHERE purchase_id = :p"
-        ),
-        {"p": purchase_id},
-    )
+    await conn.execute(_COMPLETED, {"p": purchase_id})
     return await voucher_of_purchase(conn, purchase_id)
 
 
 async def _pool_code(conn: AsyncConnection, purchase: RowMapping) -> str:
     code = (
         await conn.execute(
-            text(
-                "UPDATE voucher_code_pool SET purchase_id = :pur, assigned_at = now() "
-                "WHERE pool_id = (SELECT pool_id FROM voucher_code_pool "
-                "WHERE product_id = :prod AND purchase_id IS NULL ORDER BY pool_id "
-                "LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING code"
-            ),
-            {"pur": purchase["purchase_id"], "prod": purchase["product_id"]},
+            _POOL_CODE, {"pur": purchase["purchase_id"], "prod": purchase["product_id"]}
         )
     ).scalar_one_or_none()
     if code is None:  # cannot happen while inventory counts the pool; retrying will not help
@@ -368,13 +300,7 @@ async def _pool_code(conn: AsyncConnection, purchase: RowMapping) -> str:
 async def record_refund(
     conn: AsyncConnection, purchase_id: uuid.UUID, attempt: int, tx_id: int
 ) -> None:
-    await conn.execute(
-        text(
-            "UPDATE voucher_purchases SET refund_tx_id = :t, updated_at = now() "
-            "WHERE purchase_id = :p AND attempt = :a"
-        ),
-        {"t": tx_id, "p": purchase_id, "a": attempt},
-    )
+    await conn.execute(_REFUNDED, {"t": tx_id, "p": purchase_id, "a": attempt})
 
 
 async def release(
@@ -398,112 +324,8 @@ async def release(
     if purchase["status"] == "paid" and purchase["refund_tx_id"] is None:
         raise ValidationFailed("refund the points before releasing a paid purchase")
     await conn.execute(
-        text(
-            "UPDATE voucher_customer_counts SET taken = taken - 1 "
-            "WHERE product_id = :prod AND user_id = :u"
-        ),
-        {"prod": purchase["product_id"], "u": purchase["user_id"]},
+        _UNCOUNT_CUSTOMER, {"prod": purchase["product_id"], "u": purchase["user_id"]}
     )
-    await conn.execute(
-        text(
-            "UPDATE voucher_products SET inventory_taken = inventory_taken - 1 "
-            "WHERE product_id = :prod"
-        ),
-        {"prod": purchase["product_id"]},
-    )
-    await conn.execute(
-        text(
-            "UPDATE voucher_purchases SET status = 'failed', failure_code = :c, "
-            "failure_message = :m, updated_at = now() WHERE purchase_id = :p"
-        ),
-        {"c": failure_code, "m": failure_message[:1000], "p": purchase_id},
-    )
+    await conn.execute(_PUT_ITEM_BACK, {"prod": purchase["product_id"]})
+    await conn.execute(_FAILED, {"c": failure_code, "m": failure_message[:1000], "p": purchase_id})
     return True
-
-
-# --- issued vouchers -------------------------------------------------------------------------
-
-_VOUCHER_SELECT = (
-    "SELECT v.voucher_id, v.code, v.status, v.product_id, p.name AS product_name, v.user_id, "
-    "v.price_points, v.purchase_id, v.issued_at, v.expires_at, v.used_at, v.used_reference, "
-    "now() AS now FROM vouchers v JOIN voucher_products p ON p.product_id = v.product_id "
-)
-
-
-def _voucher(row: RowMapping) -> VoucherOut:
-    fields = {k: row[k] for k in row if k != "now"}
-    fields["status"] = shown_status(row["status"], row["expires_at"], row["now"])
-    return VoucherOut(**fields)
-
-
-async def voucher_of_purchase(conn: AsyncConnection, purchase_id: uuid.UUID) -> VoucherOut:
-    row = (
-        (await conn.execute(text(_VOUCHER_SELECT + "WHERE v.purchase_id = :p"), {"p": purchase_id}))
-        .mappings()
-        .first()
-    )
-    if row is None:
-        raise NotFound(f"no voucher for purchase {purchase_id}", purchase_id=str(purchase_id))
-    return _voucher(row)
-
-
-async def list_vouchers(
-    conn: AsyncConnection, user_id: str, *, status: VoucherStatus | None = None, limit: int = 200
-) -> list[VoucherOut]:
-    clauses = ["v.user_id = :u"]
-    if status == "active":
-        clauses.append("v.status = 'active' AND (v.expires_at IS NULL OR v.expires_at > now())")
-    elif status == "expired":
-        clauses.append("(v.status = 'expired' OR (v.status = 'active' AND v.expires_at <= now()))")
-    elif status == "used":
-        clauses.append("v.status = 'used'")
-    rows = (
-        await conn.execute(
-            text(
-                _VOUCHER_SELECT + f"WHERE {' AND '.join(clauses)} "
-                "ORDER BY v.issued_at DESC, v.voucher_id LIMIT :limit"
-            ),
-            {"u": user_id, "limit": limit},
-        )
-    ).mappings()
-    return [_voucher(r) for r in rows]
-
-
-async def use_voucher(
-    conn: AsyncConnection, user_id: str, voucher_id: uuid.UUID, reference: str | None
-) -> tuple[VoucherOut, bool]:
-    """Mark the voucher used; (voucher, True) when it was already used with this reference."""
-    row = (
-        (
-            await conn.execute(
-                text(
-                    "UPDATE vouchers SET status = 'used', used_at = now(), used_reference = :r "
-                    "WHERE voucher_id = :v AND user_id = :u AND status = 'active' "
-                    "AND (expires_at IS NULL OR expires_at > now()) RETURNING voucher_id"
-                ),
-                {"v": voucher_id, "u": user_id, "r": reference},
-            )
-        )
-        .mappings()
-        .first()
-    )
-    found = (
-        (
-            await conn.execute(
-                text(_VOUCHER_SELECT + "WHERE v.voucher_id = :v AND v.user_id = :u"),
-                {"v": voucher_id, "u": user_id},
-            )
-        )
-        .mappings()
-        .first()
-    )
-    if found is None:
-        raise NotFound(f"no voucher {voucher_id} in this wallet", voucher_id=str(voucher_id))
-    voucher = _voucher(found)
-    if row is not None:
-        return voucher, False
-    if voucher.status == "used" and voucher.used_reference == reference:
-        return voucher, True
-    raise VoucherNotUsable(
-        f"the voucher is {voucher.status}", voucher_id=str(voucher_id), status=voucher.status
-    )

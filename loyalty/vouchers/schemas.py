@@ -1,8 +1,6 @@
-"""Voucher models: the catalog and purchase API bodies, and the inputs and outputs of
-VoucherPurchaseWorkflow and its activities.
-
-Sandbox-safe (pydantic and the standard library only): the workflow imports this module through
-`imports_passed_through`; the activities, the API and the tests import it directly."""
+"""The voucher API's bodies: the catalog's products and code uploads (admin), a purchase, the
+list of a customer's vouchers and the use of one. Every input is strict and bounded. (The issued
+voucher, VoucherOut, is a workflow result as well: loyalty.vouchers.contracts.)"""
 
 from __future__ import annotations
 
@@ -21,18 +19,14 @@ from pydantic import (
     model_validator,
 )
 
+from loyalty.core.fields import MAX_POINTS
 from loyalty.core.text import NO_NUL
 from loyalty.tiers.schemas import TierCode
+from loyalty.vouchers.contracts import VoucherOut
 
-MAX_POINTS = 10**12  # the ledger's own bound
 MAX_CODES_PER_UPLOAD = 10_000
 
 CodeSource = Literal["generated", "uploaded"]
-VoucherStatus = Literal["active", "used", "expired"]
-PurchaseStatus = Literal["reserved", "paid", "completed", "failed"]
-WorkflowStep = Literal[
-    "reserving", "burning", "issuing", "notifying", "completed", "compensating", "failed"
-]
 
 # Codes customers type: printable ASCII without spaces, bounded.
 VoucherCode = Annotated[str, StringConstraints(min_length=4, max_length=64, pattern=r"^[!-~]+$")]
@@ -153,21 +147,6 @@ class PurchaseIn(_Input):
     product_id: uuid.UUID
 
 
-class VoucherOut(BaseModel):
-    voucher_id: uuid.UUID
-    code: str
-    status: VoucherStatus = Field(description="`expired` once past expires_at while unused")
-    product_id: uuid.UUID
-    product_name: str
-    user_id: str
-    price_points: int
-    purchase_id: uuid.UUID
-    issued_at: datetime
-    expires_at: datetime | None
-    used_at: datetime | None
-    used_reference: str | None
-
-
 class VoucherList(BaseModel):
     items: list[VoucherOut] = Field(description="newest first")
 
@@ -179,80 +158,3 @@ class UseVoucherIn(_Input):
         pattern=NO_NUL,
         description="e.g. the booking the voucher was used on",
     )
-
-
-# --- workflow and activities ---------------------------------------------------------------------
-
-
-class PurchaseInput(BaseModel):
-    user_id: str
-    product_id: uuid.UUID
-    idempotency_key: str
-
-
-class ReserveVoucher(BaseModel):
-    user_id: str
-    product_id: uuid.UUID
-    idempotency_key: str
-    run_id: str
-
-
-class Reservation(BaseModel):
-    purchase_id: uuid.UUID
-    attempt: int
-    product_name: str
-    price_points: int
-    status: PurchaseStatus
-    burn_tx_id: int | None = None
-    voucher: VoucherOut | None = None
-
-
-class BurnPoints(BaseModel):
-    purchase_id: uuid.UUID
-    attempt: int
-    user_id: str
-    points: int
-    product_name: str
-
-
-class PointsBurned(BaseModel):
-    tx_id: int
-
-
-class IssueVoucher(BaseModel):
-    purchase_id: uuid.UUID
-
-
-class RefundPoints(BaseModel):
-    purchase_id: uuid.UUID
-    attempt: int
-    burn_tx_id: int
-    points: int
-
-
-class ReleaseReservation(BaseModel):
-    purchase_id: uuid.UUID
-    attempt: int
-    failure_code: str
-    failure_message: str
-
-
-class PurchaseResult(BaseModel):
-    user_id: str
-    product_id: uuid.UUID
-    idempotency_key: str
-    voucher: VoucherOut
-    notified: bool
-
-
-class PurchaseState(BaseModel):
-    """Answer of the workflow's `status` query."""
-
-    step: WorkflowStep
-    user_id: str
-    product_id: uuid.UUID
-    purchase_id: uuid.UUID | None = None
-    burn_tx_id: int | None = None
-    voucher_id: uuid.UUID | None = None
-    error_code: str | None = None
-    error_message: str | None = None

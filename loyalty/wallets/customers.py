@@ -7,8 +7,6 @@ wallet), or the wallet's creation when it has none."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 import csv
 import io
 from collections.abc import AsyncIterator, Sequence
@@ -18,26 +16,11 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from loyalty.core.errors import ValidationFailed
-from loyalty.tiers.schemas import CustomerOut, CustomerPage, CustomerQuery
+from loyalty.wallets.cursors import CUSTOMERS
+from loyalty.wallets.schemas import CustomerOut, CustomerPage, CustomerQuery
 
 CSV_COLUMNS = tuple(CustomerOut.model_fields)
-_CURSOR_PREFIX = "customer:"
 CSV_PAGE = 2000
-
-
-def encode_cursor(user_id: str) -> str:
-    raw = f"{_CURSOR_PREFIX}{user_id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> str:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (ValueError, UnicodeDecodeError, binascii.Error) as exc:
-        raise ValidationFailed("the cursor is not one this API returned", cursor=cursor) from exc
-    if not raw.startswith(_CURSOR_PREFIX):
-        raise ValidationFailed("the cursor is not one this API returned", cursor=cursor)
-    return raw.removeprefix(_CURSOR_PREFIX)
 
 
 def _where(query: CustomerQuery) -> tuple[list[str], dict[str, Any]]:
@@ -91,12 +74,12 @@ async def _rows(
 
 
 async def customer_page(conn: AsyncConnection, query: CustomerQuery) -> CustomerPage:
-    after = decode_cursor(query.cursor) if query.cursor else None
+    after = CUSTOMERS.decode(query.cursor) if query.cursor else None
     rows = await _rows(conn, query, after=after, limit=query.limit + 1)
     page = rows[: query.limit]
     more = len(rows) > query.limit
     return CustomerPage(
-        items=list(page), next_cursor=encode_cursor(page[-1].user_id) if more else None
+        items=list(page), next_cursor=CUSTOMERS.encode(page[-1].user_id) if more else None
     )
 
 
@@ -109,7 +92,7 @@ def _cell(value: object) -> str:
 def customer_csv(engine: AsyncEngine, query: CustomerQuery) -> AsyncIterator[str]:
     """Every matching customer from the cursor on, in pages, each page its own short read.
     Bad filters or cursors are refused here, before the response starts."""
-    after = decode_cursor(query.cursor) if query.cursor else None
+    after = CUSTOMERS.decode(query.cursor) if query.cursor else None
     _where(query)
     return _csv_pages(engine, query, after)
 

@@ -1,15 +1,15 @@
-"""Request and response models of the wallet API (and any other caller that wants them).
+"""Request and response models of the wallet and customer endpoints.
 
-Inputs are strict and closed: integers must be JSON integers (no floats, no numeric strings, no
-booleans), unknown fields are rejected, and every string and number is bounded. Outputs carry
-points and money as integers in minor units, never floats.
+Bodies are strict and closed: integers must be JSON integers (no floats, no numeric strings, no
+booleans) and unknown fields are rejected; queries refuse unknown parameters too. Every string
+and number is bounded. Outputs carry points and money as integers in minor units, never floats.
 """
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
@@ -17,7 +17,7 @@ from loyalty.core.fields import MAX_POINTS, ExternalId
 from loyalty.core.text import NO_NUL
 from loyalty.ledger.schemas import BalanceOut, TransactionOut
 from loyalty.ledger.types import TxType
-from loyalty.tiers.schemas import TierStatusOut
+from loyalty.tiers.schemas import TierCode, TierStatusOut
 
 
 class _Input(BaseModel):
@@ -27,7 +27,9 @@ class _Input(BaseModel):
 # --- wallets ---------------------------------------------------------------------------------
 
 
-class TierOut(BaseModel):
+class TierDetailsOut(BaseModel):
+    """The wallet's current tier (GET /tiers has the whole ladder)."""
+
     code: str
     name: str
     rank: int
@@ -51,7 +53,7 @@ class WalletOut(BalanceOut):
     debt_points: int = Field(
         default=0, description="points owed after a refund's clawback; later earns repay it first"
     )
-    tier_details: TierOut
+    tier_details: TierDetailsOut
     next_tier: NextTierOut | None = Field(description="null at the top tier")
     tier_status: TierStatusOut | None = Field(
         default=None, description="tier basis, progress, next evaluation, pending downgrade"
@@ -96,3 +98,44 @@ class AdjustmentIn(_Input):
         if value == 0:
             raise ValueError("points must not be zero")
         return value
+
+
+# --- customers (backoffice) ------------------------------------------------------------------
+
+
+class CustomerQuery(BaseModel):
+    """Filters of the customer list; ranges are inclusive, datetimes need an offset."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tier: list[TierCode] = Field(default_factory=list, max_length=20, description="repeatable")
+    min_balance: int | None = Field(default=None, ge=0, le=MAX_POINTS)
+    max_balance: int | None = Field(default=None, ge=0, le=MAX_POINTS)
+    min_lifetime: int | None = Field(default=None, ge=0, le=MAX_POINTS)
+    max_lifetime: int | None = Field(default=None, ge=0, le=MAX_POINTS)
+    active_since: AwareDatetime | None = Field(
+        default=None, description="last activity at or after"
+    )
+    inactive_since: AwareDatetime | None = Field(default=None, description="no activity since")
+    cursor: str | None = Field(default=None, max_length=200, description="from `next_cursor`")
+    limit: int = Field(default=100, ge=1, le=1000)
+    format: Literal["json", "csv"] | None = Field(
+        default=None, description="csv: every matching customer as CSV (or Accept: text/csv)"
+    )
+
+
+class CustomerOut(BaseModel):
+    user_id: str
+    wallet_id: uuid.UUID
+    tier: str
+    balance: int
+    held: int
+    available: int
+    lifetime_points: int
+    last_activity_at: datetime = Field(description="latest ledger posting, else wallet creation")
+    created_at: datetime
+
+
+class CustomerPage(BaseModel):
+    items: list[CustomerOut] = Field(description="ordered by user id")
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null at end")

@@ -1,14 +1,13 @@
-"""Wallet use cases behind the HTTP endpoints: each takes the request's connection (inside the
-transaction owned by api.deps), goes through loyalty.ledger for every write, and returns the
-response model. Nothing here commits.
+"""Wallet use cases behind the HTTP endpoints: the wallet with its tier progress, the history,
+admin adjustments. Each takes the request's connection (inside the transaction owned by
+api.deps), goes through loyalty.ledger for every write, and returns the response model. Nothing
+here commits.
 
-Earn on payment lives in loyalty.earning.accrual (one path for this API and the booking events).
+Earn on payment is loyalty.earning's (earn_endpoint: the same accrual as the booking events).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
@@ -17,39 +16,21 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loyalty import ledger
-from loyalty.core.errors import ValidationFailed, WalletNotFound
+from loyalty.core.errors import WalletNotFound
 from loyalty.core.settings import Settings
 from loyalty.ledger.schemas import BalanceOut, PostingOut, TransactionOut
 from loyalty.tiers import rules as tier_rules
 from loyalty.tiers import store as tier_store
 from loyalty.tiers.schemas import PendingDowngradeOut, TierStatusOut
+from loyalty.wallets.cursors import TRANSACTIONS
 from loyalty.wallets.schemas import (
     AdjustmentIn,
     NextTierOut,
-    TierOut,
+    TierDetailsOut,
     TransactionPage,
     TransactionQuery,
     WalletOut,
 )
-
-_CURSOR_PREFIX = "tx:"
-
-
-def encode_cursor(tx_id: int) -> str:
-    return base64.urlsafe_b64encode(f"{_CURSOR_PREFIX}{tx_id}".encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> int:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if not raw.startswith(_CURSOR_PREFIX):
-            raise ValueError(raw)
-        tx_id = int(raw.removeprefix(_CURSOR_PREFIX))
-    except (ValueError, UnicodeDecodeError, binascii.Error) as exc:
-        raise ValidationFailed("the cursor is not one this API returned", cursor=cursor) from exc
-    if tx_id <= 0:
-        raise ValidationFailed("the cursor is not one this API returned", cursor=cursor)
-    return tx_id
 
 
 def _tier_step(row: Mapping[Any, Any]) -> tier_rules.TierStep:
@@ -95,7 +76,7 @@ async def wallet_view(conn: AsyncConnection, user_id: str, settings: Settings) -
         wallet_id=wallet.wallet_id,
         pending_points=int(row["pending_points"]),
         debt_points=int(row["debt_points"]),
-        tier_details=TierOut(
+        tier_details=TierDetailsOut(
             code=current["code"],
             name=current["name"],
             rank=current["rank"],
@@ -137,7 +118,7 @@ async def transaction_page(
     conn: AsyncConnection, user_id: str, query: TransactionQuery
 ) -> TransactionPage:
     wallet = await ledger.get_wallet(conn, user_id)
-    before = decode_cursor(query.cursor) if query.cursor is not None else None
+    before = TRANSACTIONS.decode_id(query.cursor) if query.cursor is not None else None
     # One row more than asked tells whether another page exists, so the last page says null.
     rows = await ledger.list_transactions(
         conn,
@@ -153,7 +134,7 @@ async def transaction_page(
     more = len(rows) > query.limit
     return TransactionPage(
         items=[TransactionOut.model_validate(p) for p in page],
-        next_cursor=encode_cursor(page[-1].tx_id) if more else None,
+        next_cursor=TRANSACTIONS.encode(page[-1].tx_id) if more else None,
     )
 
 

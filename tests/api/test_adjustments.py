@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from sqlalchemy import text
 
-from tests.api.conftest import snapshot
+from tests.api.snapshots import snapshot
 
 
-async def test_credit_then_debit(api_client, auth, engine, make_wallet):
+async def test_credit_then_debit(api, auth, engine, make_wallet):
     user = await make_wallet(100)
     url = f"/wallets/{user}/transactions"
-    credit = await api_client.post(
+    credit = await api.http.post(
         url, headers=auth.admin("adj-c-" + user), json={"points": 50, "reason": "goodwill"}
     )
     assert credit.status_code == 201, credit.text
@@ -23,7 +23,7 @@ async def test_credit_then_debit(api_client, auth, engine, make_wallet):
         "adjustment",
     )
     assert tx["metadata"] == {"actor": "admin-1"}
-    debit = await api_client.post(
+    debit = await api.http.post(
         url,
         headers=auth.admin("adj-d-" + user),
         json={"points": -150, "reason": "  fraud reversal "},
@@ -40,10 +40,10 @@ async def test_credit_then_debit(api_client, auth, engine, make_wallet):
     }
 
 
-async def test_cannot_take_available_below_zero(api_client, auth, engine, make_wallet):
+async def test_cannot_take_available_below_zero(api, auth, engine, make_wallet):
     user = await make_wallet(100)
     before = await snapshot(engine, user)
-    response = await api_client.post(
+    response = await api.http.post(
         f"/wallets/{user}/transactions",
         headers=auth.admin("adj-neg-" + user),
         json={"points": -101, "reason": "too much"},
@@ -56,7 +56,7 @@ async def test_cannot_take_available_below_zero(api_client, auth, engine, make_w
     }
     assert await snapshot(engine, user) == before
     # The key was not consumed: the same key with a valid request now posts.
-    ok = await api_client.post(
+    ok = await api.http.post(
         f"/wallets/{user}/transactions",
         headers=auth.admin("adj-neg-" + user),
         json={"points": -100, "reason": "too much"},
@@ -64,19 +64,17 @@ async def test_cannot_take_available_below_zero(api_client, auth, engine, make_w
     assert ok.status_code == 201
 
 
-async def test_replay_and_conflict(api_client, auth, engine, make_wallet):
+async def test_replay_and_conflict(api, auth, engine, make_wallet):
     user = await make_wallet(100)
     url, key = f"/wallets/{user}/transactions", f"adj-replay-{user}"
-    first = await api_client.post(url, headers=auth.admin(key), json={"points": 7, "reason": "r"})
-    again = await api_client.post(url, headers=auth.admin(key), json={"points": 7, "reason": "r"})
+    first = await api.http.post(url, headers=auth.admin(key), json={"points": 7, "reason": "r"})
+    again = await api.http.post(url, headers=auth.admin(key), json={"points": 7, "reason": "r"})
     assert (first.status_code, again.status_code) == (201, 200)
     assert again.headers["Idempotent-Replayed"] == "true"
     assert "Idempotent-Replayed" not in first.headers
     assert again.json()["transaction"] == first.json()["transaction"]
     assert again.json()["replayed"] is True
-    conflict = await api_client.post(
-        url, headers=auth.admin(key), json={"points": 8, "reason": "r"}
-    )
+    conflict = await api.http.post(url, headers=auth.admin(key), json={"points": 8, "reason": "r"})
     assert conflict.status_code == 409
     assert conflict.json()["code"] == "idempotency_conflict"
     async with engine.connect() as conn:
@@ -90,10 +88,10 @@ async def test_replay_and_conflict(api_client, auth, engine, make_wallet):
     assert (await snapshot(engine, user)).wallet == (107, 0, 100, 2)
 
 
-async def test_unknown_wallet_is_404(api_client, auth, engine, new_user_id):
+async def test_unknown_wallet_is_404(api, auth, engine, new_user_id):
     before = await snapshot(engine)
     user = new_user_id()
-    response = await api_client.post(
+    response = await api.http.post(
         f"/wallets/{user}/transactions",
         headers=auth.admin("adj-404-" + user),
         json={"points": 5, "reason": "r"},

@@ -16,11 +16,12 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from api import auth
+from api import auth as api_auth
 from api.app import create_app
 from api.auth import SCOPE_ADMIN, SCOPE_CUSTOMER, SCOPE_SERVICE
 from loyalty.core.settings import Settings
-from tests.api.conftest import serve, snapshot
+from tests.api.snapshots import snapshot
+from tests.harness.api import in_process
 
 ROOT = Path(__file__).resolve().parents[2]
 EARN = {"booking_id": "bk-auth", "amount_paid": 250_000, "currency": "VND"}
@@ -63,12 +64,10 @@ def _claims(settings: Settings, **overrides: object) -> dict[str, object]:
         ("alg none", lambda s: jwt.encode(_claims(s), None, "none")),
     ],
 )
-async def test_invalid_tokens_are_401_with_www_authenticate(
-    api_client, api_settings, make_wallet, name, make
-):
+async def test_invalid_tokens_are_401_with_www_authenticate(api, make_wallet, name, make):
     user = await make_wallet(100)
-    response = await api_client.get(
-        f"/wallets/{user}", headers={"Authorization": f"Bearer {make(api_settings)}"}
+    response = await api.http.get(
+        f"/wallets/{user}", headers={"Authorization": f"Bearer {make(api.settings)}"}
     )
     assert response.status_code == 401, name
     assert response.json()["code"] == "unauthorized"
@@ -78,10 +77,10 @@ async def test_invalid_tokens_are_401_with_www_authenticate(
 
 
 @pytest.mark.parametrize("header", [None, "Bearer", "Basic dXNlcjpwYXNz", "Bearer  "])
-async def test_missing_token_is_401(api_client, make_wallet, header):
+async def test_missing_token_is_401(api, make_wallet, header):
     user = await make_wallet(100)
     headers = {"Authorization": header} if header is not None else {}
-    response = await api_client.get(f"/wallets/{user}/transactions", headers=headers)
+    response = await api.http.get(f"/wallets/{user}/transactions", headers=headers)
     assert response.status_code == 401
     assert response.json() == {"code": "unauthorized", "message": "a bearer token is required"}
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
@@ -112,29 +111,29 @@ MATRIX = [
 
 
 @pytest.mark.parametrize(("caller", "action", "status"), MATRIX)
-async def test_authorization_matrix(api_client, engine, token, make_wallet, caller, action, status):
+async def test_authorization_matrix(api, auth, engine, make_wallet, caller, action, status):
     user = await make_wallet(500)
-    tokens = {
-        "owner": token(user, SCOPE_CUSTOMER),
-        "other": token("someone-else", SCOPE_CUSTOMER),
-        "service": token("booking-service", SCOPE_SERVICE),
-        "admin": token("admin-1", SCOPE_ADMIN),
-        "no-scope": token(user, "profile:read"),
+    callers = {
+        "owner": auth.bearer(user, SCOPE_CUSTOMER),
+        "other": auth.bearer("someone-else", SCOPE_CUSTOMER),
+        "service": auth.bearer("booking-service", SCOPE_SERVICE),
+        "admin": auth.bearer("admin-1", SCOPE_ADMIN),
+        "no-scope": auth.bearer(user, "profile:read"),
     }
-    headers = {"Authorization": f"Bearer {tokens[caller]}"} if caller in tokens else {}
+    headers = dict(callers.get(caller, {}))
     before = await snapshot(engine, user)
     if action == "get":
-        response = await api_client.get(f"/wallets/{user}", headers=headers)
+        response = await api.http.get(f"/wallets/{user}", headers=headers)
     elif action == "history":
-        response = await api_client.get(f"/wallets/{user}/transactions", headers=headers)
+        response = await api.http.get(f"/wallets/{user}/transactions", headers=headers)
     elif action == "adjust":
         headers["Idempotency-Key"] = f"auth-{user}"
-        response = await api_client.post(
+        response = await api.http.post(
             f"/wallets/{user}/transactions", headers=headers, json=ADJUST
         )
     else:
         body = {**EARN, "booking_id": f"bk-{user}"}
-        response = await api_client.post(f"/wallets/{user}/earn", headers=headers, json=body)
+        response = await api.http.post(f"/wallets/{user}/earn", headers=headers, json=body)
     assert response.status_code == status, response.text
     after = await snapshot(engine, user)
     if status >= 400:
@@ -147,11 +146,11 @@ async def test_authorization_matrix(api_client, engine, token, make_wallet, call
         assert response.json()["balance"] == 500
 
 
-async def test_forbidden_says_which_scope_is_needed(api_client, auth, make_wallet):
+async def test_forbidden_says_which_scope_is_needed(api, auth, make_wallet):
     user = await make_wallet(10)
-    response = await api_client.post(
+    response = await api.http.post(
         f"/wallets/{user}/transactions",
-        headers={**auth.customer(user), "Idempotency-Key": "k"},
+        headers=auth.customer(user, key="k"),
         json=ADJUST,
     )
     assert response.status_code == 403
@@ -159,15 +158,15 @@ async def test_forbidden_says_which_scope_is_needed(api_client, auth, make_walle
     assert 'error="insufficient_scope"' in response.headers["WWW-Authenticate"]
 
 
-async def test_customer_cannot_probe_other_wallets_existence(api_client, auth):
+async def test_customer_cannot_probe_other_wallets_existence(api, auth):
     # 403 for a wallet that does not exist either: a customer learns nothing about other users.
-    response = await api_client.get("/wallets/nobody-at-all", headers=auth.customer("me"))
+    response = await api.http.get("/wallets/nobody-at-all", headers=auth.customer("me"))
     assert response.status_code == 403
 
 
-async def test_customer_without_wallet_gets_404(api_client, auth, new_user_id):
+async def test_customer_without_wallet_gets_404(api, auth, new_user_id):
     user = new_user_id()
-    response = await api_client.get(f"/wallets/{user}", headers=auth.customer(user))
+    response = await api.http.get(f"/wallets/{user}", headers=auth.customer(user))
     assert response.status_code == 404
     assert response.json()["code"] == "wallet_not_found"
 
@@ -205,13 +204,13 @@ def jwks_url(rsa_key) -> Iterator[str]:
     thread.join(timeout=5)
 
 
-async def test_jwks_tokens(database_url, make_wallet, rsa_key, jwks_url):
-    settings = Settings(
-        environment="test",
-        database_url=database_url,
-        jwt_jwks_url=jwks_url,
-        jwt_issuer="https://id.example.test/",
-        jwt_audience="loyalty-api",
+async def test_jwks_tokens(settings, make_wallet, rsa_key, jwks_url):
+    settings = settings.model_copy(
+        update={
+            "jwt_jwks_url": jwks_url,
+            "jwt_issuer": "https://id.example.test/",
+            "jwt_audience": "loyalty-api",
+        }
     )
     user = await make_wallet(321)
     claims = _claims(settings, sub=user, scope=f"openid {SCOPE_CUSTOMER}")
@@ -220,7 +219,7 @@ async def test_jwks_tokens(database_url, make_wallet, rsa_key, jwks_url):
     forged = jwt.encode(claims, other_key, "RS256", headers={"kid": "test-key-1"})
     unknown_kid = jwt.encode(claims, rsa_key, "RS256", headers={"kid": "rotated-away"})
     dev_token = jwt.encode(claims, settings.jwt_dev_secret, "HS256")
-    async with serve(create_app(settings)) as client:
+    async with in_process(create_app(settings)) as client:
         ok = await client.get(f"/wallets/{user}", headers={"Authorization": f"Bearer {good}"})
         assert ok.status_code == 200
         assert ok.json()["balance"] == 321
@@ -232,15 +231,13 @@ async def test_jwks_tokens(database_url, make_wallet, rsa_key, jwks_url):
             assert response.json()["code"] == "unauthorized"
 
 
-async def test_unreachable_jwks_is_503_not_401(database_url, make_wallet, rsa_key):
-    settings = Settings(
-        environment="test", database_url=database_url, jwt_jwks_url="http://127.0.0.1:9/jwks.json"
-    )
+async def test_unreachable_jwks_is_503_not_401(settings, make_wallet, rsa_key):
+    settings = settings.model_copy(update={"jwt_jwks_url": "http://127.0.0.1:9/jwks.json"})
     user = await make_wallet(1)
     token = jwt.encode(
         _claims(settings, sub=user, scope=SCOPE_CUSTOMER), rsa_key, "RS256", headers={"kid": "k"}
     )
-    async with serve(create_app(settings)) as client:
+    async with in_process(create_app(settings)) as client:
         response = await client.get(
             f"/wallets/{user}", headers={"Authorization": f"Bearer {token}"}
         )
@@ -261,7 +258,7 @@ def _tokens_command(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-async def test_token_command_mints_a_working_token(api_client, make_wallet):
+async def test_token_command_mints_a_working_token(api, make_wallet):
     user = await make_wallet(42)
     result = _tokens_command("--sub", user, "--scope", SCOPE_CUSTOMER, "--ttl", "60")
     assert result.returncode == 0, result.stderr
@@ -270,9 +267,7 @@ async def test_token_command_mints_a_working_token(api_client, make_wallet):
     assert claims["sub"] == user
     assert claims["scope"] == SCOPE_CUSTOMER
     assert claims["exp"] - claims["iat"] == 60
-    response = await api_client.get(
-        f"/wallets/{user}", headers={"Authorization": f"Bearer {minted}"}
-    )
+    response = await api.http.get(f"/wallets/{user}", headers={"Authorization": f"Bearer {minted}"})
     assert response.status_code == 200
     assert response.json()["balance"] == 42
 
@@ -297,10 +292,9 @@ def test_token_command_rejects_unknown_scopes():
     assert "unknown scope(s): wallet:everything" in result.stderr
 
 
-async def test_verified_tokens_are_remembered_until_expiry_and_at_most_five_minutes(
-    api_settings, monkeypatch
-):
-    verifier = auth.TokenVerifier(api_settings)
+async def test_verified_tokens_are_remembered_until_expiry_and_at_most_five_minutes(monkeypatch):
+    settings = Settings(environment="test")
+    verifier = api_auth.TokenVerifier(settings)
     decoded: list[str] = []
     real_decode = jwt.decode
 
@@ -308,11 +302,12 @@ async def test_verified_tokens_are_remembered_until_expiry_and_at_most_five_minu
         decoded.append(token)
         return real_decode(token, *args, **kwargs)
 
-    monkeypatch.setattr(auth.jwt, "decode", counting_decode)
+    monkeypatch.setattr(api_auth.jwt, "decode", counting_decode)
     clock = [time.time()]
-    monkeypatch.setattr(auth, "time", SimpleNamespace(time=lambda: clock[0]))  # auth's clock only
-    soon = jwt.encode(_claims(api_settings, exp=int(clock[0]) + 60), api_settings.jwt_dev_secret)
-    later = jwt.encode(_claims(api_settings, sub="admin-2"), api_settings.jwt_dev_secret)
+    # Only the verifier's clock moves; pyjwt keeps the real one.
+    monkeypatch.setattr(api_auth, "time", SimpleNamespace(time=lambda: clock[0]))
+    soon = jwt.encode(_claims(settings, exp=int(clock[0]) + 60), settings.jwt_dev_secret)
+    later = jwt.encode(_claims(settings, sub="admin-2"), settings.jwt_dev_secret)
 
     assert (await verifier.verify(soon)).subject == "admin-1"
     assert (await verifier.verify(soon)).subject == "admin-1"
@@ -320,13 +315,13 @@ async def test_verified_tokens_are_remembered_until_expiry_and_at_most_five_minu
 
     # Past exp + leeway the memory no longer answers: the token is verified again (by pyjwt,
     # on the real clock, which refuses it once it has expired: the "expired" case above).
-    clock[0] += 60 + auth.LEEWAY_SECONDS
+    clock[0] += 60 + api_auth.LEEWAY_SECONDS
     await verifier.verify(soon)
     assert decoded == [soon, soon]
 
     clock[0] = time.time()
     await verifier.verify(later)
-    clock[0] += auth.VERIFIED_TOKEN_SECONDS - 1
+    clock[0] += api_auth.VERIFIED_TOKEN_SECONDS - 1
     await verifier.verify(later)
     assert decoded.count(later) == 1
     clock[0] += 2  # remembered no longer than the JWKS keys are cached
@@ -334,17 +329,17 @@ async def test_verified_tokens_are_remembered_until_expiry_and_at_most_five_minu
     assert decoded.count(later) == 2
 
 
-async def test_refused_tokens_are_not_remembered_and_memory_is_bounded(api_settings, monkeypatch):
-    verifier = auth.TokenVerifier(api_settings)
-    forged = jwt.encode(_claims(api_settings), "another-secret-of-32-bytes-or-more!", "HS256")
+async def test_refused_tokens_are_not_remembered_and_memory_is_bounded(monkeypatch):
+    settings = Settings(environment="test")
+    verifier = api_auth.TokenVerifier(settings)
+    forged = jwt.encode(_claims(settings), "another-secret-of-32-bytes-or-more!", "HS256")
     for _ in range(2):
-        with pytest.raises(auth.InvalidToken):
+        with pytest.raises(api_auth.InvalidToken):
             await verifier.verify(forged)
 
-    monkeypatch.setattr(auth, "VERIFIED_TOKENS_KEPT", 2)
+    monkeypatch.setattr(api_auth, "VERIFIED_TOKENS_KEPT", 2)
     tokens = [
-        jwt.encode(_claims(api_settings, sub=f"admin-{i}"), api_settings.jwt_dev_secret)
-        for i in range(3)
+        jwt.encode(_claims(settings, sub=f"admin-{i}"), settings.jwt_dev_secret) for i in range(3)
     ]
     for token in tokens:
         await verifier.verify(token)

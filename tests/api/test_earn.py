@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import text
 
-from tests.api.conftest import snapshot
+from tests.api.snapshots import snapshot
 
 
 def _earn(user: str, **overrides: object) -> tuple[str, dict[str, object]]:
@@ -28,12 +28,10 @@ async def _rows_for_key(engine, key: str) -> list[tuple[int, str]]:
         ]
 
 
-async def test_first_earn_creates_the_wallet_and_records_the_rule(
-    api_client, auth, engine, new_user_id
-):
+async def test_first_earn_creates_the_wallet_and_records_the_rule(api, auth, engine, new_user_id):
     user = new_user_id()
     url, body = _earn(user, payment_id=f"pi-{user}")
-    response = await api_client.post(url, headers=auth.service(), json=body)
+    response = await api.http.post(url, headers=auth.service(), json=body)
     assert response.status_code == 201, response.text
     data = response.json()
     assert data["points"] == 149
@@ -71,15 +69,15 @@ async def test_first_earn_creates_the_wallet_and_records_the_rule(
         "lifetime_points": 149,
     }
     assert "Idempotent-Replayed" not in response.headers
-    wallet = await api_client.get(f"/wallets/{user}", headers=auth.customer(user))
+    wallet = await api.http.get(f"/wallets/{user}", headers=auth.customer(user))
     assert wallet.json()["balance"] == 149
 
 
-async def test_same_key_twice_posts_one_row(api_client, auth, engine, new_user_id):
+async def test_same_key_twice_posts_one_row(api, auth, engine, new_user_id):
     user = new_user_id()
     url, body = _earn(user)
-    first = await api_client.post(url, headers=auth.service(), json=body)
-    second = await api_client.post(url, headers=auth.service(), json=body)
+    first = await api.http.post(url, headers=auth.service(), json=body)
+    second = await api.http.post(url, headers=auth.service(), json=body)
     assert (first.status_code, second.status_code) == (201, 200)
     assert second.headers["Idempotent-Replayed"] == "true"
     assert second.json()["replayed"] is True
@@ -89,59 +87,53 @@ async def test_same_key_twice_posts_one_row(api_client, auth, engine, new_user_i
     assert (await snapshot(engine, user)).wallet == (149, 0, 149, 1)
 
 
-async def test_same_key_other_request_is_409_and_changes_nothing(
-    api_client, auth, engine, new_user_id
-):
+async def test_same_key_other_request_is_409_and_changes_nothing(api, auth, engine, new_user_id):
     user = new_user_id()
     url, body = _earn(user, payment_id=f"pi-{user}")
-    assert (await api_client.post(url, headers=auth.service(), json=body)).status_code == 201
+    assert (await api.http.post(url, headers=auth.service(), json=body)).status_code == 201
     before = await snapshot(engine, user)
     for change in ({"amount_paid": 200_000}, {"booking_id": "another-booking"}):
-        response = await api_client.post(url, headers=auth.service(), json={**body, **change})
+        response = await api.http.post(url, headers=auth.service(), json={**body, **change})
         assert response.status_code == 409, response.text
         assert response.json()["code"] == "idempotency_conflict"
         assert response.json()["details"] == {"idempotency_key": f"earn:pi-{user}"}
     # The same payment credited to another user is a conflict too.
     other_url, _ = _earn(new_user_id())
-    response = await api_client.post(other_url, headers=auth.service(), json=body)
+    response = await api.http.post(other_url, headers=auth.service(), json=body)
     assert response.status_code == 409
     assert await snapshot(engine, user) == before
 
 
-async def test_replay_after_a_tier_change_still_replays(api_client, auth, engine, make_wallet):
+async def test_replay_after_a_tier_change_still_replays(api, auth, engine, make_wallet):
     user = await make_wallet(10)
     url, body = _earn(user, amount_paid=150_000)
-    assert (await api_client.post(url, headers=auth.service(), json=body)).json()["points"] == 150
+    assert (await api.http.post(url, headers=auth.service(), json=body)).json()["points"] == 150
     async with engine.begin() as conn:
         await conn.execute(
             text("UPDATE wallets SET tier = 'silver' WHERE user_id = :u"), {"u": user}
         )
-    replay = await api_client.post(url, headers=auth.service(), json=body)
+    replay = await api.http.post(url, headers=auth.service(), json=body)
     assert replay.status_code == 200
     assert replay.json()["points"] == 150
     assert replay.json()["rule"]["tier"] == "bronze"
     assert replay.json()["wallet"]["tier"] == "silver"
 
 
-async def test_tier_multiplier_applies_and_rounds_down(api_client, auth, engine, make_wallet):
-    user = await make_wallet(10)
-    async with engine.begin() as conn:
-        await conn.execute(
-            text("UPDATE wallets SET tier = 'silver' WHERE user_id = :u"), {"u": user}
-        )
+async def test_tier_multiplier_applies_and_rounds_down(api, auth, make_wallet):
+    user = await make_wallet(10, tier="silver")
     url, body = _earn(user, amount_paid=150_000)
-    response = await api_client.post(url, headers=auth.service(), json=body)
+    response = await api.http.post(url, headers=auth.service(), json=body)
     assert response.status_code == 201
     assert response.json()["points"] == 187  # 150,000 * 125 / 100,000 = 187.5
     assert response.json()["rule"]["earn_multiplier_pct"] == 125
     assert response.json()["wallet"]["balance"] == 197
 
 
-async def test_payment_below_one_point_posts_nothing(api_client, auth, engine, new_user_id):
+async def test_payment_below_one_point_posts_nothing(api, auth, engine, new_user_id):
     user = new_user_id()
     url, body = _earn(user, amount_paid=999)
     before = await snapshot(engine)
-    response = await api_client.post(url, headers=auth.service(), json=body)
+    response = await api.http.post(url, headers=auth.service(), json=body)
     assert response.status_code == 200
     data = response.json()
     assert (data["points"], data["posted"], data["replayed"], data["transaction"]) == (
@@ -157,11 +149,11 @@ async def test_payment_below_one_point_posts_nothing(api_client, auth, engine, n
     assert after.wallet == (0, 0, 0, 0)
 
 
-async def test_other_currency_is_422_and_changes_nothing(api_client, auth, engine, new_user_id):
+async def test_other_currency_is_422_and_changes_nothing(api, auth, engine, new_user_id):
     user = new_user_id()
     url, body = _earn(user, currency="USD")
     before = await snapshot(engine)
-    response = await api_client.post(url, headers=auth.service(), json=body)
+    response = await api.http.post(url, headers=auth.service(), json=body)
     assert response.status_code == 422
     assert response.json() == {
         "code": "validation_error",

@@ -1,10 +1,13 @@
-"""Malformed requests are 422 with the field errors and leave the database exactly as it was."""
+"""Malformed requests are 422 with the field errors and leave the database exactly as it was;
+the bounds the inputs check are the ledger's own."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.api.conftest import snapshot
+from loyalty import ledger
+from loyalty.wallets import schemas
+from tests.api.snapshots import snapshot
 
 GOOD_EARN = {"booking_id": "bk-malformed", "amount_paid": 150_000, "currency": "VND"}
 GOOD_ADJUST = {"points": 5, "reason": "goodwill"}
@@ -49,10 +52,10 @@ BAD_ADJUST = [
 
 
 @pytest.mark.parametrize(("change", "field"), BAD_EARN)
-async def test_bad_earn_bodies(api_client, auth, engine, make_wallet, change, field):
+async def test_bad_earn_bodies(api, auth, engine, make_wallet, change, field):
     user = await make_wallet(100)
     before = await snapshot(engine, user)
-    response = await api_client.post(
+    response = await api.http.post(
         f"/wallets/{user}/earn", headers=auth.service(), json={**GOOD_EARN, **change}
     )
     assert response.status_code == 422, response.text
@@ -63,10 +66,10 @@ async def test_bad_earn_bodies(api_client, auth, engine, make_wallet, change, fi
 
 
 @pytest.mark.parametrize(("change", "field"), BAD_ADJUST)
-async def test_bad_adjustment_bodies(api_client, auth, engine, make_wallet, change, field):
+async def test_bad_adjustment_bodies(api, auth, engine, make_wallet, change, field):
     user = await make_wallet(100)
     before = await snapshot(engine, user)
-    response = await api_client.post(
+    response = await api.http.post(
         f"/wallets/{user}/transactions",
         headers=auth.admin(f"bad-{user}"),
         json={**GOOD_ADJUST, **change},
@@ -107,7 +110,7 @@ async def test_bad_adjustment_bodies(api_client, auth, engine, make_wallet, chan
         ),
     ],
 )
-async def test_malformed_requests(api_client, auth, engine, make_wallet, name, path, kwargs, loc):
+async def test_malformed_requests(api, auth, engine, make_wallet, name, path, kwargs, loc):
     user = await make_wallet(100)
     before = await snapshot(engine, user)
     kwargs = dict(kwargs)  # the parameters are shared between runs; do not consume them
@@ -116,24 +119,24 @@ async def test_malformed_requests(api_client, auth, engine, make_wallet, name, p
         **(auth.service() if path == "earn" else auth.admin(key)),
         **kwargs.pop("headers", {}),
     }
-    response = await api_client.post(f"/wallets/{user}/{path}", headers=headers, **kwargs)
+    response = await api.http.post(f"/wallets/{user}/{path}", headers=headers, **kwargs)
     assert response.status_code == 422, (name, response.text)
     assert loc in [e["loc"][: len(loc)] for e in response.json()["details"]["errors"]], name
     assert await snapshot(engine, user) == before
 
 
-async def test_rejected_business_rules_change_nothing(api_client, auth, engine, make_wallet):
+async def test_rejected_business_rules_change_nothing(api, auth, engine, make_wallet):
     user = await make_wallet(100)
     before = await snapshot(engine, user)
-    too_much = await api_client.post(
+    too_much = await api.http.post(
         f"/wallets/{user}/transactions",
         headers=auth.admin(f"tm-{user}"),
         json={"points": -101, "reason": "r"},
     )
-    other_currency = await api_client.post(
+    other_currency = await api.http.post(
         f"/wallets/{user}/earn", headers=auth.service(), json={**GOOD_EARN, "currency": "USD"}
     )
-    long_user = await api_client.get("/wallets/" + "u" * 129, headers=auth.admin())
+    long_user = await api.http.get("/wallets/" + "u" * 129, headers=auth.admin())
     assert [r.status_code for r in (too_much, other_currency, long_user)] == [422, 422, 422]
     assert [r.json()["code"] for r in (too_much, other_currency, long_user)] == [
         "insufficient_points",
@@ -141,3 +144,8 @@ async def test_rejected_business_rules_change_nothing(api_client, auth, engine, 
         "validation_error",
     ]
     assert await snapshot(engine, user) == before
+
+
+def test_schema_bounds_match_the_ledger():
+    assert schemas.MAX_POINTS == ledger.MAX_POINTS
+    assert set(schemas.TxType.__args__) == set(ledger.TX_TYPES)

@@ -5,8 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from api.app import create_app
-from loyalty.core.settings import Settings
-from tests.api.conftest import serve
+from tests.harness.api import in_process
 
 ENDPOINTS = {
     ("get", "/health"): None,
@@ -14,13 +13,18 @@ ENDPOINTS = {
     ("get", "/wallets/{userId}/transactions"): ["wallet:self", "loyalty:service", "loyalty:admin"],
     ("post", "/wallets/{userId}/transactions"): ["loyalty:admin"],
     ("post", "/wallets/{userId}/earn"): ["loyalty:service"],
+    ("get", "/customers"): ["loyalty:admin"],
+    ("post", "/campaigns"): ["loyalty:admin"],
+    ("get", "/campaigns"): ["loyalty:admin", "loyalty:service"],
+    ("get", "/campaigns/{campaignId}"): ["loyalty:admin", "loyalty:service"],
+    ("post", "/booking-events"): ["loyalty:service"],
 }
 # Callable without a bearer token (webhooks authenticate by signature).
 PUBLIC_PATHS = {"/health"}
 
 
-async def test_openapi_lists_every_endpoint_with_its_security(api_client):
-    response = await api_client.get("/openapi.json")
+async def test_openapi_lists_every_endpoint_with_its_security(api):
+    response = await api.http.get("/openapi.json")
     assert response.status_code == 200
     schema = response.json()
     operations = {
@@ -40,6 +44,8 @@ async def test_openapi_lists_every_endpoint_with_its_security(api_client):
             assert op["security"], (method, path)
             assert all(list(req) == ["bearerAuth"] and req["bearerAuth"] for req in op["security"])
     assert schema["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
+    # Two models of one name get module-qualified names (loyalty__x__schemas__Name) in clients.
+    assert [name for name in schema["components"]["schemas"] if "__" in name] == []
     adjust = operations[("post", "/wallets/{userId}/transactions")]
     assert {p["name"] for p in adjust["parameters"]} == {"userId", "Idempotency-Key"}
     assert {"201", "200", "401", "403", "404", "409", "422"} <= set(adjust["responses"])
@@ -55,21 +61,21 @@ async def test_openapi_lists_every_endpoint_with_its_security(api_client):
     }
 
 
-async def test_no_float_in_any_schema(api_client):
-    schema = (await api_client.get("/openapi.json")).json()
+async def test_no_float_in_any_schema(api):
+    schema = (await api.http.get("/openapi.json")).json()
     assert '"type": "number"' not in str(schema).replace("'", '"')
 
 
-async def test_unknown_route_and_method_are_json(api_client, auth):
-    missing = await api_client.get("/nowhere")
+async def test_unknown_route_and_method_are_json(api, auth):
+    missing = await api.http.get("/nowhere")
     assert missing.status_code == 404
     assert missing.json() == {"code": "not_found", "message": "Not Found"}
-    wrong = await api_client.delete("/health")
+    wrong = await api.http.delete("/health")
     assert wrong.status_code == 405
     assert wrong.json()["code"] == "method_not_allowed"
 
 
-async def test_unexpected_errors_are_500_without_details(database_url, engine, monkeypatch):
+async def test_unexpected_errors_are_500_without_details(settings, monkeypatch):
     boom = APIRouter()
 
     @boom.get("/boom")
@@ -78,8 +84,7 @@ async def test_unexpected_errors_are_500_without_details(database_url, engine, m
         raise RuntimeError("secret internal detail at /srv/app.py line 12")
 
     monkeypatch.setattr("api.app.ROUTERS", [boom])
-    app = create_app(Settings(environment="test", database_url=database_url))
-    async with serve(app, raise_app_exceptions=False) as client:
+    async with in_process(create_app(settings), raise_app_exceptions=False) as client:
         response = await client.get("/boom")
     assert response.status_code == 500
     assert response.json() == {"code": "internal_error", "message": "internal server error"}

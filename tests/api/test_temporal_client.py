@@ -6,16 +6,12 @@ import pytest
 
 from api.app import create_app
 from api.errors import ServiceUnavailable
-from loyalty.core.settings import Settings
-from tests.api.conftest import serve
+from tests.harness.api import in_process
 
 
-async def test_connects_on_first_use(database_url, engine, temporal_address):
-    settings = Settings(
-        environment="test", database_url=database_url, temporal_address=temporal_address
-    )
+async def test_connects_on_first_use(settings):
     app = create_app(settings)
-    async with serve(app) as client:
+    async with in_process(app) as client:
         assert (await client.get("/health")).json()["temporal"] == "not_connected"
         temporal = await app.state.temporal.get()
         assert await app.state.temporal.get() is temporal
@@ -23,12 +19,9 @@ async def test_connects_on_first_use(database_url, engine, temporal_address):
         assert (await client.get("/health")).json()["temporal"] == "connected"
 
 
-async def test_unreachable_temporal_is_service_unavailable(database_url, engine):
-    settings = Settings(
-        environment="test", database_url=database_url, temporal_address="127.0.0.1:9"
-    )
-    app = create_app(settings)
-    async with serve(app) as client:
+async def test_unreachable_temporal_is_service_unavailable(settings):
+    app = create_app(settings.model_copy(update={"temporal_address": "127.0.0.1:9"}))
+    async with in_process(app) as client:
         with pytest.raises(ServiceUnavailable, match="Temporal is not reachable"):
             await app.state.temporal.get()
         assert (await client.get("/health")).status_code == 200

@@ -44,11 +44,11 @@ async def _all_pages(client, url: str, headers, params=None) -> tuple[list[int],
             return seen, pages
 
 
-async def test_pages_cover_every_row_once(api_client, auth, engine, make_wallet):
+async def test_pages_cover_every_row_once(api, auth, engine, make_wallet):
     user = await make_wallet(10)
     ids = await _earn_rows(engine, user, 20)
     seen, pages = await _all_pages(
-        api_client, f"/wallets/{user}/transactions", auth.customer(user), {"limit": 7}
+        api.http, f"/wallets/{user}/transactions", auth.customer(user), {"limit": 7}
     )
     assert pages == 3
     assert len(seen) == 21
@@ -56,11 +56,11 @@ async def test_pages_cover_every_row_once(api_client, auth, engine, make_wallet)
     assert set(ids) < set(seen)
 
 
-async def test_exact_multiple_of_limit_ends_with_null_cursor(api_client, auth, make_wallet, engine):
+async def test_exact_multiple_of_limit_ends_with_null_cursor(api, auth, make_wallet, engine):
     user = await make_wallet(10)
     await _earn_rows(engine, user, 5)
     page = (
-        await api_client.get(
+        await api.http.get(
             f"/wallets/{user}/transactions", headers=auth.admin(), params={"limit": 6}
         )
     ).json()
@@ -68,7 +68,7 @@ async def test_exact_multiple_of_limit_ends_with_null_cursor(api_client, auth, m
     assert page["next_cursor"] is None
 
 
-async def test_pagination_under_concurrent_inserts(api_client, auth, engine, make_wallet):
+async def test_pagination_under_concurrent_inserts(api, auth, engine, make_wallet):
     user = await make_wallet(10)
     existing = set(await _earn_rows(engine, user, 60))
     async with engine.connect() as conn:
@@ -103,7 +103,7 @@ async def test_pagination_under_concurrent_inserts(api_client, auth, engine, mak
         cursor = None
         while True:
             params = {"limit": 4, **({"cursor": cursor} if cursor else {})}
-            body = (await api_client.get(url, headers=headers, params=params)).json()
+            body = (await api.http.get(url, headers=headers, params=params)).json()
             seen += [item["tx_id"] for item in body["items"]]
             cursor = body["next_cursor"]
             await asyncio.sleep(0.005)  # let the writer commit between pages
@@ -117,11 +117,11 @@ async def test_pagination_under_concurrent_inserts(api_client, auth, engine, mak
     assert existing <= set(seen), f"rows missing: {sorted(existing - set(seen))}"
     assert set(seen) <= existing | set(inserted)
     # A fresh first page shows the rows inserted meanwhile.
-    first = (await api_client.get(url, headers=headers, params={"limit": 1})).json()
+    first = (await api.http.get(url, headers=headers, params={"limit": 1})).json()
     assert first["items"][0]["tx_id"] == max(inserted)
 
 
-async def test_filters(api_client, auth, engine, make_wallet):
+async def test_filters(api, auth, engine, make_wallet):
     user = await make_wallet(1000)
     await _earn_rows(engine, user, 6, prefix="bk", booking=lambda i: f"bk-{i % 2}")
     async with engine.begin() as conn:
@@ -139,7 +139,7 @@ async def test_filters(api_client, auth, engine, make_wallet):
     url, headers = f"/wallets/{user}/transactions", auth.customer(user)
 
     async def types_of(params) -> list[tuple[str, str | None]]:
-        response = await api_client.get(url, headers=headers, params=params)
+        response = await api.http.get(url, headers=headers, params=params)
         assert response.status_code == 200, response.text
         return [(i["type"], i["booking_id"]) for i in response.json()["items"]]
 
@@ -174,9 +174,9 @@ async def test_filters(api_client, auth, engine, make_wallet):
         {"sort": "asc"},
     ],
 )
-async def test_bad_query_is_422(api_client, auth, make_wallet, params):
+async def test_bad_query_is_422(api, auth, make_wallet, params):
     user = await make_wallet(1)
-    response = await api_client.get(
+    response = await api.http.get(
         f"/wallets/{user}/transactions", headers=auth.admin(), params=params
     )
     assert response.status_code == 422, response.text

@@ -7,7 +7,7 @@ import uuid
 
 from sqlalchemy import text
 
-from tests.earning.conftest import accrual_result, earn_rows, postings
+from tests.earning.helpers import accrual_result, earn_rows, paid, postings
 
 
 async def test_payment_earns_once_and_notifies_once(
@@ -15,7 +15,7 @@ async def test_payment_earns_once_and_notifies_once(
 ):
     user = new_user_id()
     receiver.fail_first = 2  # the notification service fails twice before it answers
-    first = await api.paid(user, booking_id, 149_999, event_id=f"ev-{booking_id}")
+    first = await paid(api, user, booking_id, 149_999, event_id=f"ev-{booking_id}")
     assert first.status_code == 202, first.text
     assert first.json() == {
         "event_id": f"ev-{booking_id}",
@@ -28,9 +28,9 @@ async def test_payment_earns_once_and_notifies_once(
     assert state.outcome is not None and state.outcome.points == 149
 
     # Redelivered: the same event (same id), then the same payment under a new event id.
-    again = await api.paid(user, booking_id, 149_999, event_id=f"ev-{booking_id}")
+    again = await paid(api, user, booking_id, 149_999, event_id=f"ev-{booking_id}")
     assert (again.status_code, again.json()["duplicate"]) == (200, True)
-    later = await api.paid(user, booking_id, 149_999)
+    later = await paid(api, user, booking_id, 149_999)
     assert (later.status_code, later.json()["outcome"]) == (202, "already_finished")
 
     assert await postings(engine, user) == [("earn", 149, booking_id)]
@@ -49,8 +49,10 @@ async def test_payment_earns_once_and_notifies_once(
 
 async def test_same_event_id_with_another_body_is_409(api, worker, new_user_id, booking_id):
     user = new_user_id()
-    assert (await api.paid(user, booking_id, 10_000, event_id=f"e-{booking_id}")).status_code == 202
-    response = await api.paid(user, booking_id, 20_000, event_id=f"e-{booking_id}")
+    assert (
+        await paid(api, user, booking_id, 10_000, event_id=f"e-{booking_id}")
+    ).status_code == 202
+    response = await paid(api, user, booking_id, 20_000, event_id=f"e-{booking_id}")
     assert response.status_code == 409
     assert response.json()["code"] == "idempotency_conflict"
 
@@ -68,7 +70,7 @@ async def test_earn_endpoint_and_payment_event_share_one_posting(
     direct = await api.http.post(f"/wallets/{user}/earn", headers=api.service, json=body)
     assert direct.status_code == 201, direct.text
     assert direct.json()["points"] == 250
-    assert (await api.paid(user, booking_id, 250_000)).status_code == 202
+    assert (await paid(api, user, booking_id, 250_000)).status_code == 202
     state = await accrual_result(temporal_client, booking_id)
     assert state.outcome is not None
     assert (state.outcome.status, state.outcome.points, state.outcome.replayed) == (
@@ -105,7 +107,7 @@ async def test_tier_upgrade_at_once_on_accrual(
 ):
     user = await make_wallet(4_990)
     assert (await api.wallet(user))["tier"] == "bronze"
-    assert (await api.paid(user, booking_id, 10_000)).status_code == 202
+    assert (await paid(api, user, booking_id, 10_000)).status_code == 202
     await accrual_result(temporal_client, booking_id)
     wallet = await api.wallet(user)
     assert (wallet["tier"], wallet["lifetime_points"], wallet["balance"]) == (
@@ -127,7 +129,7 @@ async def test_cancelled_before_payment_earns_nothing(
     assert cancel.status_code == 202, cancel.text
     state = await accrual_result(temporal_client, booking_id)
     assert state.status == "cancelled"
-    late = await api.paid(user, booking_id, 500_000)
+    late = await paid(api, user, booking_id, 500_000)
     assert late.json()["outcome"] == "already_finished"
     assert await postings(engine, user) == []
 
@@ -136,7 +138,7 @@ async def test_payment_below_one_point_posts_nothing(
     api, worker, temporal_client, engine, new_user_id, booking_id
 ):
     user = new_user_id()
-    await api.paid(user, booking_id, 999)
+    await paid(api, user, booking_id, 999)
     state = await accrual_result(temporal_client, booking_id)
     assert state.status == "nothing_to_earn"
     assert await postings(engine, user) == []

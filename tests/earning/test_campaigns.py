@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from tests.earning.conftest import accrual_result, earn_rows
+from tests.earning.helpers import accrual_result, earn_rows, paid
 
 
 def _campaign(**overrides: object) -> dict[str, object]:
@@ -42,7 +42,7 @@ async def test_campaign_bonus_on_accrual_is_recorded_in_metadata(
         response = await api.http.post("/campaigns", headers=api.admin, json=body)
         assert response.status_code == 201, response.text
     user = new_user_id()
-    await api.paid(user, booking_id, 150_500, product_type=product)
+    await paid(api, user, booking_id, 150_500, product_type=product)
     state = await accrual_result(temporal_client, booking_id)
     assert state.outcome is not None and state.outcome.points == 150 + 150 + 30
     [(points, metadata)] = await earn_rows(engine, booking_id)
@@ -59,7 +59,7 @@ async def test_campaign_bonus_on_accrual_is_recorded_in_metadata(
 
     # Another product type gets the base only.
     other = f"bk-{uuid.uuid4().hex[:12]}"
-    await api.paid(user, other, 150_500, product_type="flight")
+    await paid(api, user, other, 150_500, product_type="flight")
     assert (await accrual_result(temporal_client, other)).outcome.points == 150
 
 
@@ -85,14 +85,14 @@ async def test_campaign_admin_lifecycle(api, worker, temporal_client, new_user_i
 
     user = new_user_id()
     booking = f"bk-{uuid.uuid4().hex[:12]}"
-    await api.paid(user, booking, 100_000, product_type=body["product_types"][0])
+    await paid(api, user, booking, 100_000, product_type=body["product_types"][0])
     assert (await accrual_result(temporal_client, booking)).outcome.points == 150
 
     ended = await api.http.post(f"/campaigns/{cid}/end", headers=api.admin)
     assert ended.status_code == 200 and ended.json()["status"] == "finished"
     assert ended.json()["ended_at"] is not None
     later = f"bk-{uuid.uuid4().hex[:12]}"
-    await api.paid(user, later, 100_000, product_type=body["product_types"][0])
+    await paid(api, user, later, 100_000, product_type=body["product_types"][0])
     assert (await accrual_result(temporal_client, later)).outcome.points == 100
     finished = await api.http.patch(f"/campaigns/{cid}", headers=api.admin, json={"name": "x"})
     assert finished.status_code == 422

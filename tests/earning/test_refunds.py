@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from loyalty import ledger
-from tests.earning.conftest import accrual_result, postings, refund_result
+from tests.earning.helpers import accrual_result, paid, postings, refund_result, refunded
 
 
 async def redeem(engine: AsyncEngine, user: str, booking_id: str, points: int) -> None:
@@ -37,11 +37,11 @@ async def test_full_refund_after_redemption_returns_burn_and_claws_back_earn(
 ):
     user = await make_wallet(1_000)
     await redeem(engine, user, booking_id, 300)  # 300 points off a 1,000,300 VND order
-    await api.paid(user, booking_id, 700_000)
+    await paid(api, user, booking_id, 700_000)
     await accrual_result(temporal_client, booking_id)
     assert (await api.wallet(user))["balance"] == 1_000 - 300 + 700
 
-    response = await api.refunded(user, booking_id, "r1", 0, full=True)
+    response = await refunded(api, user, booking_id, "r1", 0, full=True)
     assert response.status_code == 202, response.text
     assert response.json()["workflow_id"] == f"refund-{booking_id}-r1"
     outcome = await refund_result(temporal_client, booking_id, "r1")
@@ -73,20 +73,20 @@ async def test_partial_refunds_are_pro_rata_and_add_up_to_the_full_refund(
 ):
     user = await make_wallet(1_000)
     await redeem(engine, user, booking_id, 300)
-    await api.paid(user, booking_id, 700_000)
+    await paid(api, user, booking_id, 700_000)
     await accrual_result(temporal_client, booking_id)
 
-    await api.refunded(user, booking_id, "r1", 233_333)  # a third of the money, rounded down
+    await refunded(api, user, booking_id, "r1", 233_333)  # a third of the money, rounded down
     first = await refund_result(temporal_client, booking_id, "r1")
     # earned 700 * 233,333 / 700,000 = 233.33 -> 233; burned 300 * ... = 99.99 -> 99
     assert (first.points_returned, first.points_clawed_back) == (99, 233)
 
-    await api.refunded(user, booking_id, "r2", 233_333)
+    await refunded(api, user, booking_id, "r2", 233_333)
     second = await refund_result(temporal_client, booking_id, "r2")
     # cumulative: 466,666 refunded -> 466 clawed and 199 returned in all
     assert (second.points_returned, second.points_clawed_back) == (100, 233)
 
-    await api.refunded(user, booking_id, "r3", 233_334)  # the rest: everything is back
+    await refunded(api, user, booking_id, "r3", 233_334)  # the rest: everything is back
     third = await refund_result(temporal_client, booking_id, "r3")
     assert (third.points_returned, third.points_clawed_back) == (101, 234)
 
@@ -101,16 +101,16 @@ async def test_redelivered_refund_does_nothing_new(
 ):
     user = await make_wallet(500)
     await redeem(engine, user, booking_id, 200)
-    await api.paid(user, booking_id, 400_000)
+    await paid(api, user, booking_id, 400_000)
     await accrual_result(temporal_client, booking_id)
-    first = await api.refunded(user, booking_id, "r1", 100_000, event_id=f"rf-{booking_id}")
+    first = await refunded(api, user, booking_id, "r1", 100_000, event_id=f"rf-{booking_id}")
     assert first.status_code == 202
     await refund_result(temporal_client, booking_id, "r1")
     before = await postings(engine, user)
 
-    same = await api.refunded(user, booking_id, "r1", 100_000, event_id=f"rf-{booking_id}")
+    same = await refunded(api, user, booking_id, "r1", 100_000, event_id=f"rf-{booking_id}")
     assert (same.status_code, same.json()["outcome"]) == (200, "duplicate")
-    new_id = await api.refunded(user, booking_id, "r1", 100_000)
+    new_id = await refunded(api, user, booking_id, "r1", 100_000)
     assert (new_id.status_code, new_id.json()["outcome"]) == (202, "already_finished")
     assert await postings(engine, user) == before
     # 100,000 of 400,000: a quarter of 400 earned and of 200 burned
@@ -121,7 +121,7 @@ async def test_clawback_beyond_the_balance_becomes_a_debt_repaid_by_later_earns(
     api, worker, temporal_client, engine, new_user_id, booking_id, save_history
 ):
     user = new_user_id()
-    await api.paid(user, booking_id, 500_000)
+    await paid(api, user, booking_id, 500_000)
     await accrual_result(temporal_client, booking_id)
     async with engine.begin() as conn:  # the customer spends most of it elsewhere
         await ledger.burn(
@@ -131,7 +131,7 @@ async def test_clawback_beyond_the_balance_becomes_a_debt_repaid_by_later_earns(
             idempotency_key=f"test-voucher:{user}",
             counter_account="voucher_sales",
         )
-    await api.refunded(user, booking_id, "r1", 500_000)
+    await refunded(api, user, booking_id, "r1", 500_000)
     outcome = await refund_result(temporal_client, booking_id, "r1")
     assert (outcome.points_clawed_back, outcome.debt_recorded) == (50, 450)
     wallet = await api.wallet(user)
@@ -139,7 +139,7 @@ async def test_clawback_beyond_the_balance_becomes_a_debt_repaid_by_later_earns(
 
     # The next earn (600 points) repays the debt first.
     other = f"bk-{uuid.uuid4().hex[:12]}"
-    await api.paid(user, other, 600_000)
+    await paid(api, user, other, 600_000)
     state = await accrual_result(temporal_client, other)
     assert state.outcome is not None and state.outcome.debt_repaid == 450
     wallet = await api.wallet(user)
@@ -154,7 +154,7 @@ async def test_cancellation_is_a_full_refund(
 ):
     user = await make_wallet(100)
     await redeem(engine, user, booking_id, 100)
-    await api.paid(user, booking_id, 300_000)
+    await paid(api, user, booking_id, 300_000)
     await accrual_result(temporal_client, booking_id)
     response = await api.event(type="booking_cancelled", booking_id=booking_id, user_id=user)
     assert response.json()["workflow_id"] == f"refund-{booking_id}-cancel"

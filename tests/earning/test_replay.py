@@ -2,19 +2,20 @@
 without non-determinism errors, so a change that would break running accruals and refunds fails
 here. Regenerate them after a deliberate, versioned change with
 
-    EARNING_SAVE_HISTORIES=1 .venv/bin/python -m pytest tests/earning
+    SAVE_HISTORIES=1 make pytest ARGS=tests/earning
 
 (the tests that call `save_history` rewrite tests/earning/histories/<path>.json)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from tests.earning.conftest import HISTORIES as HISTORIES_DIR
 from tests.harness.histories import load, replay_failure, skip_while_saving
 from workflows.earning import AccrualWorkflow, RefundWorkflow
 
-HISTORIES = load(HISTORIES_DIR)
+HISTORIES = load(Path(__file__).parent / "histories")
 EXPECTED_PATHS = {
     "accrual_posted",
     "accrual_pending_activated",

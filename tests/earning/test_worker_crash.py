@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.earning.conftest import accrual_result, postings
+from tests.earning.helpers import accrual_result, paid, postings
 
 
 async def _accrual_status(engine: AsyncEngine, booking_id: str) -> str | None:
@@ -41,7 +41,7 @@ async def test_worker_killed_while_points_are_pending(
 ):
     user = new_user_id()
     first = await worker_process.start()
-    assert (await api.paid(user, booking_id, 640_000)).status_code == 202
+    assert (await paid(api, user, booking_id, 640_000)).status_code == 202
     await _until(engine, booking_id, "pending")
     worker_process.kill(first)
 
@@ -62,7 +62,7 @@ async def test_worker_killed_right_after_the_earn_was_posted(
     user = new_user_id()
     receiver.fail_first = 1_000  # keep the workflow busy notifying when the worker dies
     first = await worker_process.start()
-    assert (await api.paid(user, booking_id, 90_000)).status_code == 202
+    assert (await paid(api, user, booking_id, 90_000)).status_code == 202
     await _until(engine, booking_id, "posted")
     worker_process.kill(first)
 

@@ -1,117 +1,82 @@
-"""Fault-injection fixtures: the API on a real port (like tests/redemption), in-process or
-SIGKILL-able worker processes, a webhook catcher that holds Stripe's deliveries back, row locks
-that keep an activity running, and servers of the tests' own that they may stop and start."""
+"""What the saga's fault tests need beyond the harness: one checkout's numbers and calls, an API
+of given settings with or without localstripe's webhooks, a webhook catcher that holds Stripe's
+deliveries back, row locks that keep an activity running, and a PostgreSQL of the test's own
+that it may stop and start."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
-import stripe
 import uvicorn
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-from temporalio.client import Client
 
 import devstack
-from activities import Dependencies
-from api.app import create_app
-from api.auth import SCOPE_SERVICE
-from api.tokens import mint_token
 from loyalty.core.settings import Settings
-from loyalty.core.stripe_client import async_stripe_client, make_stripe_client
-from tests.redemption.conftest import Api
-from worker import build_worker
+from loyalty.redemption import stripe_events
+from tests.harness.api import Api, point_webhooks, served
 
-# One webhook registration in localstripe for every test that runs an API (the same id as
-# tests/redemption): re-pointed at the current API, so no stale server gets deliveries.
-WEBHOOK_ID = "redemption-tests"
+# One checkout of every fault test, and the postings it ends with.
+POINTS, ORDER = 30_000, 100_000
+CAPTURED = [("hold", 0, POINTS, None), ("capture", -POINTS, -POINTS, POINTS)]
+RELEASED = [("hold", 0, POINTS, None), ("release", 0, -POINTS, None)]
+HOLD_ROW = "SELECT 1 FROM holds WHERE hold_id = :h FOR UPDATE"
+# The statements that wait on those locks (pg_stat_activity keeps the first 1 kB of a query).
+CAPTURE_WAITS_ON = "FROM ledger_capture("  # the capture's one call (loyalty.ledger.holds)
+HOLD_WAITS_ON = "FROM ledger_hold("  # the hold's one call
 
 
-@pytest.fixture
-def settings(
-    database_url: str, temporal_address: str, localstripe_url: str, task_queue: str
-) -> Settings:
-    return Settings(
-        environment="test",
-        database_url=database_url,
-        temporal_address=temporal_address,
-        stripe_api_key="sk_test_faults",
-        stripe_api_base=localstripe_url,
-        temporal_task_queue=task_queue,
+async def redeem(api: Api, user: str, booking_id: str) -> dict[str, Any]:
+    body = {"booking_id": booking_id, "order_amount": ORDER, "currency": "VND", "points": POINTS}
+    answer = await api.http.post(f"/wallets/{user}/redeem", json=body, headers=api.service)
+    assert answer.status_code == 200, answer.text
+    return answer.json()  # type: ignore[no-any-return]
+
+
+async def decide(api: Api, user: str, booking_id: str, decision: str) -> None:
+    answer = await api.http.post(
+        f"/wallets/{user}/{decision}",
+        json={"booking_id": booking_id},
+        headers=api.service,
     )
+    assert answer.status_code == 202, answer.text
 
 
-@pytest.fixture
-def stripe_client(settings: Settings) -> stripe.StripeClient:
-    return make_stripe_client(settings)
+async def event_outcomes(engine: AsyncEngine, payment_intent_id: str) -> list[tuple[str, str]]:
+    async with engine.connect() as conn:
+        return [(t, o) for _, t, o in await stripe_events.outcomes(conn, payment_intent_id)]
 
 
-async def _serve(app: object) -> tuple[uvicorn.Server, asyncio.Task[None], str]:
-    port = devstack.free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")  # type: ignore[arg-type]
-    )
-    serving = asyncio.create_task(server.serve())
-    async with asyncio.timeout(10):
-        while not server.started:
-            if serving.done():
-                serving.result()
-            await asyncio.sleep(0.02)
-    return server, serving, f"http://127.0.0.1:{port}"
-
-
-async def point_webhooks(localstripe_url: str, url: str, secret: str) -> None:
-    async with httpx.AsyncClient() as http:
-        answer = await http.post(
-            f"{localstripe_url}/_config/webhooks/{WEBHOOK_ID}",
-            data=devstack.localstripe_webhook_fields(url, secret),
-        )
-        answer.raise_for_status()
+async def wait_for_events(
+    engine: AsyncEngine, payment_intent_id: str, count: int = 1, within: float = 20
+) -> list[tuple[str, str]]:
+    deadline = time.monotonic() + within
+    while len(seen := await event_outcomes(engine, payment_intent_id)) < count:
+        if time.monotonic() > deadline:
+            return seen
+        await asyncio.sleep(0.1)
+    return seen
 
 
 @contextlib.asynccontextmanager
 async def running_api(settings: Settings, *, webhooks: bool = True) -> AsyncIterator[Api]:
-    """The API under uvicorn in this process; localstripe's webhooks pointed at it."""
-    server, serving, url = await _serve(create_app(settings))
-    try:
-        async with httpx.AsyncClient(base_url=url, timeout=60) as http:
-            if webhooks:
-                assert settings.stripe_api_base
-                await point_webhooks(
-                    settings.stripe_api_base,
-                    f"{url}/webhooks/stripe",
-                    settings.stripe_webhook_secret,
-                )
-            token = mint_token(settings, sub="booking-service", scopes=[SCOPE_SERVICE])
-            yield Api(url, http, {"Authorization": f"Bearer {token}"}, settings)
-    finally:
-        server.should_exit = True
-        await serving
-
-
-@pytest.fixture
-async def api(settings: Settings) -> AsyncIterator[Api]:
-    async with running_api(settings) as running:
-        yield running
-
-
-@contextlib.asynccontextmanager
-async def running_worker(
-    client: Client, engine: AsyncEngine, settings: Settings
-) -> AsyncIterator[None]:
-    """A worker in this process, built exactly as worker.py builds it."""
-    async with async_stripe_client(settings) as stripe_client:
-        deps = Dependencies(settings=settings, engine=engine, stripe=stripe_client)
-        async with build_worker(client, deps, settings.temporal_task_queue):
-            yield
+    """The API of these settings on a port; localstripe's webhooks pointed at it, or (with
+    `webhooks=False`) left where they are (the test's `live_api`, or a catcher)."""
+    async with served(settings) as api:
+        if webhooks:
+            assert api.url is not None
+            await point_webhooks(settings, api.url)
+        yield api
 
 
 @dataclass
@@ -177,13 +142,23 @@ class WebhookCatcher:
 async def webhook_catcher(settings: Settings) -> AsyncIterator[WebhookCatcher]:
     """localstripe's webhooks go to the catcher (not the API) for the test's duration."""
     catcher = WebhookCatcher()
-    server, serving, url = await _serve(catcher)
-    catcher.url = url
-    assert settings.stripe_api_base
-    await point_webhooks(settings.stripe_api_base, url, settings.stripe_webhook_secret)
-    yield catcher
-    server.should_exit = True
-    await serving
+    port = devstack.free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(catcher, host="127.0.0.1", port=port, log_level="warning")  # type: ignore[arg-type]
+    )
+    serving = asyncio.create_task(server.serve())
+    try:
+        async with asyncio.timeout(10):
+            while not server.started:
+                if serving.done():
+                    serving.result()
+                await asyncio.sleep(0.02)
+        catcher.url = f"http://127.0.0.1:{port}"
+        await point_webhooks(settings, catcher.url)
+        yield catcher
+    finally:
+        server.should_exit = True
+        await serving
 
 
 @contextlib.asynccontextmanager

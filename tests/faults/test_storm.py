@@ -23,8 +23,8 @@ from temporalio.client import Client
 
 from loyalty.core.settings import PROJECT_ROOT, Settings
 from tests.faults.conftest import running_api, unique
+from tests.harness.api import Api
 from tests.harness.workers import WorkerProcess
-from tests.redemption.conftest import Api
 from tests.redemption.helpers import DECLINED_CARD, pay, postings, wait_for_end, wallet
 
 MakeWallet = Callable[..., Awaitable[str]]
@@ -86,7 +86,7 @@ async def run_checkout(
 
 @pytest.mark.slow
 async def test_storm_of_checkouts_matches_the_model(
-    api: Api,
+    live_api: Api,
     settings: Settings,
     worker_process: WorkerProcess,
     temporal_client: Client,
@@ -112,7 +112,7 @@ async def test_storm_of_checkouts_matches_the_model(
 
         async def bounded(c: Checkout) -> int:
             async with gate:
-                return await run_checkout(c, users[c.wallet], api, short_api, stripe_client)
+                return await run_checkout(c, users[c.wallet], live_api, short_api, stripe_client)
 
         statuses = await asyncio.gather(*(bounded(c) for c in checkouts))
         assert Counter(statuses) == Counter(

@@ -15,7 +15,8 @@ from typing import Any
 @dataclass
 class Receiver:
     url: str = ""
-    fail_first: int = 0  # answer 503 to this many requests first
+    fail_first: int = 0  # answer `failure_status` to this many requests first
+    failure_status: int = 503  # a 5xx is retried; a 4xx such as 422 is a refusal for good
     attempts: int = 0
     received: list[dict[str, Any]] = field(default_factory=list)
 
@@ -36,7 +37,7 @@ def receiving() -> Iterator[Receiver]:
                 failing = state.attempts <= state.fail_first
                 if not failing:
                     state.received.append({**body, "key": self.headers["Idempotency-Key"]})
-            self.send_response(503 if failing else 202)
+            self.send_response(state.failure_status if failing else 202)
             self.end_headers()
 
         def log_message(self, *args: object) -> None:

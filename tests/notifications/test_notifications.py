@@ -3,59 +3,25 @@ Temporal worker that retries the activity while the receiver fails its first att
 
 from __future__ import annotations
 
-import json
-import threading
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
 from sqlalchemy import text
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from activities.notifications import NotificationActivities
 from loyalty.notifications.models import Notification, NotificationKind
+from workflows import policies
 
-
-@dataclass
-class Receiver:
-    url: str
-    fail_first: int = 0
-    status_when_failing: int = 503
-    received: list[dict] = field(default_factory=list)
-    attempts: int = 0
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    state = Receiver(url="")
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            state.attempts += 1
-            if state.attempts <= state.fail_first:
-                self.send_response(state.status_when_failing)
-                self.end_headers()
-                return
-            state.received.append({**body, "key": self.headers["Idempotency-Key"]})
-            self.send_response(202)
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/notify"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield state
-    server.shutdown()
+# Retried at once, so the receiver's refused first attempts cost milliseconds, not the seconds
+# of the shipped policy's backoff.
+RETRY_AT_ONCE = RetryPolicy(initial_interval=timedelta(milliseconds=50), backoff_coefficient=1.0)
 
 
 @workflow.defn(sandboxed=False)
@@ -64,20 +30,15 @@ class NotifyTwiceWorkflow:
 
     @workflow.run
     async def run(self, note: Notification) -> list[str]:
-        results = []
-        for _ in range(2):
-            results.append(
-                await workflow.execute_activity(
-                    "send_notification",
-                    note,
-                    start_to_close_timeout=timedelta(seconds=10),
-                    retry_policy=RetryPolicy(
-                        initial_interval=timedelta(milliseconds=50), backoff_coefficient=1.0
-                    ),
-                    result_type=str,
-                )
+        return [
+            await workflow.execute_activity_method(
+                NotificationActivities.send,
+                note,
+                start_to_close_timeout=policies.NOTIFY_TIMEOUT,
+                retry_policy=RETRY_AT_ONCE,
             )
-        return results
+            for _ in range(2)
+        ]
 
 
 def _note(user_id: str) -> Notification:
@@ -157,12 +118,9 @@ async def test_without_url_the_outbox_keeps_one_row(temporal_client, task_queue,
 
 async def test_a_permanent_refusal_is_not_retried(engine, receiver, user_id):
     receiver.fail_first = 100
-    receiver.status_when_failing = 422
+    receiver.failure_status = 422
     async with httpx.AsyncClient(timeout=5) as http:
         acts = NotificationActivities(engine, receiver.url, http)
-        from temporalio.exceptions import ApplicationError
-        from temporalio.testing import ActivityEnvironment
-
         with pytest.raises(ApplicationError) as refused:
             await ActivityEnvironment().run(acts.send, _note(user_id))
     assert refused.value.non_retryable

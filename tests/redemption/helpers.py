@@ -1,20 +1,28 @@
-"""Small helpers for the redemption tests: play the customer in localstripe, read the ledger,
-wait for the saga."""
+"""What the checkout tests share beyond the harness: play the customer in localstripe, sign
+webhook payloads as Stripe does, read a booking's postings and a wallet's balance, wait for the
+saga. Also where the saga's saved histories live (the fault tests save one there too)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
+import json
 import time
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import stripe
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client, WorkflowExecutionStatus
 
-from api.temporal import checkout
-from loyalty.redemption.rules import RedemptionState
+from loyalty.redemption.contracts import RedemptionState, workflow_id_for
+from tests.harness.waits import workflow_result
+
+HISTORIES = Path(__file__).parent / "histories"
 
 GOOD_CARD = "4242424242424242"
 DECLINED_CARD = "4000000000000341"  # attaches, then is declined at charge
@@ -35,6 +43,26 @@ async def pay(client: stripe.StripeClient, payment_intent_id: str, card: str = G
         )
     intent = await client.v1.payment_intents.retrieve_async(payment_intent_id)
     return str(intent.status)
+
+
+def signed(payload: bytes, secret: str) -> dict[str, str]:
+    """The headers of a webhook delivery signed with `secret`, as Stripe signs them."""
+    stamp = int(time.time())
+    mac = hmac.new(secret.encode(), f"{stamp}.".encode() + payload, hashlib.sha256).hexdigest()
+    return {"Stripe-Signature": f"t={stamp},v1={mac}", "Content-Type": "application/json"}
+
+
+def intent_event(event_id: str, event_type: str, intent: dict[str, Any]) -> bytes:
+    """A Stripe event about a PaymentIntent, as its webhook payload."""
+    event = {
+        "id": event_id,
+        "object": "event",
+        "type": event_type,
+        "created": int(time.time()),
+        "api_version": "2017-08-15",
+        "data": {"object": intent},
+    }
+    return json.dumps(event).encode()
 
 
 @dataclass(frozen=True)
@@ -72,38 +100,19 @@ async def postings(engine: AsyncEngine, booking_id: str) -> list[tuple[str, int,
     return [(r[0], int(r[1]), int(r[2]), r[3]) for r in rows]
 
 
-async def wait_for_end(client: Client, booking_id: str, within: float = 30) -> RedemptionState:
+async def wait_for_end(client: Client, booking_id: str, within: float = 60) -> RedemptionState:
     """Wait until the saga has ended, and return its final state."""
-    handle = client.get_workflow_handle(f"redemption-{booking_id}", result_type=RedemptionState)
-    async with asyncio.timeout(within):
-        return await handle.result()
-
-
-async def wait_for_status(
-    client: Client, booking_id: str, *statuses: str, within: float = 30
-) -> RedemptionState:
-    deadline = time.monotonic() + within
-    while True:
-        current = await checkout.state(client, booking_id)
-        if current.status in statuses:
-            return current
-        if time.monotonic() > deadline:
-            raise AssertionError(f"saga is {current.status}, expected one of {statuses}")
-        await asyncio.sleep(0.1)
-
-
-async def execution_status(client: Client, workflow_id: str) -> WorkflowExecutionStatus | None:
-    return (await client.get_workflow_handle(workflow_id).describe()).status
+    return await workflow_result(client, workflow_id_for(booking_id), RedemptionState, within)
 
 
 async def wait_closed(
-    client: Client, workflow_id: str, within: float = 5
+    client: Client, workflow_id: str, within: float = 10
 ) -> WorkflowExecutionStatus | None:
     """The run's status once it is no longer running (the saga ends itself right after
     answering a refused redeem; the answer can reach the caller a moment before)."""
     deadline = time.monotonic() + within
     while True:
-        status = await execution_status(client, workflow_id)
+        status = (await client.get_workflow_handle(workflow_id).describe()).status
         if status != WorkflowExecutionStatus.RUNNING or time.monotonic() > deadline:
             return status
         await asyncio.sleep(0.05)

@@ -1,13 +1,11 @@
-"""End to end through HTTP: the API on a real port, the worker in process, localstripe paying
-and posting real signed webhooks to the API."""
+"""End to end through HTTP, with the worker in process. Where localstripe's signed webhooks must
+reach the API (the customer pays or is declined), the API listens on a port (`live_api`);
+elsewhere it runs in process (`api`), and the tests post signed webhooks themselves."""
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -19,11 +17,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 
 from loyalty.redemption import stripe_events
-from tests.redemption.conftest import Api
+from tests.harness.api import Api
+from tests.harness.histories import SaveHistory
 from tests.redemption.helpers import (
     DECLINED_CARD,
+    WalletRow,
+    intent_event,
     pay,
     postings,
+    signed,
     wait_for_end,
     wallet,
 )
@@ -31,7 +33,6 @@ from tests.redemption.helpers import (
 pytestmark = pytest.mark.usefixtures("worker")
 
 MakeWallet = Callable[..., Awaitable[str]]
-SaveHistory = Callable[[str, str], Awaitable[None]]
 
 
 async def redeem(
@@ -49,24 +50,6 @@ async def redeem(
     )
 
 
-def signed(payload: bytes, secret: str) -> dict[str, str]:
-    stamp = int(time.time())
-    mac = hmac.new(secret.encode(), f"{stamp}.".encode() + payload, hashlib.sha256).hexdigest()
-    return {"Stripe-Signature": f"t={stamp},v1={mac}", "Content-Type": "application/json"}
-
-
-def intent_event(event_id: str, event_type: str, intent: dict[str, Any]) -> bytes:
-    event = {
-        "id": event_id,
-        "object": "event",
-        "type": event_type,
-        "created": int(time.time()),
-        "api_version": "2017-08-15",
-        "data": {"object": intent},
-    }
-    return json.dumps(event).encode()
-
-
 async def events_of(engine: AsyncEngine, payment_intent_id: str) -> list[tuple[str, str]]:
     """(type, outcome) of the webhook events recorded for the PaymentIntent."""
     async with engine.connect() as conn:
@@ -74,7 +57,7 @@ async def events_of(engine: AsyncEngine, payment_intent_id: str) -> list[tuple[s
 
 
 async def test_paid_checkout_webhook_captures(
-    api: Api,
+    live_api: Api,
     temporal_client: Client,
     engine: AsyncEngine,
     stripe_client: stripe.StripeClient,
@@ -86,7 +69,7 @@ async def test_paid_checkout_webhook_captures(
     # An event outside the webhook's subscription (stripe_events.WEBHOOK_EVENTS), sent before
     # the payment's: it must never reach the API.
     customer = await stripe_client.v1.customers.create_async({"email": f"{user}@example.com"})
-    answer = await redeem(api, user, booking_id)
+    answer = await redeem(live_api, user, booking_id)
     assert answer.status_code == 200, answer.text
     hold = answer.json()
     assert hold["points_held"] == 30_000
@@ -113,8 +96,8 @@ async def test_paid_checkout_webhook_captures(
             text("SELECT count(*) FROM stripe_events WHERE event_id = :e"), {"e": customer_event}
         )
         assert seen.scalar_one() == 0
-    status = await api.http.get(
-        f"/wallets/{user}/redemptions/{booking_id}", headers=api.customer(user)
+    status = await live_api.http.get(
+        f"/wallets/{user}/redemptions/{booking_id}", headers=live_api.customer(user)
     )
     assert status.status_code == 200
     assert status.json()["status"] == "captured"
@@ -131,7 +114,7 @@ def test_the_webhook_subscription_is_what_the_endpoint_acts_on() -> None:
 
 
 async def test_declined_payment_releases_the_points(
-    api: Api,
+    live_api: Api,
     temporal_client: Client,
     engine: AsyncEngine,
     stripe_client: stripe.StripeClient,
@@ -140,7 +123,7 @@ async def test_declined_payment_releases_the_points(
     save_history: SaveHistory,
 ) -> None:
     user = await make_wallet(50_000)
-    hold = (await redeem(api, user, booking_id)).json()
+    hold = (await redeem(live_api, user, booking_id)).json()
 
     assert await pay(stripe_client, hold["payment_intent_id"], DECLINED_CARD) == (
         "requires_payment_method"
@@ -151,7 +134,7 @@ async def test_declined_payment_releases_the_points(
     assert final.decision == "payment_failed"
     intent = await stripe_client.v1.payment_intents.retrieve_async(hold["payment_intent_id"])
     assert intent.status == "canceled"  # the customer cannot pay it later
-    assert await wallet(engine, user) == type(await wallet(engine, user))(50_000, 0)
+    assert await wallet(engine, user) == WalletRow(50_000, 0)
     assert await events_of(engine, hold["payment_intent_id"]) == [
         ("payment_intent.payment_failed", "signalled")
     ]
@@ -191,9 +174,7 @@ async def test_all_points_checkout_confirmed_over_http(
     make_wallet: MakeWallet,
     booking_id: str,
 ) -> None:
-    user = await make_wallet(50_000)
-    async with engine.begin() as conn:
-        await conn.execute(text("UPDATE wallets SET tier = 'gold' WHERE user_id = :u"), {"u": user})
+    user = await make_wallet(50_000, tier="gold")
     hold = (await redeem(api, user, booking_id, points=40_000, order=40_000)).json()
     assert hold["amount_to_charge_minor"] == 0
     assert hold["payment_intent_id"] is None
@@ -207,7 +188,7 @@ async def test_all_points_checkout_confirmed_over_http(
 
 
 async def test_duplicate_and_out_of_order_webhooks_change_nothing_after_the_first(
-    api: Api,
+    live_api: Api,
     temporal_client: Client,
     engine: AsyncEngine,
     stripe_client: stripe.StripeClient,
@@ -215,7 +196,7 @@ async def test_duplicate_and_out_of_order_webhooks_change_nothing_after_the_firs
     booking_id: str,
 ) -> None:
     user = await make_wallet(50_000)
-    hold = (await redeem(api, user, booking_id)).json()
+    hold = (await redeem(live_api, user, booking_id)).json()
     intent_id = hold["payment_intent_id"]
     await pay(stripe_client, intent_id)
     assert (await wait_for_end(temporal_client, booking_id)).status == "captured"
@@ -233,9 +214,9 @@ async def test_duplicate_and_out_of_order_webhooks_change_nothing_after_the_firs
             assert events.has_more, f"no payment_intent.succeeded event for {intent_id}"
             events = await events.next_page_async()
     payload = json.dumps(real).encode()
-    secret = api.settings.stripe_webhook_secret
+    secret = live_api.settings.stripe_webhook_secret
     for _ in range(5):
-        answer = await api.http.post(
+        answer = await live_api.http.post(
             "/webhooks/stripe", content=payload, headers=signed(payload, secret)
         )
         assert answer.status_code == 200, answer.text
@@ -244,7 +225,9 @@ async def test_duplicate_and_out_of_order_webhooks_change_nothing_after_the_firs
     # A payment_failed arriving after the success (out of order) is acknowledged, changes nothing.
     intent = (await stripe_client.v1.payment_intents.retrieve_async(intent_id)).to_dict()
     late = intent_event("evt_late_failure_" + booking_id, "payment_intent.payment_failed", intent)
-    answer = await api.http.post("/webhooks/stripe", content=late, headers=signed(late, secret))
+    answer = await live_api.http.post(
+        "/webhooks/stripe", content=late, headers=signed(late, secret)
+    )
     assert answer.status_code == 200
     assert answer.json()["outcome"] == "saga_ended"
 
@@ -400,7 +383,7 @@ async def test_concurrent_redeems_on_one_wallet_never_overdraw(
     codes = sorted(a.status_code for a in answers)
     assert codes == [200] * 3 + [422] * 7, [a.text for a in answers]
     assert all(a.json()["code"] == "insufficient_points" for a in answers if a.status_code == 422)
-    assert await wallet(engine, user) == type(await wallet(engine, user))(1_000, 900)
+    assert await wallet(engine, user) == WalletRow(1_000, 900)
     for b, a in zip(bookings, answers, strict=True):
         if a.status_code == 200:
             await api.http.post(

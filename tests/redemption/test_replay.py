@@ -1,7 +1,7 @@
 """Saved histories of every saga path replay against the current workflow code without
 non-determinism errors. Regenerate them after a deliberate, versioned change with
 
-    REDEMPTION_SAVE_HISTORIES=1 .venv/bin/python -m pytest tests/redemption
+    SAVE_HISTORIES=1 .venv/bin/python scripts/pytest_run.py tests/redemption
 
 (the tests that call `save_history` rewrite tests/redemption/histories/<path>.json).
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 
 from tests.harness.histories import load, replay_failure, skip_while_saving
-from tests.redemption.conftest import HISTORIES as HISTORIES_DIR
+from tests.redemption.helpers import HISTORIES as HISTORIES_DIR
 from workflows.redemption import RedemptionWorkflow
 
 HISTORIES = load(HISTORIES_DIR)
@@ -31,7 +31,7 @@ EXPECTED_PATHS = {
     "payment_failed_released",
     "worker_killed_captured",
 }
-# Saved by tests/faults (REDEMPTION_SAVE_HISTORIES=1 with that test): the local capture failed
+# Saved by tests/faults (SAVE_HISTORIES=1 with that test): the local capture failed
 # and went on as an activity. Saga version 2 only.
 FAULT_PATHS = {"database_down_capture_as_activity"}
 

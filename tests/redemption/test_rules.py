@@ -5,10 +5,9 @@ from __future__ import annotations
 import pytest
 
 from loyalty.core.errors import ValidationFailed
+from loyalty.redemption.contracts import RedeemRequest
+from loyalty.redemption.errors import CurrencyNotSupported, RedemptionCapExceeded
 from loyalty.redemption.rules import (
-    CurrencyNotSupported,
-    RedeemRequest,
-    RedemptionCapExceeded,
     max_redeemable_points,
     plan_hold,
     same_request,

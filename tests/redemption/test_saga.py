@@ -15,19 +15,25 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from api.temporal import checkout
 from loyalty.core.errors import InsufficientPoints, WalletNotFound
 from loyalty.core.settings import Settings
-from loyalty.redemption.rules import (
+from loyalty.redemption.contracts import PaymentEvent, RedeemRequest, workflow_id_for
+from loyalty.redemption.errors import (
     CurrencyNotSupported,
-    PaymentEvent,
-    RedeemRequest,
     RedemptionCapExceeded,
     RedemptionConflict,
 )
-from tests.redemption.helpers import pay, postings, wait_closed, wait_for_end, wallet
+from tests.harness.histories import SaveHistory
+from tests.redemption.helpers import (
+    WalletRow,
+    pay,
+    postings,
+    wait_closed,
+    wait_for_end,
+    wallet,
+)
 
 pytestmark = pytest.mark.usefixtures("worker")
 
 MakeWallet = Callable[..., Awaitable[str]]
-SaveHistory = Callable[[str, str], Awaitable[None]]
 
 
 def request(user_id: str, booking_id: str, *, order: int = 100_000, points: int = 30_000,
@@ -57,10 +63,10 @@ async def test_paid_checkout_captures_the_points(
     assert hold.discount_minor == 30_000
     assert hold.amount_to_charge_minor == 70_000
     assert hold.payment_intent_id and hold.client_secret
-    assert await wallet(engine, user) == type(await wallet(engine, user))(50_000, 30_000)
+    assert await wallet(engine, user) == WalletRow(50_000, 30_000)
     intent = await stripe_client.v1.payment_intents.retrieve_async(hold.payment_intent_id)
     assert intent.amount == 70_000
-    assert intent.metadata["workflow_id"] == f"redemption-{booking_id}"
+    assert intent.metadata["workflow_id"] == workflow_id_for(booking_id)
     assert intent.metadata["booking_id"] == booking_id
 
     assert await pay(stripe_client, hold.payment_intent_id) == "succeeded"
@@ -97,11 +103,7 @@ async def test_all_points_order_makes_no_payment_intent_and_confirm_captures(
     booking_id: str,
     save_history: SaveHistory,
 ) -> None:
-    user = await make_wallet(50_000)
-    async with engine.begin() as conn:  # gold redeems up to 100% of the order
-        from sqlalchemy import text
-
-        await conn.execute(text("UPDATE wallets SET tier = 'gold' WHERE user_id = :u"), {"u": user})
+    user = await make_wallet(50_000, tier="gold")  # gold redeems up to 100% of the order
     hold = await checkout.redeem(
         temporal_client, settings, request(user, booking_id, order=40_000, points=40_000)
     )
@@ -136,7 +138,7 @@ async def test_release_cancels_the_payment_intent_and_releases(
     assert final.payment_status == "canceled"
     intent = await stripe_client.v1.payment_intents.retrieve_async(hold.payment_intent_id)
     assert intent.status == "canceled"
-    assert await wallet(engine, user) == type(await wallet(engine, user))(50_000, 0)
+    assert await wallet(engine, user) == WalletRow(50_000, 0)
     assert [p[0] for p in await postings(engine, booking_id)] == ["hold", "release"]
     await save_history("released_by_booking", hold.workflow_id)
 
@@ -216,10 +218,10 @@ async def test_refused_redeem_leaves_no_hold_and_no_saga_waiting(
 
     assert await postings(engine, booking_id) == []
     if error is InsufficientPoints:
-        await save_history("rejected_insufficient_points", f"redemption-{booking_id}")
+        await save_history("rejected_insufficient_points", workflow_id_for(booking_id))
     if balance is not None:
         assert (await wallet(engine, user)).held == 0
-    status = await wait_closed(temporal_client, f"redemption-{booking_id}")
+    status = await wait_closed(temporal_client, workflow_id_for(booking_id))
     assert status == WorkflowExecutionStatus.FAILED
 
     # The refusal does not block the booking: a valid request starts the saga afresh.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import signal
 from collections.abc import Awaitable, Callable
 
@@ -11,16 +10,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 
 from loyalty.redemption import stripe_events
+from tests.harness.api import Api
+from tests.harness.histories import SaveHistory
+from tests.harness.waits import eventually
 from tests.harness.workers import WorkerProcess
-from tests.redemption.conftest import Api
 from tests.redemption.helpers import pay, postings, wait_for_end, wallet
 
 MakeWallet = Callable[..., Awaitable[str]]
-SaveHistory = Callable[[str, str], Awaitable[None]]
 
 
 async def test_worker_killed_after_the_hold_saga_completes_exactly_once(
-    api: Api,
+    live_api: Api,
     worker_process: WorkerProcess,
     temporal_client: Client,
     engine: AsyncEngine,
@@ -31,7 +31,7 @@ async def test_worker_killed_after_the_hold_saga_completes_exactly_once(
 ) -> None:
     user = await make_wallet(50_000)
     first = await worker_process.start()
-    answer = await api.http.post(
+    answer = await live_api.http.post(
         f"/wallets/{user}/redeem",
         json={
             "booking_id": booking_id,
@@ -39,7 +39,7 @@ async def test_worker_killed_after_the_hold_saga_completes_exactly_once(
             "currency": "VND",
             "points": 30_000,
         },
-        headers=api.service,
+        headers=live_api.service,
     )
     assert answer.status_code == 200, answer.text
     hold = answer.json()
@@ -49,13 +49,12 @@ async def test_worker_killed_after_the_hold_saga_completes_exactly_once(
 
     # The customer pays while no worker runs: the webhook's signal waits in Temporal.
     await pay(stripe_client, hold["payment_intent_id"])
-    async with asyncio.timeout(15):
-        while True:
-            async with engine.connect() as conn:
-                seen = await stripe_events.outcomes(conn, hold["payment_intent_id"])
-            if seen:
-                break
-            await asyncio.sleep(0.1)
+
+    async def webhook_outcomes() -> list[tuple[str, str, str]]:
+        async with engine.connect() as conn:
+            return await stripe_events.outcomes(conn, hold["payment_intent_id"])
+
+    seen = await eventually(webhook_outcomes, seconds=30)
     assert [outcome for _, _, outcome in seen] == ["signalled"]
     assert (await wallet(engine, user)).held == 30_000  # nothing moved without a worker
 

@@ -9,40 +9,12 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from api.app import create_app
-from api.auth import SCOPE_ADMIN, SCOPE_CUSTOMER
-from api.tokens import mint_token
-from loyalty.core.settings import Settings
-from tests.api.conftest import serve
-from tests.tiers.conftest import SeedWallet, seed
-
-
-@pytest.fixture(scope="module")
-def settings(database_url: str) -> Settings:
-    return Settings(environment="test", database_url=database_url)
-
-
-@pytest.fixture(scope="module")
-async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    async with serve(create_app(settings)) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def admin(settings: Settings) -> dict[str, str]:
-    token = mint_token(settings, sub="admin-1", scopes=[SCOPE_ADMIN], ttl=3600)
-    return {"Authorization": f"Bearer {token}"}
-
-
-@pytest.fixture(scope="module")
-def customer(settings: Settings) -> dict[str, str]:
-    token = mint_token(settings, sub="someone", scopes=[SCOPE_CUSTOMER], ttl=3600)
-    return {"Authorization": f"Bearer {token}"}
+from tests.harness.api import Api
+from tests.tiers.helpers import SeedWallet, seed
 
 
 @pytest.fixture
@@ -58,9 +30,8 @@ async def platinum_cleanup(engine: AsyncEngine) -> AsyncIterator[None]:
             )
 
 
-async def test_the_ladder_is_listed_for_any_signed_in_caller(
-    client: httpx.AsyncClient, customer: dict[str, str]
-) -> None:
+async def test_the_ladder_is_listed_for_any_signed_in_caller(api: Api) -> None:
+    client, customer = api.http, api.customer("someone")
     assert (await client.get("/tiers")).status_code == 401
     response = await client.get("/tiers", headers=customer)
     assert response.status_code == 200
@@ -71,11 +42,9 @@ async def test_the_ladder_is_listed_for_any_signed_in_caller(
 
 
 async def test_admins_create_update_and_order_tiers_and_bad_ladders_are_refused(
-    client: httpx.AsyncClient,
-    admin: dict[str, str],
-    customer: dict[str, str],
-    platinum_cleanup: None,
+    api: Api, platinum_cleanup: None
 ) -> None:
+    client, admin, customer = api.http, api.admin, api.customer("someone")
     platinum = {"code": "platinum", "name": "Platinum", "rank": 10, "threshold": 20000}
     assert (await client.post("/tiers", json=platinum, headers=customer)).status_code == 403
 
@@ -126,12 +95,8 @@ async def test_admins_create_update_and_order_tiers_and_bad_ladders_are_refused(
     ]
 
 
-async def test_customers_filters_pagination_and_csv(
-    client: httpx.AsyncClient,
-    admin: dict[str, str],
-    customer: dict[str, str],
-    engine: AsyncEngine,
-) -> None:
+async def test_customers_filters_pagination_and_csv(api: Api, engine: AsyncEngine) -> None:
+    client, admin, customer = api.http, api.admin, api.customer("someone")
     base = 7_700_000 + uuid.uuid4().int % 90_000 * 10  # balances no other test uses
     old = datetime(2001, 1, 1, tzinfo=UTC)
     prefix = f"cust-{uuid.uuid4().hex[:6]}"
@@ -211,8 +176,9 @@ async def test_customers_filters_pagination_and_csv(
     [{"name": "Plat\x00inum"}, {"benefits": {"lounge": "a\x00b"}}, {"benefits": {"a\x00": 1}}],
 )
 async def test_text_postgresql_cannot_store_is_refused_and_nothing_is_written(
-    client: httpx.AsyncClient, admin: dict[str, str], change: dict[str, Any]
+    api: Api, change: dict[str, Any]
 ) -> None:
+    client, admin = api.http, api.admin
     body = {"code": "nul-test", "name": "Nul", "rank": 11, "threshold": 900000, **change}
     created = await client.post("/tiers", json=body, headers=admin)
     assert created.status_code == 422, created.text

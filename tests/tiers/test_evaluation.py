@@ -5,27 +5,18 @@ The evaluation walks every wallet in the database, so assertions either cover ev
 
 from __future__ import annotations
 
-import json
 import random
-import threading
-import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
-from activities import Dependencies
-from loyalty.core.settings import Settings
-from loyalty.tiers.contracts import TierEvaluationInput
 from loyalty.tiers.rules import Ladder, notification_key, trailing_window_start
 from tests.harness.histories import SaveHistory
-from tests.tiers.conftest import Evaluate, SeedWallet, direct_decisions, seed, tiers_of
-from worker import build_worker
-from workflows.tier_evaluation import TierEvaluationWorkflow
+from tests.tiers.helpers import Evaluate, SeedWallet, direct_decisions, seed, tiers_of
 
 GRACE = timedelta(days=30)
 
@@ -213,52 +204,3 @@ async def test_downgrade_with_and_without_grace(
     assert await tiers_of(engine, [ids[no_grace.user_id]]) == {
         ids[no_grace.user_id]: ("silver", None)
     }
-
-
-async def test_each_change_is_notified_once_through_a_flaky_receiver(
-    engine: AsyncEngine, ladder: Ladder, temporal_client: Client, task_queue: str
-) -> None:
-    received: list[tuple[str, str]] = []
-    attempts = 0
-
-    class Receiver(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            nonlocal attempts
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            attempts += 1
-            ok = attempts > 2  # the first two deliveries fail
-            if ok:
-                received.append((self.headers["Idempotency-Key"], body["payload"]["to_tier"]))
-            self.send_response(202 if ok else 503)
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    as_of = datetime.now(UTC)
-    movers = [SeedWallet("bronze", [(5000 + i, as_of - timedelta(days=1))]) for i in range(5)]
-    ids = await seed(engine, movers)
-    settings = Settings(
-        environment="test", notify_url=f"http://127.0.0.1:{server.server_address[1]}/n"
-    )
-    try:
-        async with build_worker(
-            temporal_client, Dependencies(settings=settings, engine=engine), task_queue
-        ):
-            result = await temporal_client.execute_workflow(
-                TierEvaluationWorkflow.run,
-                TierEvaluationInput(as_of=as_of, downgrade_grace_days=30),
-                id=f"tier-evaluation-test-{uuid.uuid4()}",
-                task_queue=task_queue,
-                execution_timeout=timedelta(seconds=120),
-            )
-    finally:
-        server.shutdown()
-    evaluation = result.progress.evaluation_id
-    mine = {notification_key(ids[w.user_id], evaluation, "silver") for w in movers}
-    got = [key for key, _ in received if key in mine]
-    assert sorted(got) == sorted(mine)  # every change once, none twice
-    changes = result.progress.upgraded + result.progress.downgraded
-    assert result.progress.notifications_delivered == changes == len(received)

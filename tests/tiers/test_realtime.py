@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from loyalty import ledger
 from loyalty.tiers.rules import Ladder, notification_key
 from loyalty.tiers.store import apply_realtime_upgrade, pending_downgrade
-from tests.tiers.conftest import SeedWallet, seed
+from tests.tiers.helpers import SeedWallet, seed
 
 MakeWallet = Callable[..., Awaitable[str]]
 

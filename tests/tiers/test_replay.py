@@ -2,19 +2,20 @@
 into grace and one after it) replay on the current workflow code without non-determinism
 errors. Regenerate them after a deliberate, versioned change with
 
-    TIERS_SAVE_HISTORIES=1 .venv/bin/python -m pytest tests/tiers
+    SAVE_HISTORIES=1 make pytest ARGS=tests/tiers
 
 (the tests that call `save_history` rewrite tests/tiers/histories/<path>.json)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tests.harness.histories import load, replay_failure, skip_while_saving
-from tests.tiers.conftest import HISTORIES as HISTORIES_DIR
-from workflows.tier_evaluation import TierEvaluationWorkflow
+from workflows.tiers import TierEvaluationWorkflow
 
-HISTORIES = load(HISTORIES_DIR)
+HISTORIES = load(Path(__file__).parent / "histories")
 # continued_as_new.run1 ends in continue-as-new; run2 starts from the carried state.
 EXPECTED_PATHS = {
     "continued_as_new.run1",

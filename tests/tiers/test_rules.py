@@ -17,7 +17,10 @@ from loyalty.tiers.rules import (
     decide,
     in_trailing_window,
     next_evaluation_at,
+    notification_key,
     progress,
+    realtime,
+    realtime_source,
     trailing_window_start,
     validate_ladder,
 )
@@ -203,6 +206,33 @@ def test_downgrade_waits_out_the_grace_period() -> None:
 def test_an_unknown_current_tier_is_left_alone() -> None:
     d = _decide("platinum", 0, None, T0)
     assert (d.tier, d.direction) == ("platinum", None)
+
+
+@pytest.mark.parametrize(
+    ("tier", "lifetime", "trailing", "upgrade_to", "clear_pending"),
+    [
+        ("bronze", 4999, 0, None, True),  # the lowest tier is always kept
+        ("bronze", 5000, 0, "silver", True),
+        ("silver", 5000, 20000, "gold", True),  # trailing points jump a tier
+        ("gold", 6000, 20000, None, True),  # re-qualified: a pending downgrade goes
+        ("gold", 6000, 0, None, False),  # short: never down at once, the evaluation decides
+        ("platinum", 99999, 99999, None, False),  # a tier newer than the ladder
+    ],
+)
+def test_realtime_only_upgrades(
+    tier: str, lifetime: int, trailing: int, upgrade_to: str | None, clear_pending: bool
+) -> None:
+    decision = realtime(LADDER, tier, lifetime=lifetime, trailing=trailing)
+    assert (decision.upgrade_to, decision.clear_pending) == (upgrade_to, clear_pending)
+
+
+def test_realtime_notification_keys_fit_the_outbox() -> None:
+    assert realtime_source("earn:booking-1", 7) == "earn:booking-1"
+    assert realtime_source(None, 7) == "realtime-7"
+    long_key = "k" * 5000
+    hashed = realtime_source(long_key, 7)
+    assert len(hashed) == 64 and hashed == realtime_source(long_key, 8)  # stable, not the row's
+    assert len(notification_key("0" * 36, realtime_source("k" * 100, 7), "x" * 32)) <= 255
 
 
 @given(

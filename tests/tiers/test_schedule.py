@@ -3,10 +3,9 @@ place on the next start (keeping an operator's pause), and triggerable by an ope
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
 
 import pytest
@@ -16,6 +15,7 @@ from temporalio.api.common.v1 import Payload
 from temporalio.client import (
     Client,
     ScheduleActionExecutionStartWorkflow,
+    ScheduleActionResult,
     ScheduleActionStartWorkflow,
     ScheduleOverlapPolicy,
 )
@@ -23,8 +23,8 @@ from temporalio.service import RPCError
 
 from loyalty.core.settings import Settings
 from loyalty.tiers.schedule import SCHEDULE_ID, build_schedule, ensure_tier_schedule
-from tests.tiers.conftest import Evaluate
-from workflows.tier_evaluation import TierEvaluationWorkflow
+from tests.harness.waits import eventually, within
+from workflows.tiers import TierEvaluationWorkflow
 
 
 @pytest.fixture
@@ -42,35 +42,28 @@ async def no_schedule(temporal_client: Client) -> AsyncIterator[None]:
 
 
 async def _listed(client: Client) -> list[str]:
-    """Schedule ids as the list API shows them (eventually consistent: poll a little)."""
-    ids: list[str] = []
-    for _ in range(50):
-        ids = [s.id async for s in await client.list_schedules() if s.id == SCHEDULE_ID]
-        if ids:
-            return ids
-        await asyncio.sleep(0.1)
-    return ids
+    """The tier schedule's ids as the list API shows them (eventually consistent: poll)."""
+    return [s.id async for s in await client.list_schedules() if s.id == SCHEDULE_ID]
 
 
 async def test_created_twice_is_one_schedule_and_stays_paused(
-    temporal_client: Client, task_queue: str, no_schedule: None
+    temporal_client: Client, settings: Settings, no_schedule: None
 ) -> None:
-    settings = Settings(
-        environment="test",
-        tier_evaluation_time="03:30",
-        tier_evaluation_timezone="Asia/Ho_Chi_Minh",
-        tier_downgrade_grace_days=14,
+    nightly = settings.model_copy(
+        update={
+            "tier_evaluation_time": "03:30",
+            "tier_evaluation_timezone": "Asia/Ho_Chi_Minh",
+            "tier_downgrade_grace_days": 14,
+        }
     )
-    assert await ensure_tier_schedule(temporal_client, settings, task_queue=task_queue) == "created"
+    assert await ensure_tier_schedule(temporal_client, nightly) == "created"
     handle = temporal_client.get_schedule_handle(SCHEDULE_ID)
     await handle.pause(note="paused by an operator during a migration")
 
-    redeployed = settings.model_copy(update={"tier_evaluation_time": "04:15"})
-    assert (
-        await ensure_tier_schedule(temporal_client, redeployed, task_queue=task_queue) == "updated"
-    )
+    redeployed = nightly.model_copy(update={"tier_evaluation_time": "04:15"})
+    assert await ensure_tier_schedule(temporal_client, redeployed) == "updated"
 
-    assert await _listed(temporal_client) == [SCHEDULE_ID]
+    assert await eventually(lambda: _listed(temporal_client), seconds=10) == [SCHEDULE_ID]
     desc = await handle.describe()
     assert desc.schedule.state.paused
     assert desc.schedule.state.note == "paused by an operator during a migration"
@@ -81,7 +74,7 @@ async def test_created_twice_is_one_schedule_and_stays_paused(
     assert desc.schedule.policy.catchup_window == timedelta(hours=6)
     action = desc.schedule.action
     assert isinstance(action, ScheduleActionStartWorkflow)
-    assert (action.workflow, action.task_queue) == ("TierEvaluation", task_queue)
+    assert (action.workflow, action.task_queue) == ("TierEvaluation", settings.temporal_task_queue)
     # Described schedules carry raw payloads: the summary and the workflow input as JSON.
     summary = action.static_summary
     assert summary is not None and not isinstance(summary, str)
@@ -93,27 +86,26 @@ async def test_created_twice_is_one_schedule_and_stays_paused(
 
 async def test_an_operator_trigger_runs_the_evaluation(
     temporal_client: Client,
-    task_queue: str,
-    evaluate: Evaluate,
+    settings: Settings,
+    worker: None,
     no_schedule: None,
     engine: AsyncEngine,
 ) -> None:
-    settings = Settings(environment="test", tier_evaluation_batch_size=500)
-    await ensure_tier_schedule(temporal_client, settings, task_queue=task_queue)
+    await ensure_tier_schedule(
+        temporal_client, settings.model_copy(update={"tier_evaluation_batch_size": 500})
+    )
     handle = temporal_client.get_schedule_handle(SCHEDULE_ID)
 
     await handle.trigger()  # what `temporal schedule trigger --schedule-id tier-evaluation` does
 
-    for _ in range(100):
-        actions = (await handle.describe()).info.recent_actions
-        if actions:
-            break
-        await asyncio.sleep(0.1)
-    started = actions[0].action
+    async def recent_actions() -> Sequence[ScheduleActionResult]:
+        return (await handle.describe()).info.recent_actions
+
+    started = (await eventually(recent_actions, seconds=10))[0].action
     assert isinstance(started, ScheduleActionExecutionStartWorkflow)
     assert started.workflow_id.startswith(f"{SCHEDULE_ID}-")
     run = temporal_client.get_workflow_handle_for(TierEvaluationWorkflow.run, started.workflow_id)
-    progress = (await asyncio.wait_for(run.result(), timeout=60)).progress
+    progress = (await within(run.result(), 60)).progress
     async with engine.connect() as conn:
         wallets = (await conn.execute(text("SELECT count(*) FROM wallets"))).scalar_one()
     assert (progress.status, progress.wallets_evaluated) == ("done", wallets)

@@ -11,24 +11,22 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.vouchers.conftest import Auth, new_key, product_counts, wallet_of
+from tests.harness.api import Api
+from tests.vouchers.conftest import MakeProduct, product_counts, wallet_of
+from tests.vouchers.conftest import buy as buy_as
 
 MakeWallet = Callable[..., Awaitable[str]]
-MakeProduct = Callable[..., Awaitable[dict[str, Any]]]
 
 
-async def buy(http: httpx.AsyncClient, auth: Auth, user: str, product_id: str) -> httpx.Response:
-    return await http.post(
-        f"/wallets/{user}/vouchers",
-        json={"product_id": product_id},
-        headers=auth.service(new_key()),
-    )
+async def buy(api: Api, user: str, product_id: str) -> httpx.Response:
+    """The booking service buys on the customer's behalf."""
+    return await buy_as(api, user, product_id, as_service=True)
 
 
-async def test_only_admins_change_the_catalog(http: httpx.AsyncClient, auth: Auth) -> None:
+async def test_only_admins_change_the_catalog(api: Api) -> None:
     body = {"name": "Coffee", "price_points": 100}
-    for headers, status in ((auth.customer("u-1"), 403), (auth.service(), 403), ({}, 401)):
-        response = await http.post("/vouchers/products", json=body, headers=headers)
+    for headers, status in ((api.customer("u-1"), 403), (api.service, 403), ({}, 401)):
+        response = await api.http.post("/vouchers/products", json=body, headers=headers)
         assert response.status_code == status, response.text
 
 
@@ -54,18 +52,15 @@ async def test_only_admins_change_the_catalog(http: httpx.AsyncClient, auth: Aut
         },
     ],
 )
-async def test_malformed_products_are_refused(
-    http: httpx.AsyncClient, auth: Auth, body: dict[str, Any]
-) -> None:
-    response = await http.post("/vouchers/products", json=body, headers=auth.admin())
+async def test_malformed_products_are_refused(api: Api, body: dict[str, Any]) -> None:
+    response = await api.http.post("/vouchers/products", json=body, headers=api.admin)
     assert response.status_code == 422, response.text
     assert response.json()["code"] == "validation_error"
 
 
 @pytest.mark.usefixtures("worker")
 async def test_uploaded_codes_are_the_inventory(
-    http: httpx.AsyncClient,
-    auth: Auth,
+    api: Api,
     engine: AsyncEngine,
     make_wallet: MakeWallet,
     make_product: MakeProduct,
@@ -76,11 +71,11 @@ async def test_uploaded_codes_are_the_inventory(
     tag = uuid.uuid4().hex[:8].upper()
     codes = [f"UP-{tag}-{i}" for i in range(3)]
 
-    first = await http.post(
-        f"/vouchers/products/{pid}/codes", json={"codes": codes[:2]}, headers=auth.admin()
+    first = await api.http.post(
+        f"/vouchers/products/{pid}/codes", json={"codes": codes[:2]}, headers=api.admin
     )
-    second = await http.post(
-        f"/vouchers/products/{pid}/codes", json={"codes": codes[1:]}, headers=auth.admin()
+    second = await api.http.post(
+        f"/vouchers/products/{pid}/codes", json={"codes": codes[1:]}, headers=api.admin
     )
 
     assert first.status_code == 200, first.text
@@ -89,25 +84,24 @@ async def test_uploaded_codes_are_the_inventory(
     assert second.json()["product"]["inventory"] == 3
 
     buyers = [await make_wallet(500) for _ in range(4)]
-    responses = [await buy(http, auth, user, pid) for user in buyers]
+    responses = [await buy(api, user, pid) for user in buyers]
     assert [r.status_code for r in responses] == [201, 201, 201, 409]
     assert sorted(r.json()["code"] for r in responses[:3]) == sorted(codes)
     assert responses[3].json()["code"] == "voucher_sold_out"
     assert (await product_counts(engine, pid)).vouchers == 3
 
     generated = await make_product(price_points=100)
-    refused = await http.post(
+    refused = await api.http.post(
         f"/vouchers/products/{generated['product_id']}/codes",
         json={"codes": ["ABCD-1234"]},
-        headers=auth.admin(),
+        headers=api.admin,
     )
     assert refused.status_code == 422
 
 
 @pytest.mark.usefixtures("worker")
 async def test_deactivated_or_out_of_window_products_are_not_sold(
-    http: httpx.AsyncClient,
-    auth: Auth,
+    api: Api,
     engine: AsyncEngine,
     make_wallet: MakeWallet,
     make_product: MakeProduct,
@@ -115,26 +109,26 @@ async def test_deactivated_or_out_of_window_products_are_not_sold(
     user = await make_wallet(1_000)
     product = await make_product(price_points=100)
     pid = product["product_id"]
-    deactivated = await http.delete(f"/vouchers/products/{pid}", headers=auth.admin())
+    deactivated = await api.http.delete(f"/vouchers/products/{pid}", headers=api.admin)
     assert deactivated.status_code == 200
     assert deactivated.json()["active"] is False
 
-    inactive = await buy(http, auth, user, pid)
+    inactive = await buy(api, user, pid)
     assert inactive.status_code == 422, inactive.text
     assert inactive.json()["code"] == "voucher_not_available"
     assert inactive.json()["details"]["reason"] == "inactive"
 
     # Customers see only active products; admins may ask for all.
-    listed = await http.get("/vouchers/products", headers=auth.customer(user))
+    listed = await api.http.get("/vouchers/products", headers=api.customer(user))
     assert pid not in {p["product_id"] for p in listed.json()}
-    everything = await http.get(
-        "/vouchers/products", params={"include_inactive": "true"}, headers=auth.admin()
+    everything = await api.http.get(
+        "/vouchers/products", params={"include_inactive": "true"}, headers=api.admin
     )
     assert pid in {p["product_id"] for p in everything.json()}
 
     later = datetime.now(UTC) + timedelta(days=1)
     future = await make_product(price_points=100, sale_starts_at=later.isoformat())
-    not_yet = await buy(http, auth, user, future["product_id"])
+    not_yet = await buy(api, user, future["product_id"])
     assert not_yet.status_code == 422
     assert not_yet.json()["details"]["reason"] == "not_started"
     assert (await wallet_of(engine, user)).balance == 1_000
@@ -142,24 +136,24 @@ async def test_deactivated_or_out_of_window_products_are_not_sold(
 
 @pytest.mark.usefixtures("worker")
 async def test_patch_keeps_inventory_above_what_is_taken(
-    http: httpx.AsyncClient, auth: Auth, make_wallet: MakeWallet, make_product: MakeProduct
+    api: Api, make_wallet: MakeWallet, make_product: MakeProduct
 ) -> None:
     product = await make_product(price_points=100, inventory=2)
     url = f"/vouchers/products/{product['product_id']}"
     user = await make_wallet(500)
-    assert (await buy(http, auth, user, product["product_id"])).status_code == 201
+    assert (await buy(api, user, product["product_id"])).status_code == 201
 
-    below = await http.patch(url, json={"inventory": 0}, headers=auth.admin())
+    below = await api.http.patch(url, json={"inventory": 0}, headers=api.admin)
     assert below.status_code == 422, below.text
     assert below.json()["details"] == {"inventory_taken": 1}
 
-    changed = await http.patch(
-        url, json={"price_points": 150, "inventory": None}, headers=auth.admin()
+    changed = await api.http.patch(
+        url, json={"price_points": 150, "inventory": None}, headers=api.admin
     )
     assert changed.status_code == 200, changed.text
     assert (changed.json()["price_points"], changed.json()["inventory"]) == (150, None)
-    assert (await http.patch(url, json={"name": None}, headers=auth.admin())).status_code == 422
-    missing = await http.patch(
-        f"/vouchers/products/{uuid.uuid4()}", json={"active": False}, headers=auth.admin()
+    assert (await api.http.patch(url, json={"name": None}, headers=api.admin)).status_code == 422
+    missing = await api.http.patch(
+        f"/vouchers/products/{uuid.uuid4()}", json={"active": False}, headers=api.admin
     )
     assert missing.status_code == 404

@@ -14,37 +14,30 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 
+from loyalty.core.settings import Settings
+from loyalty.vouchers.contracts import workflow_id_for
+from tests.harness import workers
+from tests.harness.api import Api
+from tests.harness.histories import SaveHistory
 from tests.vouchers.conftest import (
-    Auth,
     DrainingBurn,
     FailingIssue,
+    MakeProduct,
+    buy,
     new_key,
     product_counts,
     wallet_of,
 )
-from workflows.voucher_purchase import VoucherPurchaseWorkflow, workflow_id_for
+from workflows.vouchers import VoucherPurchaseWorkflow
 
 MakeWallet = Callable[..., Awaitable[str]]
-MakeProduct = Callable[..., Awaitable[dict[str, Any]]]
-SaveHistory = Callable[[str, str], Awaitable[None]]
 
 CODE = re.compile(r"^[A-HJ-NP-Z2-9]{4}(-[A-HJ-NP-Z2-9]{4}){3}$")
 
 
-async def buy(
-    http: httpx.AsyncClient, auth: Auth, user: str, product_id: str, key: str | None = None
-) -> httpx.Response:
-    return await http.post(
-        f"/wallets/{user}/vouchers",
-        json={"product_id": product_id},
-        headers=auth.customer(user, key or new_key()),
-    )
-
-
 @pytest.mark.usefixtures("worker")
 async def test_purchase_end_to_end(
-    http: httpx.AsyncClient,
-    auth: Auth,
+    api: Api,
     engine: AsyncEngine,
     make_wallet: MakeWallet,
     make_product: MakeProduct,
@@ -55,7 +48,7 @@ async def test_purchase_end_to_end(
     product = await make_product(price_points=400, inventory=3, voucher_valid_days=30)
     key = new_key()
 
-    response = await buy(http, auth, user, product["product_id"], key)
+    response = await buy(api, user, product["product_id"], key)
 
     assert response.status_code == 201, response.text
     voucher = response.json()
@@ -66,10 +59,10 @@ async def test_purchase_end_to_end(
     assert voucher["expires_at"] is not None
     await save_history("completed", workflow_id_for(user, key))
     # Only the wallet's owner (or the service) buys with it.
-    stranger = await http.post(
+    stranger = await api.http.post(
         f"/wallets/{user}/vouchers",
         json={"product_id": product["product_id"]},
-        headers=auth.customer("someone-else", new_key()),
+        headers=api.auth.customer("someone-else", new_key()),
     )
     assert stranger.status_code == 403
     view = await wallet_of(engine, user)
@@ -94,39 +87,38 @@ async def test_purchase_end_to_end(
     assert state.step == "completed"
     assert str(state.voucher_id) == voucher["voucher_id"]
 
-    listed = await http.get(f"/wallets/{user}/vouchers", headers=auth.customer(user))
+    listed = await api.http.get(f"/wallets/{user}/vouchers", headers=api.customer(user))
     assert listed.status_code == 200
     assert [v["code"] for v in listed.json()["items"]] == [voucher["code"]]
 
     # The service marks it used; a repeat with the same reference replays, another is refused.
     use = f"/wallets/{user}/vouchers/{voucher['voucher_id']}/use"
-    used = await http.post(use, json={"reference": "bk-1"}, headers=auth.service())
+    used = await api.http.post(use, json={"reference": "bk-1"}, headers=api.service)
     assert used.status_code == 200, used.text
     assert used.json()["status"] == "used"
-    again = await http.post(use, json={"reference": "bk-1"}, headers=auth.service())
+    again = await api.http.post(use, json={"reference": "bk-1"}, headers=api.service)
     assert again.status_code == 200
     assert again.headers.get("Idempotent-Replayed") == "true"
-    other = await http.post(use, json={"reference": "bk-2"}, headers=auth.service())
+    other = await api.http.post(use, json={"reference": "bk-2"}, headers=api.service)
     assert other.status_code == 409
     assert other.json()["code"] == "voucher_not_usable"
     # A customer cannot mark their own voucher used.
-    self_use = await http.post(use, json={}, headers=auth.customer(user))
+    self_use = await api.http.post(use, json={}, headers=api.customer(user))
     assert self_use.status_code == 403
 
-    by_status = await http.get(
-        f"/wallets/{user}/vouchers", params={"status": "active"}, headers=auth.customer(user)
+    by_status = await api.http.get(
+        f"/wallets/{user}/vouchers", params={"status": "active"}, headers=api.customer(user)
     )
     assert by_status.json()["items"] == []
-    used_list = await http.get(
-        f"/wallets/{user}/vouchers", params={"status": "used"}, headers=auth.customer(user)
+    used_list = await api.http.get(
+        f"/wallets/{user}/vouchers", params={"status": "used"}, headers=api.customer(user)
     )
     assert [v["voucher_id"] for v in used_list.json()["items"]] == [voucher["voucher_id"]]
 
 
 @pytest.mark.usefixtures("worker")
 async def test_same_key_returns_the_same_voucher_and_burns_once(
-    http: httpx.AsyncClient,
-    auth: Auth,
+    api: Api,
     engine: AsyncEngine,
     make_wallet: MakeWallet,
     make_product: MakeProduct,
@@ -136,12 +128,10 @@ async def test_same_key_returns_the_same_voucher_and_burns_once(
     other = await make_product(price_points=300)
     key = new_key()
 
-    first = await buy(http, auth, user, product["product_id"], key)
+    first = await buy(api, user, product["product_id"], key)
     # Concurrent repeats while it may still run, and repeats after it completed.
-    repeats = await asyncio.gather(
-        *(buy(http, auth, user, product["product_id"], key) for _ in range(3))
-    )
-    later = await buy(http, auth, user, product["product_id"], key)
+    repeats = await asyncio.gather(*(buy(api, user, product["product_id"], key) for _ in range(3)))
+    later = await buy(api, user, product["product_id"], key)
 
     assert first.status_code == 201, first.text
     for response in [*repeats, later]:
@@ -152,7 +142,7 @@ async def test_same_key_returns_the_same_voucher_and_burns_once(
     assert [p for p in view.postings if p[0] == "burn"] == [("burn", -300, "voucher_sales")]
 
     # The same key for another product is a conflict, and changes nothing.
-    conflict = await buy(http, auth, user, other["product_id"], key)
+    conflict = await buy(api, user, other["product_id"], key)
     assert conflict.status_code == 409, conflict.text
     assert conflict.json()["code"] == "idempotency_conflict"
     assert (await wallet_of(engine, user)).balance == 1_700
@@ -161,8 +151,7 @@ async def test_same_key_returns_the_same_voucher_and_burns_once(
 
 @pytest.mark.usefixtures("worker")
 async def test_insufficient_points_is_a_clear_4xx_and_changes_nothing(
-    http: httpx.AsyncClient,
-    auth: Auth,
+    api: Api,
     engine: AsyncEngine,
     make_wallet: MakeWallet,
     make_product: MakeProduct,
@@ -171,7 +160,7 @@ async def test_insufficient_points_is_a_clear_4xx_and_changes_nothing(
     product = await make_product(price_points=500, inventory=1)
     before = await wallet_of(engine, user)
 
-    response = await buy(http, auth, user, product["product_id"])
+    response = await buy(api, user, product["product_id"])
 
     assert response.status_code == 422, response.text
     body = response.json()
@@ -189,8 +178,7 @@ async def test_insufficient_points_is_a_clear_4xx_and_changes_nothing(
 
 @pytest.mark.usefixtures("worker")
 async def test_sold_out(
-    http: httpx.AsyncClient,
-    auth: Auth,
+    api: Api,
     engine: AsyncEngine,
     make_wallet: MakeWallet,
     make_product: MakeProduct,
@@ -200,23 +188,22 @@ async def test_sold_out(
     product = await make_product(price_points=200, inventory=1)
     key = new_key()
 
-    assert (await buy(http, auth, first, product["product_id"])).status_code == 201
-    refused = await buy(http, auth, second, product["product_id"], key)
+    assert (await buy(api, first, product["product_id"])).status_code == 201
+    refused = await buy(api, second, product["product_id"], key)
     await save_history("refused", workflow_id_for(second, key))
 
     assert refused.status_code == 409, refused.text
     assert refused.json()["code"] == "voucher_sold_out"
     assert (await wallet_of(engine, second)).balance == 1_000
-    shown = await http.get(
-        f"/vouchers/products/{product['product_id']}", headers=auth.customer(second)
+    shown = await api.http.get(
+        f"/vouchers/products/{product['product_id']}", headers=api.customer(second)
     )
     assert shown.json()["inventory_left"] == 0
 
 
 @pytest.mark.usefixtures("worker")
 async def test_tier_too_low(
-    http: httpx.AsyncClient,
-    auth: Auth,
+    api: Api,
     engine: AsyncEngine,
     make_wallet: MakeWallet,
     make_product: MakeProduct,
@@ -224,7 +211,7 @@ async def test_tier_too_low(
     user = await make_wallet(1_000)  # a new wallet is bronze
     product = await make_product(price_points=200, min_tier="gold")
 
-    response = await buy(http, auth, user, product["product_id"])
+    response = await buy(api, user, product["product_id"])
 
     assert response.status_code == 422, response.text
     assert response.json()["code"] == "tier_too_low"
@@ -235,8 +222,7 @@ async def test_tier_too_low(
 
 @pytest.mark.usefixtures("worker")
 async def test_per_customer_limit_holds_under_a_race(
-    http: httpx.AsyncClient,
-    auth: Auth,
+    api: Api,
     engine: AsyncEngine,
     make_wallet: MakeWallet,
     make_product: MakeProduct,
@@ -244,9 +230,7 @@ async def test_per_customer_limit_holds_under_a_race(
     user = await make_wallet(10_000)
     product = await make_product(price_points=100, per_customer_limit=2)
 
-    responses = await asyncio.gather(
-        *(buy(http, auth, user, product["product_id"]) for _ in range(6))
-    )
+    responses = await asyncio.gather(*(buy(api, user, product["product_id"]) for _ in range(6)))
 
     statuses = sorted(r.status_code for r in responses)
     assert statuses == [201, 201, 409, 409, 409, 409], [r.text for r in responses]
@@ -259,8 +243,7 @@ async def test_per_customer_limit_holds_under_a_race(
 
 @pytest.mark.usefixtures("worker")
 async def test_fifty_buyers_race_for_five_items(
-    http: httpx.AsyncClient,
-    auth: Auth,
+    api: Api,
     engine: AsyncEngine,
     make_wallet: MakeWallet,
     make_product: MakeProduct,
@@ -271,7 +254,7 @@ async def test_fifty_buyers_race_for_five_items(
 
     async def attempt(user: str) -> httpx.Response:
         async with gate:
-            return await buy(http, auth, user, product["product_id"])
+            return await buy(api, user, product["product_id"])
 
     responses = await asyncio.gather(*(attempt(u) for u in buyers))
 
@@ -290,14 +273,13 @@ async def test_fifty_buyers_race_for_five_items(
 
 
 async def test_failure_between_burn_and_issue_is_compensated(
-    http: httpx.AsyncClient,
-    auth: Auth,
+    api: Api,
     engine: AsyncEngine,
     make_wallet: MakeWallet,
     make_product: MakeProduct,
     fault_worker: Callable[..., Any],
-    worker_factory: Callable[[], Any],
     temporal_client: Client,
+    settings: Settings,
     save_history: SaveHistory,
 ) -> None:
     user = await make_wallet(1_000)
@@ -306,7 +288,7 @@ async def test_failure_between_burn_and_issue_is_compensated(
     failing = FailingIssue()
 
     async with fault_worker(issue=failing.issue):
-        response = await buy(http, auth, user, product["product_id"], key)
+        response = await buy(api, user, product["product_id"], key)
         # A query needs a worker, even on a closed workflow.
         state = await temporal_client.get_workflow_handle(workflow_id_for(user, key)).query(
             VoucherPurchaseWorkflow.status
@@ -325,8 +307,8 @@ async def test_failure_between_burn_and_issue_is_compensated(
     assert (state.step, state.error_code) == ("failed", "voucher_purchase_failed")
 
     # Once the fault is gone the same key buys the voucher: the item was really put back.
-    async with worker_factory():
-        retried = await buy(http, auth, user, product["product_id"], key)
+    async with workers.in_process(temporal_client, engine, settings):
+        retried = await buy(api, user, product["product_id"], key)
     assert retried.status_code == 201, retried.text
     assert (await wallet_of(engine, user)).balance == 600
     counts = await product_counts(engine, product["product_id"])
@@ -334,8 +316,7 @@ async def test_failure_between_burn_and_issue_is_compensated(
 
 
 async def test_burn_refused_after_reservation_puts_the_item_back(
-    http: httpx.AsyncClient,
-    auth: Auth,
+    api: Api,
     engine: AsyncEngine,
     make_wallet: MakeWallet,
     make_product: MakeProduct,
@@ -345,7 +326,7 @@ async def test_burn_refused_after_reservation_puts_the_item_back(
     product = await make_product(price_points=400, inventory=1, per_customer_limit=1)
 
     async with fault_worker(burn=DrainingBurn(engine).burn):
-        response = await buy(http, auth, user, product["product_id"])
+        response = await buy(api, user, product["product_id"])
 
     assert response.status_code == 422, response.text
     assert response.json()["code"] == "insufficient_points"

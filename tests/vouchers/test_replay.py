@@ -1,16 +1,17 @@
 """Saved histories of VoucherPurchaseWorkflow (completed, refused, compensated) replay on the
 current code without non-determinism errors, so a change to the workflow that would break
-running purchases fails here. Regenerate with `VOUCHERS_SAVE_HISTORIES=1 pytest tests/vouchers`."""
+running purchases fails here. Regenerate with `SAVE_HISTORIES=1 make pytest ARGS=tests/vouchers`."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
 from tests.harness.histories import load, replay_failure, skip_while_saving
-from tests.vouchers.conftest import HISTORIES as HISTORIES_DIR
-from workflows.voucher_purchase import VoucherPurchaseWorkflow
+from workflows.vouchers import VoucherPurchaseWorkflow
 
-HISTORIES = load(HISTORIES_DIR)
+HISTORIES = load(Path(__file__).parent / "histories")
 
 pytestmark = skip_while_saving()
 

@@ -1,4 +1,4 @@
-"""The plain voucher rules: codes, expiry, shown status, sale window, tier."""
+"""The plain voucher rules: codes, expiry, shown status, sale window, tier, posting keys."""
 
 from __future__ import annotations
 
@@ -6,12 +6,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from loyalty.core.errors import TierTooLow, VoucherNotAvailable
-from loyalty.vouchers.purchases import (
+from loyalty.vouchers.rules import (
     CODE_ALPHABET,
+    TierTooLow,
+    VoucherNotAvailable,
+    burn_key,
     check_on_sale,
     check_tier,
     generate_code,
+    refund_key,
     shown_status,
     voucher_expiry,
 )
@@ -66,3 +69,11 @@ def test_tier_rank_must_reach_the_minimum() -> None:
     check_tier("silver", 2, "silver", 2)
     with pytest.raises(TierTooLow):
         check_tier("gold", 3, "silver", 2)
+
+
+def test_each_attempt_burns_and_refunds_under_keys_of_its_own() -> None:
+    keys = {f(p, a) for f in (burn_key, refund_key) for p in ("p-1", "p-2") for a in (1, 2)}
+    assert len(keys) == 8
+    # Postings already made carry these keys: a retry after a deploy must meet them again.
+    assert burn_key("p-1", 1) == "voucher-purchase:p-1:1:burn"
+    assert refund_key("p-1", 2) == "voucher-purchase:p-1:2:refund"

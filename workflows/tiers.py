@@ -8,44 +8,28 @@ the same ladder and the same instant. Batches walk wallets by id (keyset); after
 cursor and running totals, so its history stays small however many wallets there are.
 
 Progress is in the `progress` query and the workflow's current details (Temporal UI).
+Orchestration only: the classification lives in loyalty.tiers (rules, and the batch SQL in
+evaluation).
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
+from workflows import policies
+
 with workflow.unsafe.imports_passed_through():
+    from activities.tiers import TierActivities
     from loyalty.tiers.contracts import (
-        ACTIVITY_BATCH,
-        ACTIVITY_NOTIFY,
-        ACTIVITY_START,
         WORKFLOW_NAME,
         TierBatchInput,
-        TierBatchResult,
         TierEvaluationInput,
         TierEvaluationProgress,
         TierEvaluationResult,
-        TierEvaluationStart,
         TierEvaluationState,
         TierNotifyInput,
-        TierNotifyResult,
     )
-
-# A batch is one database transaction; trouble (database down) is retried until it passes.
-BATCH_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=60)
-)
-# A notification service that stays down must not stall the evaluation: the notifications
-# stay in the outbox (with their error) for a relay or an operator.
-NOTIFY_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    maximum_interval=timedelta(seconds=20),
-    maximum_attempts=5,
-)
 
 
 @workflow.defn(name=WORKFLOW_NAME)
@@ -65,8 +49,8 @@ class TierEvaluationWorkflow:
         progress = self._progress = state.progress
         self._publish()
         for _ in range(inp.batches_per_run):
-            result: TierBatchResult = await workflow.execute_activity(
-                ACTIVITY_BATCH,
+            result = await workflow.execute_activity_method(
+                TierActivities.evaluate_batch,
                 TierBatchInput(
                     evaluation_id=progress.evaluation_id,
                     as_of=progress.as_of,
@@ -75,9 +59,8 @@ class TierEvaluationWorkflow:
                     limit=inp.batch_size,
                     downgrade_grace_days=inp.downgrade_grace_days,
                 ),
-                result_type=TierBatchResult,
-                start_to_close_timeout=timedelta(minutes=5),
-                retry_policy=BATCH_RETRY,
+                start_to_close_timeout=policies.BATCH_TIMEOUT,
+                retry_policy=policies.BATCH_RETRY,
                 summary=f"batch {progress.batches + 1} after wallet {progress.cursor or 'start'}",
             )
             if result.deliver_notifications and result.last_wallet_id is not None:
@@ -108,11 +91,10 @@ class TierEvaluationWorkflow:
         workflow.continue_as_new(inp.model_copy(update={"state": state}))
 
     async def _begin(self, inp: TierEvaluationInput) -> TierEvaluationState:
-        start: TierEvaluationStart = await workflow.execute_activity(
-            ACTIVITY_START,
-            result_type=TierEvaluationStart,
-            start_to_close_timeout=timedelta(minutes=2),
-            retry_policy=BATCH_RETRY,
+        start = await workflow.execute_activity_method(
+            TierActivities.start,
+            start_to_close_timeout=policies.EVALUATION_START_TIMEOUT,
+            retry_policy=policies.BATCH_RETRY,
             summary="snapshot the tier ladder, count wallets",
         )
         now = workflow.now()
@@ -130,15 +112,16 @@ class TierEvaluationWorkflow:
     async def _deliver(self, batch: TierNotifyInput, changes: int) -> None:
         assert self._progress is not None
         try:
-            sent: TierNotifyResult = await workflow.execute_activity(
-                ACTIVITY_NOTIFY,
+            sent = await workflow.execute_activity_method(
+                TierActivities.deliver,
                 batch,
-                result_type=TierNotifyResult,
-                start_to_close_timeout=timedelta(minutes=2),
-                retry_policy=NOTIFY_RETRY,
+                start_to_close_timeout=policies.BATCH_NOTIFY_TIMEOUT,
+                retry_policy=policies.NOTIFY_FEW_TIMES,
                 summary=f"notify {changes} tier changes",
             )
         except ActivityError:
+            # A notification service that stays down must not stall the evaluation: the
+            # notifications stay in the outbox (with their error) for a relay or an operator.
             workflow.logger.warning("tier notifications left in the outbox for %s", batch)
             self._progress.notifications_undelivered += changes
             return

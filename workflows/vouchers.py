@@ -8,23 +8,24 @@ back, in that order, and the workflow fails with `voucher_purchase_failed` (the 
 tried again). Once the code is issued the purchase stands: a failed notification is recorded in
 the outbox and the result, never undone.
 
-Orchestration only: activities are called by name (no SQLAlchemy in the sandbox)."""
+Orchestration only: the rules and the store are in loyalty.vouchers, reached through
+activities.vouchers."""
 
 from __future__ import annotations
 
-from datetime import timedelta
-from typing import Any
-
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
+from workflows import policies
+
 with workflow.unsafe.imports_passed_through():
+    from activities.notifications import NotificationActivities
+    from activities.vouchers import VoucherActivities
     from loyalty.core import search_attributes as sa
-    from loyalty.vouchers.schemas import (
+    from loyalty.core.refusals import refusal_in, reraisable
+    from loyalty.vouchers.contracts import (
         BurnPoints,
         IssueVoucher,
-        PointsBurned,
         PurchaseInput,
         PurchaseResult,
         PurchaseState,
@@ -34,52 +35,11 @@ with workflow.unsafe.imports_passed_through():
         ReserveVoucher,
         VoucherOut,
         WorkflowStep,
+        delivery_notification,
     )
+    from loyalty.vouchers.rules import VoucherPurchaseFailed
 
-# Names of the activities (activities.vouchers registers them; notifications is shared).
-RESERVE = "reserve_voucher"
-BURN = "burn_voucher_points"
-ISSUE = "issue_voucher"
-REFUND = "refund_voucher_points"
-RELEASE = "release_voucher_reservation"
-NOTIFY = "send_notification"
-
-PURCHASE_FAILED = "voucher_purchase_failed"
-
-# Database trouble is retried until it passes (a reservation or a burn must not be abandoned
-# half-way); business refusals are non-retryable and end the retries at once.
-RETRY_FOREVER = RetryPolicy(
-    initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10)
-)
-# Issuing is retried a few times, then the purchase is undone rather than left hanging.
-ISSUE_RETRY = RetryPolicy(
-    initial_interval=timedelta(milliseconds=200),
-    maximum_interval=timedelta(seconds=2),
-    maximum_attempts=4,
-)
-NOTIFY_RETRY = RetryPolicy(
-    initial_interval=timedelta(milliseconds=200),
-    maximum_interval=timedelta(seconds=1),
-    maximum_attempts=3,
-)
-TIMEOUT = timedelta(seconds=10)
-
-
-def workflow_id_for(user_id: str, idempotency_key: str) -> str:
-    return f"voucher-purchase-{user_id}-{idempotency_key}"
-
-
-def _refusal(err: ActivityError) -> ApplicationError | None:
-    """The business refusal behind an activity failure, if that is what it was."""
-    cause = err.cause
-    if isinstance(cause, ApplicationError) and cause.non_retryable:
-        return cause
-    return None
-
-
-def _details(err: ApplicationError) -> dict[str, Any]:
-    first = err.details[0] if err.details else None
-    return first if isinstance(first, dict) else {}
+PURCHASE_FAILED = VoucherPurchaseFailed.code
 
 
 @workflow.defn
@@ -99,17 +59,16 @@ class VoucherPurchaseWorkflow:
         workflow.upsert_search_attributes([sa.LOYALTY_USER_ID.value_set(inp.user_id)])
         self._step("reserving", f"reserving product {inp.product_id}")
         try:
-            reservation = await workflow.execute_activity(
-                RESERVE,
+            reservation = await workflow.execute_activity_method(
+                VoucherActivities.reserve,
                 ReserveVoucher(
                     user_id=inp.user_id,
                     product_id=inp.product_id,
                     idempotency_key=inp.idempotency_key,
                     run_id=workflow.info().run_id,
                 ),
-                result_type=Reservation,
-                start_to_close_timeout=TIMEOUT,
-                retry_policy=RETRY_FOREVER,
+                start_to_close_timeout=policies.VOUCHER_TIMEOUT,
+                retry_policy=policies.VOUCHER_STEPS,
                 summary=f"reserve one {inp.product_id} for {inp.user_id}",
             )
         except ActivityError as err:
@@ -125,8 +84,8 @@ class VoucherPurchaseWorkflow:
         if burn_tx_id is None:
             self._step("burning", f"burning {reservation.price_points} points")
             try:
-                burned = await workflow.execute_activity(
-                    BURN,
+                burned = await workflow.execute_activity_method(
+                    VoucherActivities.burn,
                     BurnPoints(
                         purchase_id=reservation.purchase_id,
                         attempt=reservation.attempt,
@@ -134,9 +93,8 @@ class VoucherPurchaseWorkflow:
                         points=reservation.price_points,
                         product_name=reservation.product_name,
                     ),
-                    result_type=PointsBurned,
-                    start_to_close_timeout=TIMEOUT,
-                    retry_policy=RETRY_FOREVER,
+                    start_to_close_timeout=policies.VOUCHER_TIMEOUT,
+                    retry_policy=policies.VOUCHER_STEPS,
                     summary=f"burn {reservation.price_points} points of {inp.user_id}",
                 )
             except ActivityError as err:
@@ -149,12 +107,11 @@ class VoucherPurchaseWorkflow:
 
         self._step("issuing", "issuing the voucher code")
         try:
-            voucher = await workflow.execute_activity(
-                ISSUE,
+            voucher = await workflow.execute_activity_method(
+                VoucherActivities.issue,
                 IssueVoucher(purchase_id=reservation.purchase_id),
-                result_type=VoucherOut,
-                start_to_close_timeout=TIMEOUT,
-                retry_policy=ISSUE_RETRY,
+                start_to_close_timeout=policies.VOUCHER_TIMEOUT,
+                retry_policy=policies.ISSUE_VOUCHER,
                 summary=f"issue the code of purchase {reservation.purchase_id}",
             )
         except ActivityError as err:
@@ -165,17 +122,16 @@ class VoucherPurchaseWorkflow:
                 non_retryable=True,
             )
             self._step("compensating", "refunding the points and releasing the item")
-            await workflow.execute_activity(
-                REFUND,
+            await workflow.execute_activity_method(
+                VoucherActivities.refund,
                 RefundPoints(
                     purchase_id=reservation.purchase_id,
                     attempt=reservation.attempt,
                     burn_tx_id=burn_tx_id,
                     points=reservation.price_points,
                 ),
-                result_type=PointsBurned,
-                start_to_close_timeout=TIMEOUT,
-                retry_policy=RETRY_FOREVER,
+                start_to_close_timeout=policies.VOUCHER_TIMEOUT,
+                retry_policy=policies.VOUCHER_STEPS,
                 summary=f"refund {reservation.price_points} points (undo burn {burn_tx_id})",
             )
             await self._release(reservation, error)
@@ -188,23 +144,11 @@ class VoucherPurchaseWorkflow:
         self._step("notifying", "notifying the customer")
         notified = True
         try:
-            await workflow.execute_activity(
-                NOTIFY,
-                {
-                    "idempotency_key": f"voucher-delivered:{voucher.voucher_id}",
-                    "kind": "voucher_delivered",
-                    "user_id": voucher.user_id,
-                    "payload": {
-                        "voucher_id": str(voucher.voucher_id),
-                        "code": voucher.code,
-                        "product_name": voucher.product_name,
-                        "expires_at": voucher.expires_at.isoformat()
-                        if voucher.expires_at
-                        else None,
-                    },
-                },
-                start_to_close_timeout=TIMEOUT,
-                retry_policy=NOTIFY_RETRY,
+            await workflow.execute_activity_method(
+                NotificationActivities.send,
+                delivery_notification(voucher),
+                start_to_close_timeout=policies.VOUCHER_TIMEOUT,
+                retry_policy=policies.VOUCHER_NOTIFY,
                 summary="tell the customer their voucher code",
             )
         except ActivityError:
@@ -221,27 +165,27 @@ class VoucherPurchaseWorkflow:
 
     async def _release(self, reservation: Reservation, error: ApplicationError) -> None:
         self._step("compensating", "putting the item back")
-        await workflow.execute_activity(
-            RELEASE,
+        await workflow.execute_activity_method(
+            VoucherActivities.release,
             ReleaseReservation(
                 purchase_id=reservation.purchase_id,
                 attempt=reservation.attempt,
                 failure_code=error.type or PURCHASE_FAILED,
                 failure_message=error.message,
             ),
-            start_to_close_timeout=TIMEOUT,
-            retry_policy=RETRY_FOREVER,
+            start_to_close_timeout=policies.VOUCHER_TIMEOUT,
+            retry_policy=policies.VOUCHER_STEPS,
             summary=f"release the item of purchase {reservation.purchase_id}",
         )
 
     @staticmethod
     def _refusal_of(err: ActivityError) -> ApplicationError:
-        refusal = _refusal(err)
+        """The refusal to end the purchase with: the activity's own (its code reaches the
+        client), or `voucher_purchase_failed` for anything else."""
+        refusal = refusal_in(err)
         if refusal is None:
             return ApplicationError(str(err), type=PURCHASE_FAILED, non_retryable=True)
-        return ApplicationError(
-            refusal.message, _details(refusal), type=refusal.type, non_retryable=True
-        )
+        return reraisable(refusal)
 
     def _record_error(self, error: ApplicationError) -> None:
         self._state.step = "failed"

@@ -1,4 +1,5 @@
-"""Earn arithmetic as plain unit and property tests (no database)."""
+"""Earn arithmetic (loyalty.earning.rules) as plain unit and property tests, no database: exact
+integers rounded down, campaigns, caps, validation, clawbacks and pro rata."""
 
 from __future__ import annotations
 
@@ -50,21 +51,28 @@ def earn(amount: int, tier_pct: int = 100, campaigns=(), **kw) -> tuple[int, lis
 
 
 @pytest.mark.parametrize(
-    ("amount", "tier_pct", "expected"),
+    ("amount", "tier_pct", "rate", "expected"),
     [
-        (0, 100, 0),
-        (999, 100, 0),
-        (1000, 100, 1),
-        (1999, 100, 1),
-        (149_999, 100, 149),
-        (149_999, 125, 187),  # 187.49875 rounds down
-        (150_000, 150, 225),
-        (799, 125, 0),  # 0.99875
-        (800, 125, 1),
+        (0, 100, 1000, 0),
+        (999, 100, 1000, 0),
+        (1000, 100, 1000, 1),
+        (1999, 100, 1000, 1),
+        (149_999, 100, 1000, 149),
+        (149_999, 125, 1000, 187),  # 187.49875 rounds down
+        (150_000, 125, 1000, 187),  # 187.5 rounds down
+        (150_000, 150, 1000, 225),
+        (799, 125, 1000, 0),  # 0.99875
+        (800, 125, 1000, 1),
+        (10**15, 150, 1000, 1_500_000_000_000),  # exact at the largest payments
+        (12_345, 100, 1, 12_345),
     ],
 )
-def test_base_and_tier_round_down_at_the_boundaries(amount, tier_pct, expected):
-    assert earn(amount, tier_pct)[0] == expected
+def test_base_and_tier_round_down_at_the_boundaries(amount, tier_pct, rate, expected):
+    result = compute_earn(
+        booking(amount), currency_per_point=rate, tier_code="t", tier_multiplier_pct=tier_pct
+    ).total
+    assert result == expected
+    assert type(result) is int
 
 
 def test_multiplier_campaign_doubles_the_base_not_the_tier_bonus():
@@ -125,6 +133,23 @@ def test_campaign_validation():
 def test_amount_must_be_a_non_negative_integer(bad):
     with pytest.raises((TypeError, ValueError)):
         compute_earn(booking(bad), currency_per_point=1000, tier_code="t", tier_multiplier_pct=100)
+
+
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        ({"amount": -1}, ValueError),
+        ({"amount": 1000.0}, TypeError),
+        ({"amount": True}, TypeError),
+        ({"tier_multiplier_pct": 0}, ValueError),
+        ({"currency_per_point": 0}, ValueError),
+        ({"currency_per_point": 2.5}, TypeError),
+    ],
+)
+def test_bad_inputs_raise_the_matching_error(change, error):
+    args = {"amount": 1000, "tier_multiplier_pct": 100, "currency_per_point": 1000, **change}
+    with pytest.raises(error):
+        compute_earn(booking(args.pop("amount")), tier_code="t", **args)
 
 
 @given(amount=st.integers(0, 10**12), tier_pct=st.integers(1, 1000), rate=st.integers(1, 10**6))
