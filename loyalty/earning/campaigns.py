@@ -1,5 +1,6 @@
-"""Earn campaigns in the database: admin create / list / update / end, and the campaigns an earn
-sees (loyalty.earning.rules.Campaign, the rule arithmetic's own type).
+"""Earn campaigns in the database: admin create / list / update / end, and a campaign row as the
+earn rules' own type (loyalty.earning.rules.Campaign; the accrual reads the running ones with
+its other facts, loyalty.earning.facts).
 
 Ending a campaign sets its end to now (when it is still running) and records `ended_at`; it
 stays listed for history. A campaign applies to a payment made in `[starts_at, ends_at)`.
@@ -8,7 +9,6 @@ Functions take the caller's connection and never commit."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any, Literal
 
 from sqlalchemy import text
@@ -193,14 +193,6 @@ async def end(conn: AsyncConnection, campaign_id: str) -> CampaignOut:
     return _out(row)
 
 
-# Every earn reads it (loyalty.earning.accrual reads it with its other facts in one statement).
-_EFFECTIVE_AT = text(
-    "SELECT campaign_id, name, kind, multiplier_pct, bonus_points, product_types, categories, "
-    "cap_points_per_booking, starts_at, ends_at FROM campaigns "
-    "WHERE starts_at <= :at AND ends_at > :at ORDER BY campaign_id"
-)
-
-
 def campaign_of(row: Mapping[Any, Any]) -> earning.Campaign:
     """A campaign row as the earn rules' own type."""
     return earning.Campaign(
@@ -215,9 +207,3 @@ def campaign_of(row: Mapping[Any, Any]) -> earning.Campaign:
         categories=frozenset(row["categories"]),
         cap_points_per_booking=row["cap_points_per_booking"],
     )
-
-
-async def effective_at(conn: AsyncConnection, at: datetime) -> list[earning.Campaign]:
-    """The campaigns whose window contains `at`, as rule objects for loyalty.earning.rules."""
-    rows = (await conn.execute(_EFFECTIVE_AT, {"at": at})).mappings()
-    return [campaign_of(r) for r in rows]

@@ -8,8 +8,6 @@ follows it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -20,11 +18,6 @@ REPAYMENT_ACCOUNT = "issuance:debt-repayment"
 _RECORD = text(
     "INSERT INTO points_debt_entries (user_id, points, booking_id, idempotency_key, tx_id) "
     "VALUES (:u, :p, :b, :k, :t) ON CONFLICT (idempotency_key) DO NOTHING"
-)
-_PENDING_AND_DEBT = text(
-    "SELECT (SELECT COALESCE(SUM(pending_points), 0) FROM booking_accruals "
-    "        WHERE user_id = :u AND status = 'pending'), "
-    "       (SELECT COALESCE(SUM(points), 0) FROM points_debt_entries WHERE user_id = :u)"
 )
 
 
@@ -61,14 +54,3 @@ async def repay(
         conn, user_id=user_id, points=-points, key=key, booking_id=None, tx_id=posted.posting.tx_id
     )
     return posted
-
-
-@dataclass(frozen=True)
-class PendingAndDebt:
-    pending_points: int  # earned but still pending (end of stay or refund window)
-    debt_points: int  # owed after refunds; later earns repay it first
-
-
-async def pending_and_debt(conn: AsyncConnection, user_id: str) -> PendingAndDebt:
-    row = (await conn.execute(_PENDING_AND_DEBT, {"u": user_id})).one()
-    return PendingAndDebt(int(row[0]), int(row[1]))

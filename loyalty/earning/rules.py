@@ -18,7 +18,7 @@ Plain integer functions, no I/O, safe to import from workflows. Rules:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -167,10 +167,6 @@ def clawback_target(earned: int, paid: int, refunded_total: int, full: bool) -> 
     if paid == 0:
         return 0
     return prorata(earned, refunded_total, paid)
-
-
-def applicable(campaigns: Sequence[Campaign], booking: BookingFacts) -> list[Campaign]:
-    return [c for c in campaigns if c.applies_to(booking)]
 
 
 # --- accrual of one paid booking ---------------------------------------------------------------

@@ -11,8 +11,6 @@ from pydantic import BaseModel, Field
 
 class NotificationKind(StrEnum):
     POINTS_EARNED = "points_earned"
-    POINTS_REDEEMED = "points_redeemed"
-    HOLD_RELEASED = "hold_released"
     TIER_CHANGED = "tier_changed"
     VOUCHER_DELIVERED = "voucher_delivered"
     POINTS_RETURNED = "points_returned"  # points paid with, given back on a refund
