@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import signal
 import sys
 from datetime import timedelta
@@ -124,11 +123,11 @@ def main() -> None:
     serve.add_argument("--address", required=True)
     serve.add_argument("--task-queue", required=True)
     args = parser.parse_args()
+    from bench import kit
     from loyalty.core import event_loop
 
     event_loop.run(_serve(args.address, args.task_queue))
-    sys.stderr.flush()
-    os._exit(0)  # temporalio/sdk-python#300: no abort at interpreter shutdown
+    kit.finish(0)
 
 
 if __name__ == "__main__":

@@ -1,13 +1,21 @@
-"""Where the Temporal dev server spends its CPU: `perf record` of its process during a run, the
-samples named with bench/go_symbols.py (the binary is stripped), and each sample counted for
-every area of the server on its call stack. For a worker (Python), the samples by the object
-and the thread they ran in.
+"""Where the processes of a run spend their CPU.
 
-Used by `bench/redemption.py --perf`. Needs Linux `perf` (Debian: linux-perf) allowed to
-profile the user's own processes (kernel.perf_event_paranoid <= 2, the default)."""
+- Our Python processes (the API, the worker, the ledger's module phase), under cProfile
+  (`--profile` of bench/ledger.py and bench/redemption.py): own time by package, then by
+  function (print_profile).
+- The Temporal dev server: `perf record` of its process during a run, the samples named with
+  bench/go_symbols.py (the binary is stripped), and each sample counted for every area of the
+  server on its call stack. For a worker (Python), the samples by the object and the thread
+  they ran in. Used by `bench/redemption.py --perf`; needs Linux `perf` (Debian: linux-perf)
+  allowed to profile the user's own processes (kernel.perf_event_paranoid <= 2, the default)."""
 
 from __future__ import annotations
 
+import contextlib
+import cProfile
+import io
+import pstats
+import re
 import shutil
 import signal
 import subprocess
@@ -15,8 +23,11 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import devstack
 from bench.go_symbols import GoSymbols
+from loyalty.core.settings import PROJECT_ROOT
 
 SAMPLES_PER_SECOND = 499
 
@@ -41,6 +52,45 @@ AREAS: list[tuple[str, str]] = [
     ("SQLite, all", "modernc.org/sqlite"),
     ("Go garbage collector", "runtime.gcBgMarkWorker"),
 ]
+
+
+def print_profile(title: str, profile: cProfile.Profile | Path, limit: int = 25) -> None:
+    """Own time by package, the top functions by own time, then the project's functions by
+    cumulative time (for a coroutine, the time of its steps, not the time it waited), of a
+    profiler or of the file a process dumped its profile in."""
+    if isinstance(profile, Path) and not profile.exists():
+        print(f"(no profile at {profile})")
+        return
+    stats = pstats.Stats(str(profile) if isinstance(profile, Path) else profile)
+    by_package: dict[str, float] = {}
+    raw: dict[tuple[str, int, str], tuple[Any, ...]] = stats.stats  # type: ignore[attr-defined]
+    for (filename, _line, _name), (_cc, _nc, own, *_rest) in raw.items():
+        by_package[_package(filename)] = by_package.get(_package(filename), 0.0) + own
+    total = sum(by_package.values()) or 1.0
+    print(f"\n--- {title}: own time by package (includes waiting in epoll) ---")
+    for package, seconds in sorted(by_package.items(), key=lambda kv: -kv[1])[:15]:
+        print(f"  {package:24} {seconds:8.3f} s {seconds / total:6.1%}")
+    for heading, sort, pattern in (
+        (f"top {limit} functions by own time", "tottime", ""),
+        ("project functions by cumulative time", "cumulative", rf"{PROJECT_ROOT}/[a-z]+/"),
+    ):
+        stats.stream = out = io.StringIO()  # type: ignore[attr-defined]
+        stats.sort_stats(sort).print_stats(pattern, limit)
+        lines = [line for line in out.getvalue().splitlines() if line.strip()]
+        print(f"\n--- {title}: {heading} ---")
+        print("\n".join(line.replace(f"{PROJECT_ROOT}/", "") for line in lines[-limit - 1 :]))
+
+
+def _package(filename: str) -> str:
+    """What a profiled function belongs to: a site-packages distribution, the project's own
+    top-level package, the standard library, or a built-in."""
+    if filename.startswith(("~", "<")):
+        return "(built-in / C)"
+    if match := re.search(r"site-packages/([A-Za-z0-9_]+)", filename):
+        return match.group(1)
+    if filename.startswith(f"{PROJECT_ROOT}/"):
+        return filename.removeprefix(f"{PROJECT_ROOT}/").split("/")[0]
+    return "(stdlib)"
 
 
 def unavailable() -> str | None:
@@ -78,6 +128,32 @@ class Recording:
         _, err = self._proc.communicate(timeout=60)
         if self._proc.returncode not in (0, -signal.SIGINT):
             raise RuntimeError(f"perf record failed: {err.decode(errors='replace')}")
+
+
+@contextlib.contextmanager
+def measuring(
+    cpu: contextlib.AbstractContextManager[object], perf: dict[str, Path], pids: dict[str, int]
+) -> Iterator[None]:
+    """A run's measuring window: `cpu` (its CPU sampler) entered, and perf recording the
+    processes named in `perf` into their files."""
+    with contextlib.ExitStack() as recording:
+        for process, data in perf.items():
+            recording.enter_context(Recording(pids[process], data))
+        with cpu:
+            yield
+
+
+def print_profiles(perf_data: dict[str, Path], server_ms: float) -> None:
+    """The Temporal server's samples by area (with `server_ms`, its CPU ms per saga), and the
+    worker's by object and thread."""
+    found = breakdown(stacks(perf_data["temporal"], Path(devstack.venv_bin("temporal"))))
+    print(f"            Temporal server, {found.samples} perf samples:")
+    print("\n".join(found.lines(server_ms)))
+    worker, data = next((p, d) for p, d in perf_data.items() if p != "temporal")
+    total, objects, threads = where_spent(data)
+    print(f"            {worker}, {total} perf samples:")
+    print(shares_line("by object", objects, total))
+    print(shares_line("by thread", threads, total), flush=True)
 
 
 def stacks(data: Path, binary: Path) -> Iterator[list[str]]:

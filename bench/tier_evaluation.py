@@ -9,8 +9,8 @@ classification, measured in one run.
    mixed, a pending downgrade on some, so the first evaluation upgrades, downgrades and starts
    grace periods). Gold counts the trailing 12
    months, silver lifetime points, so both bases are exercised.
-2. Baseline: one read-only statement classifying every wallet (loyalty.tiers.store.classify_all,
-   the same SQL fragment the batches use), timed.
+2. Baseline: one read-only statement classifying every wallet
+   (loyalty.tiers.evaluation.classify_all, the same SQL fragment the batches use), timed.
 3. Starts `python worker.py` as its own process (as in production), runs TierEvaluationWorkflow
    twice: a first evaluation that moves many wallets, then a steady-state one that moves none.
    It prints wallets evaluated per second, checks the first run's counts equal the baseline's,
@@ -24,11 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import re
-import shutil
-import sys
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -36,13 +32,18 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-import devstack
-from loyalty.core.db import make_engine
+from bench import kit
+from loyalty.core import db, event_loop
 from loyalty.core.settings import PROJECT_ROOT, Settings
 from loyalty.core.temporal import connect
+from loyalty.tiers import evaluation as tier_evaluation
 from loyalty.tiers import store as tier_store
-from loyalty.tiers.contracts import TierEvaluationInput, TierEvaluationProgress
-from workflows.tier_evaluation import TierEvaluationWorkflow
+from loyalty.tiers.contracts import (
+    WORKFLOW_NAME,
+    TierEvaluationInput,
+    TierEvaluationProgress,
+    TierEvaluationResult,
+)
 
 GRACE_DAYS = 30
 SEED = [
@@ -81,7 +82,7 @@ def _say(message: str) -> None:
 
 
 async def seed(url: str, wallets: int, earns: int) -> float:
-    engine = make_engine(url)
+    engine = db.make_engine(url)
     started = time.perf_counter()
     try:
         async with engine.begin() as conn:
@@ -97,49 +98,60 @@ async def seed(url: str, wallets: int, earns: int) -> float:
     return time.perf_counter() - started
 
 
-async def baseline(url: str, as_of: datetime) -> tuple[tier_store.Classification, float]:
-    engine = make_engine(url)
+async def baseline(url: str, as_of: datetime) -> tuple[tier_evaluation.Classification, float]:
+    engine = db.make_engine(url)
     try:
         async with engine.connect() as conn:
             ladder = await tier_store.load_ladder(conn)
             started = time.perf_counter()
-            found = await tier_store.classify_all(conn, ladder, as_of, timedelta(days=GRACE_DAYS))
+            found = await tier_evaluation.classify_all(
+                conn, ladder, as_of, timedelta(days=GRACE_DAYS)
+            )
             return found, time.perf_counter() - started
     finally:
         await engine.dispose()
 
 
 async def evaluate(
-    settings: Settings, address: str, worker_pid: int, inp: TierEvaluationInput, label: str
+    settings: Settings, worker_pid: int, inp: TierEvaluationInput, label: str
 ) -> tuple[TierEvaluationProgress, float]:
-    client = await connect(settings, address=address)
+    """One evaluation, started by the workflow's type name as the schedule starts it; its
+    progress every 5 s, its final progress and how long it took."""
+    client = await connect(settings)
     started = time.perf_counter()
     handle = await client.start_workflow(
-        TierEvaluationWorkflow.run,
+        WORKFLOW_NAME,
         inp,
         id=f"tier-evaluation-bench-{label}-{uuid.uuid4().hex[:8]}",
         task_queue=settings.temporal_task_queue,
+        result_type=TierEvaluationResult,
     )
     result = asyncio.ensure_future(handle.result())
     while not result.done():
         await asyncio.wait([result], timeout=5)
         if not result.done():
-            progress = await handle.query(TierEvaluationWorkflow.progress)
+            progress = await handle.query("progress")  # None until the ladder is loaded
             rss = _proc_kib(worker_pid, "VmRSS") // 1024
             if progress is not None:
-                _say(f"  [{label}] {progress.line()}; worker RSS {rss} MiB")
+                line = TierEvaluationProgress.model_validate(progress).line()
+                _say(f"  [{label}] {line}; worker RSS {rss} MiB")
     return result.result().progress, time.perf_counter() - started
 
 
-async def measure(args: argparse.Namespace, url: str, address: str, workdir: Path) -> int:
-    settings = Settings(
+async def measure(args: argparse.Namespace, stack: kit.Stack, url: str, address: str) -> int:
+    settings, env = kit.settings_and_env(
         environment="development",
         database_url=url,
         temporal_address=address,
         temporal_task_queue=f"bench-{uuid.uuid4().hex[:8]}",
         tier_evaluation_batch_size=args.batch_size,
     )
-    _say(f"seeding {args.wallets:,} wallets with {args.earns} earns each ...")
+    kit.header(
+        "tier evaluation benchmark",
+        f"{args.wallets:,} wallets with {args.earns} backdated earns each, batch size "
+        f"{args.batch_size}, downgrade grace {GRACE_DAYS} days",
+    )
+    _say(f"seeding {args.wallets:,} wallets ...")
     seconds = await seed(url, args.wallets, args.earns)
     _say(f"  seeded in {seconds:.1f} s")
 
@@ -152,35 +164,16 @@ async def measure(args: argparse.Namespace, url: str, address: str, workdir: Pat
         f"{expected.upgraded:,} up, {expected.downgraded:,} down, {expected.in_grace:,} in grace"
     )
 
-    env = {
-        "DATABASE_URL": url,
-        "TEMPORAL_ADDRESS": address,
-        "TEMPORAL_TASK_QUEUE": settings.temporal_task_queue,
-        "TIER_EVALUATION_BATCH_SIZE": str(args.batch_size),
-        "ENVIRONMENT": "development",
-    }
-    log = workdir / "worker.log"
-    worker = devstack.start_process(
-        [sys.executable, str(PROJECT_ROOT / "worker.py")], log_file=log, env=env
+    # As in production: `python worker.py`, a process of its own (stopped with the stack).
+    worker = stack.worker("worker", [str(PROJECT_ROOT / "worker.py")], env).pid
+    idle_kib = _proc_kib(worker, "VmRSS")
+    _say(f"worker started (pid {worker}, RSS {idle_kib // 1024} MiB)")
+    inp = TierEvaluationInput(
+        batch_size=args.batch_size, downgrade_grace_days=GRACE_DAYS, as_of=as_of
     )
-    try:
-        deadline = time.monotonic() + 60
-        while "started on task queue" not in (log.read_text() if log.exists() else ""):
-            if worker.poll() is not None or time.monotonic() > deadline:
-                _say(f"worker did not start; see {log}:\n{log.read_text()}")
-                return 1
-            await asyncio.sleep(0.2)
-        idle_kib = _proc_kib(worker.pid, "VmRSS")
-        _say(f"worker started (pid {worker.pid}, RSS {idle_kib // 1024} MiB)")
-
-        inp = TierEvaluationInput(
-            batch_size=args.batch_size, downgrade_grace_days=GRACE_DAYS, as_of=as_of
-        )
-        first, first_seconds = await evaluate(settings, address, worker.pid, inp, "first")
-        again, again_seconds = await evaluate(settings, address, worker.pid, inp, "again")
-        peak_kib = _proc_kib(worker.pid, "VmHWM")
-    finally:
-        devstack.stop_process(worker)
+    first, first_seconds = await evaluate(settings, worker, inp, "first")
+    again, again_seconds = await evaluate(settings, worker, inp, "again")
+    peak_kib = _proc_kib(worker, "VmHWM")
 
     ok = (first.upgraded, first.downgraded, first.downgrades_in_grace) == (
         expected.upgraded,
@@ -211,36 +204,16 @@ async def measure(args: argparse.Namespace, url: str, address: str, workdir: Pat
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = kit.parser(__doc__)
     parser.add_argument("--wallets", type=int, default=1_000_000)
     parser.add_argument("--earns", type=int, default=3, help="backdated earns per wallet")
     parser.add_argument("--batch-size", type=int, default=2000)
     args = parser.parse_args()
-
-    workdir = Path(tempfile.mkdtemp(prefix="tier-bench-"))
-    pg = temporal = None
-    try:
-        url = os.environ.get("DATABASE_URL")
-        if url is None:
-            pg = devstack.EmbeddedPostgres(workdir / "pg", delete_on_stop=True)
-            url = pg.ensure_database("loyalty_bench")
-        devstack.run_migrations(url)
-        address = os.environ.get("TEMPORAL_ADDRESS")
-        if address is None:
-            port = devstack.free_port()
-            temporal = devstack.start_temporal(
-                port=port, ui_port=None, db_file=None, log_file=workdir / "temporal.log"
-            )
-            address = f"127.0.0.1:{port}"
-        status = asyncio.run(measure(args, url, address, workdir))
-    finally:
-        if temporal is not None:
-            devstack.stop_process(temporal)
-        if pg is not None:
-            pg.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
-    sys.stdout.flush()
-    os._exit(status)  # temporalio/sdk-python#300: no abort at interpreter shutdown
+    with kit.workdir("tiers", keep=args.keep) as root, kit.Stack(root) as stack:
+        url = stack.postgres(from_env=True)
+        address = stack.temporal(from_env=True)
+        status = event_loop.run(measure(args, stack, url, address))
+    kit.finish(status)
 
 
 if __name__ == "__main__":

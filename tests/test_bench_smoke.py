@@ -50,6 +50,22 @@ def test_ledger_benchmark_runs(processes: str) -> None:
         assert phase in out, out
     for targeted in ("ledger.earn (module)", "HTTP POST /wallets/{userId}/earn"):
         assert f"{targeted}: CPU ceiling: " in out, out
+    # A posting on its own is one call of its function: one statement, no BEGIN and COMMIT.
+    assert "SQL statements per posting: ledger.earn 1 (autocommit" in out, out
+    assert "invariants after the run: OK" in out, out
+
+
+def test_ledger_benchmark_alternates_api_variants() -> None:
+    # Two API processes of a source tree (here this checkout twice), served from its directory
+    # with its own code first on the path: how an older checkout's API is measured in one run.
+    out = _run(
+        "bench/ledger.py", "--seconds", "1", "--clients", "1", "--warmup", "0.2", "--rounds", "1",
+        "--variant", f"source={PROJECT_ROOT}", "--variant", "source=.,runtime=asyncio-h11",
+        timeout=240,
+    )  # fmt: skip
+    assert f"[1.round] = {{'source': '{PROJECT_ROOT}'}}" in out, out
+    for label in ("[1.0]", "[2.0]"):
+        assert f"HTTP POST /wallets/{{userId}}/earn {label}: CPU ceiling: " in out, out
     assert "invariants after the run: OK" in out, out
 
 
@@ -57,6 +73,12 @@ def test_ledger_parts_benchmark_runs() -> None:
     out = _run("bench/ledger_parts.py", "--postings", "40", "--rounds", "1", timeout=120)
     for part in ("pool checkout and return", "ledger.earn (module phase)", "raw asyncpg"):
         assert part in out, out
+
+
+def test_tier_evaluation_benchmark_runs() -> None:
+    out = _run("bench/tier_evaluation.py", "--wallets", "300", "--batch-size", "100", timeout=180)
+    assert "first evaluation: " in out, out
+    assert "counts match baseline:   yes" in out, out
 
 
 def test_saga_benchmark_runs() -> None:

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from bench.cpu_ceiling import Ceiling, cores
+from bench.kit import Ceiling, cores
 
 
 def test_ceiling_and_budget_follow_from_cores_and_cpu_per_operation() -> None:
