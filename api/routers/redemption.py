@@ -18,7 +18,7 @@ from loyalty.redemption.schemas import DecisionBody, RedeemBody
 
 router = APIRouter(prefix="/wallets", tags=["redemption"])
 
-BookingId = Annotated[str, Path(pattern=BOOKING_ID_PATTERN)]
+BookingId = Annotated[str, Path(alias="bookingId", pattern=BOOKING_ID_PATTERN)]
 
 
 async def _check_owner(client: TemporalClient, user_id: str, booking_id: str) -> None:
@@ -74,7 +74,7 @@ async def release(
 
 
 @router.get(
-    "/{userId}/redemptions/{booking_id}",
+    "/{userId}/redemptions/{bookingId}",
     response_model=RedemptionState,
     responses=error_responses(404),
 )

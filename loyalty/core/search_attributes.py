@@ -1,5 +1,5 @@
 """Custom search attributes operators filter workflows by (registered on the dev server by the
-run command and the tests; register them on a production namespace as the README shows)."""
+run command and the tests; register them on a production namespace as docs/operations.md shows)."""
 
 from temporalio.common import SearchAttributeKey
 

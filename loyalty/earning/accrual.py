@@ -175,15 +175,16 @@ _INSERT = text(
     "VALUES (:b, :u, :p, :amount, :currency, :points, :pending, :status, :until, :key, :tx, "
     "CAST(:breakdown AS jsonb))"
 )
+# Written alongside the earn (ledger.Alongside): `posted` is the earn's row.
 _POSTED_NEW = (
     "INSERT INTO booking_accruals (booking_id, user_id, payment_id, amount_paid, currency, "
     "points, pending_points, status, idempotency_key, earn_tx_id, breakdown) "
-    "VALUES (:b, :u, :p, :amount, :currency, :points, 0, 'posted', :key, :tx, "
-    "CAST(:breakdown AS jsonb))"
+    "SELECT :a_b, :a_u, :a_p, :a_amount, :a_currency, :a_points, 0, 'posted', :a_key, "
+    "posted.tx_id, CAST(:a_breakdown AS jsonb) FROM posted"
 )
 _POSTED_PENDING = (
-    "UPDATE booking_accruals SET status = 'posted', earn_tx_id = :tx, pending_points = 0, "
-    "updated_at = now() WHERE booking_id = :b"
+    "UPDATE booking_accruals SET status = 'posted', earn_tx_id = posted.tx_id, "
+    "pending_points = 0, updated_at = now() FROM posted WHERE booking_accruals.booking_id = :a_b"
 )
 
 
@@ -191,8 +192,8 @@ async def accrual_row(conn: AsyncConnection, booking_id: str) -> Mapping[Any, An
     return (await conn.execute(_ACCRUAL_ROW, {"b": booking_id})).mappings().first()
 
 
-def _params(accrual: AccrualRecord) -> dict[str, Any]:
-    return {
+def _params(accrual: AccrualRecord, prefix: str = "a_") -> dict[str, Any]:
+    values = {
         "b": accrual.booking_id,
         "u": accrual.user_id,
         "p": accrual.payment_id,
@@ -202,6 +203,7 @@ def _params(accrual: AccrualRecord) -> dict[str, Any]:
         "key": accrual.idempotency_key,
         "breakdown": json.dumps(accrual.breakdown),
     }
+    return {f"{prefix}{name}": value for name, value in values.items()}
 
 
 async def _insert(
@@ -213,7 +215,12 @@ async def _insert(
     until: datetime | None,
     tx_id: int | None = None,
 ) -> None:
-    params = _params(accrual) | {"pending": pending, "status": status, "until": until, "tx": tx_id}
+    params = _params(accrual, prefix="") | {
+        "pending": pending,
+        "status": status,
+        "until": until,
+        "tx": tx_id,
+    }
     await conn.execute(_INSERT, params)
 
 
@@ -231,6 +238,25 @@ async def _post(
     metadata = dict(accrual.breakdown)
     if points != accrual.points:
         metadata["reduced_by_refunds"] = accrual.points - points
+    notes = [
+        earned_notification(accrual.user_id, accrual.idempotency_key, accrual.booking_id, points)
+    ]
+    # The wallet is locked: its lifetime and trailing points after this earn are known now.
+    tier = tier_rules.realtime(
+        facts.ladder,
+        wallet.tier,
+        lifetime=wallet.lifetime_points + points,
+        trailing=facts.trailing + points,
+    )
+    # The accrual row, the notification and a pending downgrade the points cancel land in the
+    # earn's own statement.
+    rows, note_params = outbox.values(notes)
+    bookkeeping = ledger.Alongside(
+        f"accrued AS ({_POSTED_NEW if new else _POSTED_PENDING}), "
+        "cleared AS (DELETE FROM wallet_tier_status WHERE wallet_id = :a_w "
+        f"AND CAST(:a_clear AS boolean)), noted AS ({outbox.insert_sql(rows)})",
+        _params(accrual) | note_params | {"a_w": wallet.wallet_id, "a_clear": tier.clear_pending},
+    )
     result = await ledger.earn(
         conn,
         user_id=accrual.user_id,
@@ -243,27 +269,7 @@ async def _post(
         counter_account=rules.counter_account_of(metadata),
         description=f"earned on booking {accrual.booking_id}",
         metadata=metadata,
-    )
-    notes = [
-        earned_notification(accrual.user_id, accrual.idempotency_key, accrual.booking_id, points)
-    ]
-    tier = tier_rules.realtime(
-        facts.ladder,
-        wallet.tier,
-        lifetime=result.wallet.lifetime_points,
-        trailing=facts.trailing + points,
-    )
-    # The accrual row, the notification and a pending downgrade the points cancel, at once.
-    rows, params = outbox.values(notes)
-    await conn.execute(
-        text(
-            "WITH accrued AS (" + (_POSTED_NEW if new else _POSTED_PENDING) + "), "
-            "cleared AS (DELETE FROM wallet_tier_status WHERE wallet_id = :w "
-            "AND CAST(:clear AS boolean)) " + outbox.insert_sql(rows)
-        ),
-        _params(accrual)
-        | params
-        | {"tx": result.posting.tx_id, "w": wallet.wallet_id, "clear": tier.clear_pending},
+        alongside=bookkeeping,
     )
     repaid = rules.debt_repayment(facts.debt, points)
     if repaid:

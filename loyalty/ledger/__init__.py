@@ -12,6 +12,7 @@ back as LoyaltyErrors (calls). `wallet_transactions` is append-only: corrections
 """
 
 from loyalty.ledger.accounts import find_wallet, get_wallet, lock_wallet, open_wallet
+from loyalty.ledger.calls import Alongside
 from loyalty.ledger.history import list_transactions, posting
 from loyalty.ledger.holds import capture, get_hold, hold, hold_id_for, release
 from loyalty.ledger.postings import adjust, burn, clawback, earn, expire, refund
@@ -28,6 +29,7 @@ from loyalty.ledger.types import (
 __all__ = [
     "MAX_POINTS",
     "TX_TYPES",
+    "Alongside",
     "HoldState",
     "Posting",
     "PostingResult",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import TextClause, text
@@ -20,16 +21,30 @@ from loyalty.ledger.types import MAX_POINTS, HoldState, Posting, PostingResult, 
 
 REFUSAL_CLASS = "LW"  # SQLSTATE class of the posting functions' refusals
 
-_statements: dict[tuple[str, tuple[str, ...]], TextClause] = {}
+
+@dataclass(frozen=True)
+class Alongside:
+    """Writes that must land with a posting, in its own statement (one round trip): common table
+    expressions that may read the posting's row as `posted` (tx_id, wallet_id, ...). Their
+    parameters must not reuse the posting function's names (prefix them)."""
+
+    sql: str
+    params: Mapping[str, Any]
 
 
-def _statement(function: str, names: tuple[str, ...]) -> TextClause:
+_statements: dict[tuple[str, tuple[str, ...], str | None], TextClause] = {}
+
+
+def _statement(function: str, names: tuple[str, ...], alongside: str | None) -> TextClause:
     # Named notation (p_x => :x): a call names what it passes, and new optional parameters
     # never shift old callers. One TextClause per shape, so SQLAlchemy compiles it once.
-    key = (function, names)
+    key = (function, names, alongside)
     if key not in _statements:
         arguments = ", ".join(f"p_{name} => :{name}" for name in names)
-        _statements[key] = text(f"SELECT * FROM {function}({arguments})")
+        posting = f"SELECT * FROM {function}({arguments})"
+        if alongside is not None:
+            posting = f"WITH posted AS ({posting}), {alongside} SELECT * FROM posted"
+        _statements[key] = text(posting)
     return _statements[key]
 
 
@@ -48,12 +63,17 @@ def refusal(err: DBAPIError) -> LoyaltyError | None:
     return cls(message, **(detail.get("details") or {}))
 
 
-async def call(conn: AsyncConnection, function: str, **params: Any) -> RowMapping:
+async def call(
+    conn: AsyncConnection, function: str, *, alongside: Alongside | None = None, **params: Any
+) -> RowMapping:
     """`SELECT * FROM function(...)`: its one row, or the LoyaltyError it refused with."""
     if "metadata" in params:  # jsonb travels as JSON text
         params["metadata"] = json.dumps(dict(params["metadata"] or {}), default=str)
+    statement = _statement(function, tuple(params), alongside.sql if alongside else None)
     try:
-        result = await conn.execute(_statement(function, tuple(params)), params)
+        result = await conn.execute(
+            statement, {**params, **(alongside.params if alongside else {})}
+        )
     except DBAPIError as err:
         refused = refusal(err)
         if refused is None:

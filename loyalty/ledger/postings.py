@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loyalty.core.hashing import request_hash
-from loyalty.ledger.calls import call, check_points, posting_result
+from loyalty.ledger.calls import Alongside, call, check_points, posting_result
 from loyalty.ledger.types import PostingResult
 
 
@@ -33,8 +33,10 @@ async def earn(
     counter_account: str = "issuance:base",
     description: str | None = None,
     metadata: Mapping[str, Any] | None = None,
+    alongside: Alongside | None = None,
 ) -> PostingResult:
-    """Credit earned points (opening the wallet on its first earn); lifetime points grow too."""
+    """Credit earned points (opening the wallet on its first earn); lifetime points grow too.
+    `alongside`: the caller's bookkeeping, written in the earn's own statement."""
     check_points(points)
     request = {
         "type": "earn",
@@ -58,6 +60,7 @@ async def earn(
         counter_account=counter_account,
         description=description,
         metadata=metadata,
+        alongside=alongside,
     )
     return posting_result(row)
 
@@ -165,8 +168,8 @@ async def clawback(
     metadata: Mapping[str, Any] | None = None,
 ) -> PostingResult:
     """Take back earned points (a refunded booking). Like any debit it cannot take available
-    points below zero: the caller decides what to do with a shortfall (loyalty.earning.rules records
-    it as a debt). Lifetime points stay: they count every point ever earned."""
+    points below zero: the caller decides what to do with a shortfall (loyalty.earning.refunds
+    records it as a debt). Lifetime points stay: they count every point ever earned."""
     check_points(points)
     request = {
         "type": "clawback",

@@ -8,10 +8,10 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
+from loyalty.core.fields import MAX_POINTS
 from loyalty.core.text import NO_NUL, without_nul
 from loyalty.tiers.rules import Basis
 
-MAX_POINTS = 10**12
 TierCode = Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=r"^[a-z0-9_-]+$")]
 TierName = Annotated[
     str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True, pattern=NO_NUL)
