@@ -45,6 +45,11 @@ async def transaction(request: Request) -> AsyncIterator[AsyncConnection]:
         yield conn
 
 
+async def autocommit(request: Request) -> AsyncIterator[AsyncConnection]:
+    async with db.autocommit(await get_engine(request)) as conn:
+        yield conn
+
+
 async def temporal_client(request: Request) -> Client:
     lazy: LazyTemporalClient = request.app.state.temporal
     return await lazy.get()
@@ -52,6 +57,8 @@ async def temporal_client(request: Request) -> Client:
 
 AppSettings = Annotated[Settings, Depends(get_settings)]
 Connection = Annotated[AsyncConnection, Depends(transaction, scope="function")]
+# For an endpoint whose one write is one ledger posting: atomic on its own, no BEGIN and COMMIT.
+LonePosting = Annotated[AsyncConnection, Depends(autocommit, scope="function")]
 TemporalClient = Annotated[Client, Depends(temporal_client)]
 
 # The user id in `/wallets/{userId}`: bounded like every other id.

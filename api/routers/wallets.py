@@ -12,6 +12,7 @@ from api.deps import (
     AppSettings,
     Connection,
     IdempotencyKey,
+    LonePosting,
     Service,
     UserId,
     WalletReader,
@@ -56,7 +57,7 @@ async def list_transactions(
 async def adjust_wallet(
     user_id: UserId,
     principal: Admin,
-    conn: Connection,
+    conn: LonePosting,
     body: AdjustmentIn,
     idempotency_key: IdempotencyKey,
     response: Response,

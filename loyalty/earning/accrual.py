@@ -37,7 +37,7 @@ from loyalty.core.errors import IdempotencyConflict, NotFound, ValidationFailed
 from loyalty.core.settings import Settings
 from loyalty.earning import debt, rules
 from loyalty.earning.contracts import EarnCommand, EarnOutcome
-from loyalty.earning.facts import EarnFacts, earn_facts
+from loyalty.earning.facts import EarnFacts, lock_and_read
 from loyalty.notifications import outbox
 from loyalty.notifications.models import Notification, NotificationKind
 from loyalty.tiers import rules as tier_rules
@@ -72,8 +72,7 @@ async def accrue(conn: AsyncConnection, cmd: EarnCommand, settings: Settings) ->
             expected=settings.currency,
         )
     key = rules.earn_key(cmd.booking_id, cmd.payment_id)
-    wallet = await ledger.lock_wallet(conn, cmd.user_id)
-    facts = await earn_facts(conn, wallet, cmd.booking_id, key, cmd.paid_at)
+    wallet, facts = await lock_and_read(conn, cmd.user_id, cmd.booking_id, key, cmd.paid_at)
     if facts.accrual_exists:
         return Accrued(await _replay(conn, cmd))
     if facts.earn_exists:
@@ -134,13 +133,14 @@ async def accrue(conn: AsyncConnection, cmd: EarnCommand, settings: Settings) ->
 async def activate(conn: AsyncConnection, booking_id: str, user_id: str) -> EarnOutcome:
     """The pending period is over: post what is still pending (refunds meanwhile reduced or
     voided it). Idempotent: an accrual already posted or voided is answered as it stands."""
-    wallet = await ledger.lock_wallet(conn, user_id)
+    await ledger.lock_wallet(conn, user_id)
     row = await accrual_row(conn, booking_id)
     if row is None:
         raise NotFound(f"no accrual for booking {booking_id}", booking_id=booking_id)
     if row["status"] != "pending":
         return await _outcome_of(conn, row, replayed=True)
-    facts = await earn_facts(conn, wallet, booking_id, row["idempotency_key"], row["updated_at"])
+    key = row["idempotency_key"]
+    wallet, facts = await lock_and_read(conn, user_id, booking_id, key, row["updated_at"])
     accrual = AccrualRecord.of(row)
     return (
         await _post(conn, accrual, int(row["pending_points"]), wallet, facts, new=False)

@@ -1,6 +1,7 @@
-"""What an earn reads before the rules decide: the tier ladder, the campaigns running when the
-booking was paid, refunds and debt so far, trailing points; in one statement, read after the
-wallet is locked so it sees whatever the wallet's previous holder wrote."""
+"""What an earn reads before the rules decide: the wallet, locked, then the tier ladder, the
+campaigns running when the booking was paid, refunds and debt so far, and trailing points; in
+one call (earning_facts, migration 0008) whose reads come after the lock, so they see whatever
+the wallet's previous holder wrote."""
 
 from __future__ import annotations
 
@@ -40,58 +41,48 @@ class EarnFacts:
         return self.multipliers[tier]
 
 
+# The wallet locked first, then the facts read after the lock (migration 0008).
 _FACTS = text(
-    "SELECT now() AS as_of, "
-    "EXISTS (SELECT 1 FROM booking_accruals WHERE booking_id = :b) AS accrual_exists, "
-    "EXISTS (SELECT 1 FROM wallet_transactions WHERE idempotency_key = :k) AS earn_exists, "
-    "(SELECT array_agg(t ORDER BY rank) FROM loyalty_tiers t) AS tiers, "
-    "(SELECT array_agg(c ORDER BY campaign_id) FROM campaigns c "
-    " WHERE starts_at <= :paid_at AND ends_at > :paid_at) AS campaigns, "
-    "(SELECT COALESCE(SUM(amount), 0) FROM booking_refunds WHERE booking_id = :b) AS refunded, "
-    "(SELECT COALESCE(bool_or(full_refund), false) FROM booking_refunds WHERE booking_id = :b) "
-    "AS full_refund, "
-    "(SELECT COALESCE(SUM(points), 0) FROM points_debt_entries WHERE user_id = :u) AS debt, "
-    "CASE WHEN EXISTS (SELECT 1 FROM loyalty_tiers WHERE basis = 'trailing_12m') "
-    f"THEN {tier_store.trailing_points_sql(':w')} ELSE 0 END AS trailing"
+    "SELECT * FROM earning_facts(p_user_id => :u, p_booking_id => :b, "
+    "p_idempotency_key => :k, p_paid_at => :paid_at)"
 )
+_TRAILING = text(f"SELECT {tier_store.trailing_points_sql(':w')}")
 
 
-async def earn_facts(
-    conn: AsyncConnection, wallet: ledger.WalletState, booking_id: str, key: str, paid_at: datetime
-) -> EarnFacts:
+async def lock_and_read(
+    conn: AsyncConnection, user_id: str, booking_id: str, key: str, paid_at: datetime
+) -> tuple[ledger.WalletState, EarnFacts]:
+    """The user's wallet (opened on its first earn), locked for the rest of the transaction,
+    and what the earn rules need to know, read after the lock: one round trip (two when the
+    ladder counts trailing points)."""
     row = (
-        (
-            await conn.execute(
-                _FACTS,
-                {
-                    "b": booking_id,
-                    "k": key,
-                    "u": wallet.user_id,
-                    "w": wallet.wallet_id,
-                    "paid_at": paid_at,
-                },
-            )
-        )
+        (await conn.execute(_FACTS, {"u": user_id, "b": booking_id, "k": key, "paid_at": paid_at}))
         .mappings()
         .one()
     )
+    wallet = ledger.WalletState(**{k: row[k] for k in ledger.WalletState.__dataclass_fields__})
     tiers = row["tiers"] or []
-    return EarnFacts(
+    ladder = tier_rules.Ladder.of(
+        [
+            tier_rules.TierStep(
+                code=t["code"], rank=t["rank"], threshold=t["threshold"], basis=t["basis"]
+            )
+            for t in tiers
+        ]
+    )
+    trailing = 0
+    if ladder.counts_trailing:
+        trailing = int((await conn.execute(_TRAILING, {"w": wallet.wallet_id})).scalar_one())
+    facts = EarnFacts(
         as_of=row["as_of"],
         accrual_exists=row["accrual_exists"],
         earn_exists=row["earn_exists"],
-        ladder=tier_rules.Ladder.of(
-            [
-                tier_rules.TierStep(
-                    code=t["code"], rank=t["rank"], threshold=t["threshold"], basis=t["basis"]
-                )
-                for t in tiers
-            ]
-        ),
+        ladder=ladder,
         multipliers={t["code"]: t["earn_multiplier_pct"] for t in tiers},
         campaigns=[campaign_of(c) for c in row["campaigns"] or []],
         refunded=int(row["refunded"]),
         full_refund=bool(row["full_refund"]),
         debt=int(row["debt"]),
-        trailing=int(row["trailing"]),
+        trailing=trailing,
     )
+    return wallet, facts

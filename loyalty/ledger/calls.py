@@ -2,7 +2,13 @@
 their refusals (SQLSTATE class LW, a JSON DETAIL with the code) into the LoyaltyError family.
 
 A refusal aborts the caller's transaction, so nothing of the posting stays; the caller rolls
-back (`loyalty.core.db.transaction` does)."""
+back (`loyalty.core.db.transaction` does).
+
+Two transports, one call. Inside a transaction the call goes through SQLAlchemy, which owns the
+transaction. On a connection in autocommit (`loyalty.core.db.autocommit`: a posting on its own,
+atomic without BEGIN and COMMIT) SQLAlchemy has no transaction to keep, and the call is sent on
+the driver connection under it (SQLAlchemy's public `driver_connection`): the same statement,
+for about a third of the client CPU (bench/ledger_parts.py measures both)."""
 
 from __future__ import annotations
 
@@ -48,13 +54,14 @@ def _statement(function: str, names: tuple[str, ...], alongside: str | None) -> 
     return _statements[key]
 
 
-def refusal(err: DBAPIError) -> LoyaltyError | None:
-    """The LoyaltyError a posting function refused with, or None for any other database error."""
-    sqlstate = getattr(err.orig, "sqlstate", None) or ""
+def refusal(err: BaseException) -> LoyaltyError | None:
+    """The LoyaltyError a posting function refused with, or None for any other error. `err` is
+    SQLAlchemy's DBAPIError (whose cause is the driver's) or the driver's own exception."""
+    driver_error = err.orig.__cause__ if isinstance(err, DBAPIError) and err.orig else err
+    sqlstate = getattr(driver_error, "sqlstate", None) or ""
     if not sqlstate.startswith(REFUSAL_CLASS):
         return None
-    driver_error = err.orig.__cause__ if err.orig is not None else None  # asyncpg's exception
-    message = getattr(driver_error, "message", None) or str(err.orig)
+    message = getattr(driver_error, "message", None) or str(driver_error)
     try:
         detail = json.loads(getattr(driver_error, "detail", None) or "{}")
     except ValueError:
@@ -69,6 +76,8 @@ async def call(
     """`SELECT * FROM function(...)`: its one row, or the LoyaltyError it refused with."""
     if "metadata" in params:  # jsonb travels as JSON text
         params["metadata"] = json.dumps(dict(params["metadata"] or {}), default=str)
+    if alongside is None and _autocommits(conn):
+        return await _on_driver(conn, function, params)
     statement = _statement(function, tuple(params), alongside.sql if alongside else None)
     try:
         result = await conn.execute(
@@ -80,6 +89,33 @@ async def call(
             raise
         raise refused from None
     return result.mappings().one()
+
+
+def _autocommits(conn: AsyncConnection) -> bool:
+    sync = conn.sync_connection  # the connection's own options (engine's and its own)
+    return sync is not None and sync.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
+
+
+_driver_statements: dict[tuple[str, tuple[str, ...]], str] = {}
+
+
+async def _on_driver(conn: AsyncConnection, function: str, params: dict[str, Any]) -> Any:
+    """The call on the driver connection (asyncpg: `$n` parameters, its own statement cache)."""
+    names = tuple(params)
+    key = (function, names)
+    if key not in _driver_statements:
+        arguments = ", ".join(f"p_{name} => ${i}" for i, name in enumerate(names, start=1))
+        _driver_statements[key] = f"SELECT * FROM {function}({arguments})"
+    driver = (await conn.get_raw_connection()).driver_connection
+    if driver is None:  # a connection that is open has one
+        raise RuntimeError("the pooled connection has no driver connection")
+    try:
+        return await driver.fetchrow(_driver_statements[key], *params.values())
+    except Exception as err:  # the driver's own exception types
+        refused = refusal(err)
+        if refused is None:
+            raise
+        raise refused from None
 
 
 def check_points(points: int, *, signed: bool = False) -> None:

@@ -5,16 +5,14 @@ Revises: 0006
 Create Date: 2026-12-02
 """
 
-from pathlib import Path
-
 from alembic import op
+
+from migrations import sql_files
 
 revision = "0007"
 down_revision = "0006"
 branch_labels = None
 depends_on = None
-
-SQL = Path(__file__).resolve().parent.parent / "sql" / "0007_ledger_functions.sql"
 
 FUNCTIONS = (
     "ledger_release(uuid, text, text, text, jsonb)",
@@ -35,21 +33,8 @@ FUNCTIONS = (
 )
 
 
-def statements(script: str) -> list[str]:
-    # asyncpg prepares each statement, so the file runs one statement at a time; a line holding
-    # only ";" ends each one (function bodies keep their own semicolons).
-    return [s.strip() for s in script.split("\n;\n") if s.strip() and not _only_comments(s)]
-
-
-def _only_comments(statement: str) -> bool:
-    return all(
-        not line.strip() or line.lstrip().startswith("--") for line in statement.splitlines()
-    )
-
-
 def upgrade() -> None:
-    for statement in statements(SQL.read_text()):
-        op.execute(statement)
+    sql_files.run("0007_ledger_functions.sql")
 
 
 def downgrade() -> None:
