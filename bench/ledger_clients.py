@@ -286,11 +286,23 @@ async def count_statements(engine: AsyncEngine, run: Run) -> dict[str, list[str]
     user = f"bench-{run.run_id}-count"
     sent: dict[str, list[str]] = {"ledger.earn": [], "HTTP earn": []}
     for n in range(2):  # the first opens the wallet
-        with _statements_of(engine, sent["ledger.earn"]):
-            async with db.autocommit(engine) as conn:
-                await ledger.earn(
-                    conn, user_id=user, points=1, idempotency_key=f"c:{run.run_id}:{n}"
-                )
+        async with db.autocommit(engine) as conn:
+            # A lone posting travels on the driver connection (loyalty.ledger.calls): watch
+            # both it (asyncpg's query logger) and SQLAlchemy.
+            driver = (await conn.get_raw_connection()).driver_connection
+            assert driver is not None
+
+            def logged(record: Any, into: list[str] = sent["ledger.earn"]) -> None:
+                into.append(" ".join(record.query.split())[:100])
+
+            with _statements_of(engine, sent["ledger.earn"]):
+                driver.add_query_logger(logged)
+                try:
+                    await ledger.earn(
+                        conn, user_id=user, points=1, idempotency_key=f"c:{run.run_id}:{n}"
+                    )
+                finally:
+                    driver.remove_query_logger(logged)
     settings = Settings(environment="test", database_url=run.url, db_pool_size=1)
     app = create_app(settings)
     headers = {"Authorization": f"Bearer {kit.service_token(settings)}"}
