@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.support import refusals_final, transaction
+from activities.support import autocommit, refusals_final, transaction
 from loyalty.core.settings import Settings
 from loyalty.redemption import holds
 from loyalty.redemption.contracts import (
@@ -37,7 +37,9 @@ class RedemptionActivities:
     async def place_hold(self, command: PlaceHold) -> HoldPlaced:
         """Check the tier's cap for this booking and reserve the points (run as a local
         activity: it is on the checkout's critical path)."""
-        async with transaction(self._engine) as conn:
+        # Its one write is the hold's posting; the cap is read before it either way (a tier
+        # change racing a checkout may land on either side), so no transaction is needed.
+        async with autocommit(self._engine) as conn:
             return await holds.place(conn, command, point_value_minor=self._point_value_minor)
 
     @activity.defn(name="capture_redemption_hold")

@@ -1,5 +1,6 @@
 """What every activity shares: a business refusal ends its retries at once, and database work
-runs in one transaction owned by the activity (committed when it returns)."""
+runs in one transaction owned by the activity (committed when it returns), or, for work whose
+one write is one ledger posting, in autocommit (the posting is atomic on its own)."""
 
 from __future__ import annotations
 
@@ -27,4 +28,11 @@ async def refusals_final() -> AsyncIterator[None]:
 async def transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
     """One database transaction (rolled back on any exception), refusals made final."""
     async with refusals_final(), db.transaction(engine) as conn:
+        yield conn
+
+
+@contextlib.asynccontextmanager
+async def autocommit(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection whose every statement commits on its own, refusals made final."""
+    async with refusals_final(), db.autocommit(engine) as conn:
         yield conn

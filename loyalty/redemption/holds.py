@@ -2,7 +2,8 @@
 release it. The postings themselves are the ledger's (ledger.hold / capture / release); this
 module adds the tier's cap and the checkout's keys, descriptions and metadata.
 
-Each function runs on the caller's connection, inside its transaction (the activities own it).
+Each function runs on the caller's connection (the activities own it: `place` in autocommit, its
+one write being the hold's posting; capture and release in a transaction).
 Every posting's idempotency key comes from the saga (workflow run, hold id), so a retried
 activity posts once and gets the first posting's result."""
 
