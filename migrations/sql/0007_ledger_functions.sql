@@ -55,6 +55,32 @@ CREATE TYPE ledger_posting AS (
     hold_resolved_at timestamptz
 )
 ;
+-- A posting's answer: its row, the wallet after it, whether it was a replay, and for the hold
+-- kinds the hold as it stands.
+CREATE FUNCTION ledger_result(tx wallet_transactions, w wallets, replayed boolean,
+                              h holds DEFAULT NULL)
+RETURNS ledger_posting LANGUAGE sql IMMUTABLE AS $$
+    SELECT ROW(tx.tx_id, tx.wallet_id, tx.type, tx.amount, tx.held_delta, tx.currency_amount,
+        tx.currency, tx.counter_account, tx.booking_id, tx.payment_id, tx.hold_id,
+        tx.reverses_tx_id, tx.idempotency_key, tx.description, tx.metadata, tx.created_at,
+        w.user_id, w.balance, w.held, w.tier, w.lifetime_points, w.version, w.created_at,
+        w.updated_at, replayed, h.amount, h.status, h.expires_at, h.created_at,
+        h.resolved_at)::ledger_posting
+$$
+;
+-- A hold kind's answer: the posting's, with the hold as it stands.
+CREATE FUNCTION ledger_with_hold(r ledger_posting, h holds) RETURNS ledger_posting
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    r.hold_amount := h.amount;
+    r.hold_status := h.status;
+    r.hold_expires_at := h.expires_at;
+    r.hold_created_at := h.created_at;
+    r.hold_resolved_at := h.resolved_at;
+    RETURN r;
+END;
+$$
+;
 CREATE FUNCTION ledger_refuse(p_code text, p_sqlstate text, p_message text,
                               p_details jsonb DEFAULT '{}')
 RETURNS void LANGUAGE plpgsql AS $$
@@ -159,11 +185,7 @@ BEGIN
                                    'requested', -(p_amount - p_held_delta)));
         END IF;
     END IF;
-    RETURN ROW(tx.tx_id, tx.wallet_id, tx.type, tx.amount, tx.held_delta, tx.currency_amount,
-        tx.currency, tx.counter_account, tx.booking_id, tx.payment_id, tx.hold_id,
-        tx.reverses_tx_id, tx.idempotency_key, tx.description, tx.metadata, tx.created_at,
-        w.user_id, w.balance, w.held, w.tier, w.lifetime_points, w.version, w.created_at,
-        w.updated_at, replayed, NULL, NULL, NULL, NULL, NULL)::ledger_posting;
+    RETURN ledger_result(tx, w, replayed);
 END;
 $$
 ;
@@ -315,12 +337,7 @@ BEGIN
     result := ledger_post(w.wallet_id, 'hold', 0, p_points, 0, 'redemption', p_idempotency_key,
         p_request_hash, p_booking_id, NULL, p_hold_id, NULL, NULL, NULL, p_description,
         p_metadata);
-    result.hold_amount := h.amount;
-    result.hold_status := h.status;
-    result.hold_expires_at := h.expires_at;
-    result.hold_created_at := h.created_at;
-    result.hold_resolved_at := h.resolved_at;
-    RETURN result;
+    RETURN ledger_with_hold(result, h);
 END;
 $$
 ;
@@ -351,11 +368,7 @@ BEGIN
                 jsonb_build_object('hold_id', p_hold_id, 'status', h.status));
         END IF;
         SELECT * INTO w FROM wallets WHERE wallet_id = tx.wallet_id;
-        result := ROW(tx.tx_id, tx.wallet_id, tx.type, tx.amount, tx.held_delta,
-            tx.currency_amount, tx.currency, tx.counter_account, tx.booking_id, tx.payment_id,
-            tx.hold_id, tx.reverses_tx_id, tx.idempotency_key, tx.description, tx.metadata,
-            tx.created_at, w.user_id, w.balance, w.held, w.tier, w.lifetime_points, w.version,
-            w.created_at, w.updated_at, true, NULL, NULL, NULL, NULL, NULL)::ledger_posting;
+        RETURN ledger_result(tx, w, true, h);
     ELSE
         result := ledger_post(h.wallet_id, CASE WHEN capture THEN 'capture' ELSE 'release' END,
             CASE WHEN capture THEN -h.amount ELSE 0 END, -h.amount, 0, 'redemption',
@@ -369,12 +382,7 @@ BEGIN
         UPDATE holds SET status = p_outcome, resolved_at = now() WHERE hold_id = p_hold_id
         RETURNING * INTO h;
     END IF;
-    result.hold_amount := h.amount;
-    result.hold_status := h.status;
-    result.hold_expires_at := h.expires_at;
-    result.hold_created_at := h.created_at;
-    result.hold_resolved_at := h.resolved_at;
-    RETURN result;
+    RETURN ledger_with_hold(result, h);
 END;
 $$
 ;

@@ -30,6 +30,8 @@ FUNCTIONS = (
     "ledger_wallet(text, boolean)",
     "ledger_check_points(bigint, boolean)",
     "ledger_refuse(text, text, text, jsonb)",
+    "ledger_with_hold(ledger_posting, holds)",
+    "ledger_result(wallet_transactions, wallets, boolean, holds)",
 )
 
 
