@@ -60,16 +60,9 @@ async def lock_and_read(
         .mappings()
         .one()
     )
-    wallet = ledger.WalletState(**{k: row[k] for k in ledger.WalletState.__dataclass_fields__})
+    wallet = ledger.WalletState.of(row)
     tiers = row["tiers"] or []
-    ladder = tier_rules.Ladder.of(
-        [
-            tier_rules.TierStep(
-                code=t["code"], rank=t["rank"], threshold=t["threshold"], basis=t["basis"]
-            )
-            for t in tiers
-        ]
-    )
+    ladder = tier_rules.Ladder.of_rows(tiers)
     trailing = 0
     if ladder.counts_trailing:
         trailing = int((await conn.execute(_TRAILING, {"w": wallet.wallet_id})).scalar_one())

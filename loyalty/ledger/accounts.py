@@ -7,7 +7,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loyalty.core.errors import WalletNotFound
-from loyalty.ledger.calls import call, wallet_of
+from loyalty.ledger.calls import call
 from loyalty.ledger.types import WalletState
 
 _COLUMNS = ", ".join(WalletState.__dataclass_fields__)
@@ -17,7 +17,7 @@ _LOCK = text(f"SELECT {_COLUMNS} FROM wallets WHERE user_id = :u FOR UPDATE")
 
 async def find_wallet(conn: AsyncConnection, user_id: str) -> WalletState | None:
     row = (await conn.execute(_FIND, {"u": user_id})).mappings().first()
-    return wallet_of(row) if row else None
+    return WalletState.of(row) if row else None
 
 
 async def get_wallet(conn: AsyncConnection, user_id: str) -> WalletState:
@@ -29,7 +29,7 @@ async def get_wallet(conn: AsyncConnection, user_id: str) -> WalletState:
 
 async def open_wallet(conn: AsyncConnection, user_id: str) -> WalletState:
     """The user's wallet, opened on the lowest tier if it does not exist yet."""
-    return wallet_of(await call(conn, "ledger_wallet", user_id=user_id, open=True))
+    return WalletState.of(await call(conn, "ledger_wallet", user_id=user_id, open=True))
 
 
 async def lock_wallet(conn: AsyncConnection, user_id: str) -> WalletState:
@@ -39,4 +39,4 @@ async def lock_wallet(conn: AsyncConnection, user_id: str) -> WalletState:
     if row is None:
         await open_wallet(conn, user_id)
         row = (await conn.execute(_LOCK, {"u": user_id})).mappings().one()
-    return wallet_of(row)
+    return WalletState.of(row)

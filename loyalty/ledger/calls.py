@@ -12,6 +12,7 @@ for about a third of the client CPU (bench/ledger_parts.py measures both)."""
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -38,20 +39,23 @@ class Alongside:
     params: Mapping[str, Any]
 
 
-_statements: dict[tuple[str, tuple[str, ...], str | None], TextClause] = {}
+@functools.lru_cache(maxsize=256)
+def _call_sql(function: str, names: tuple[str, ...], numbered: bool) -> str:
+    """`SELECT * FROM function(p_x => :x, ...)`, or with `$1, $2 ...` for the driver. Named
+    notation: a call names what it passes, and new optional parameters never shift old
+    callers."""
+    marks = [f"${i}" for i in range(1, len(names) + 1)] if numbered else [f":{n}" for n in names]
+    arguments = ", ".join(f"p_{name} => {mark}" for name, mark in zip(names, marks, strict=True))
+    return f"SELECT * FROM {function}({arguments})"
 
 
+@functools.lru_cache(maxsize=256)
 def _statement(function: str, names: tuple[str, ...], alongside: str | None) -> TextClause:
-    # Named notation (p_x => :x): a call names what it passes, and new optional parameters
-    # never shift old callers. One TextClause per shape, so SQLAlchemy compiles it once.
-    key = (function, names, alongside)
-    if key not in _statements:
-        arguments = ", ".join(f"p_{name} => :{name}" for name in names)
-        posting = f"SELECT * FROM {function}({arguments})"
-        if alongside is not None:
-            posting = f"WITH posted AS ({posting}), {alongside} SELECT * FROM posted"
-        _statements[key] = text(posting)
-    return _statements[key]
+    # One TextClause per shape, so SQLAlchemy compiles it once.
+    posting = _call_sql(function, names, numbered=False)
+    if alongside is not None:
+        posting = f"WITH posted AS ({posting}), {alongside} SELECT * FROM posted"
+    return text(posting)
 
 
 def refusal(err: BaseException) -> LoyaltyError | None:
@@ -96,21 +100,14 @@ def _autocommits(conn: AsyncConnection) -> bool:
     return sync is not None and sync.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
 
 
-_driver_statements: dict[tuple[str, tuple[str, ...]], str] = {}
-
-
 async def _on_driver(conn: AsyncConnection, function: str, params: dict[str, Any]) -> Any:
     """The call on the driver connection (asyncpg: `$n` parameters, its own statement cache)."""
-    names = tuple(params)
-    key = (function, names)
-    if key not in _driver_statements:
-        arguments = ", ".join(f"p_{name} => ${i}" for i, name in enumerate(names, start=1))
-        _driver_statements[key] = f"SELECT * FROM {function}({arguments})"
     driver = (await conn.get_raw_connection()).driver_connection
     if driver is None:  # a connection that is open has one
         raise RuntimeError("the pooled connection has no driver connection")
     try:
-        return await driver.fetchrow(_driver_statements[key], *params.values())
+        sql = _call_sql(function, tuple(params), numbered=True)
+        return await driver.fetchrow(sql, *params.values())
     except Exception as err:  # the driver's own exception types
         refused = refusal(err)
         if refused is None:
@@ -125,10 +122,6 @@ def check_points(points: int, *, signed: bool = False) -> None:
         raise ValidationFailed("points must be an integer", points=repr(points))
     if abs(points) > MAX_POINTS:
         raise ValidationFailed(f"points must be at most {MAX_POINTS}", points=points)
-
-
-def wallet_of(row: Mapping[Any, Any]) -> WalletState:
-    return WalletState(**{k: row[k] for k in WalletState.__dataclass_fields__})
 
 
 def posting_result(row: Mapping[Any, Any]) -> PostingResult:

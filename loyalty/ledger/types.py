@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -40,6 +41,11 @@ class WalletState:
     @property
     def available(self) -> int:
         return self.balance - self.held
+
+    @classmethod
+    def of(cls, row: Mapping[Any, Any]) -> WalletState:
+        """The wallet's columns of a row that has them (a wallets row, a facts row ...)."""
+        return cls(**{name: row[name] for name in cls.__dataclass_fields__})
 
 
 @dataclass(frozen=True)

@@ -17,11 +17,11 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from itertools import pairwise
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict
@@ -61,6 +61,16 @@ class Ladder:
     def of(cls, steps: Sequence[TierStep]) -> Ladder:
         validate_ladder(steps)
         return cls(tuple(sorted(steps, key=lambda s: s.rank)))
+
+    @classmethod
+    def of_rows(cls, rows: Iterable[Mapping[Any, Any]]) -> Ladder:
+        """The ladder of `loyalty_tiers` rows (or any rows with code, rank, threshold, basis)."""
+        return cls.of(
+            [
+                TierStep(code=r["code"], rank=r["rank"], threshold=r["threshold"], basis=r["basis"])
+                for r in rows
+            ]
+        )
 
     @property
     def lowest(self) -> TierStep:

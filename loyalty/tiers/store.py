@@ -22,7 +22,6 @@ from loyalty.tiers.rules import (
     QUALIFYING_TYPES,
     TRAILING_MONTHS,
     Ladder,
-    TierStep,
     notification_key,
     realtime,
     realtime_source,
@@ -57,7 +56,7 @@ _RECORD = text(
 
 async def load_ladder(conn: AsyncConnection) -> Ladder:
     rows = (await conn.execute(_LADDER)).mappings()
-    return Ladder.of([TierStep(**row) for row in rows])
+    return Ladder.of_rows(rows)
 
 
 def trailing_points_sql(wallet: str) -> str:

@@ -8,9 +8,7 @@ Earn on payment is loyalty.earning's (earn_endpoint: the same accrual as the boo
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import timedelta
-from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -31,13 +29,6 @@ from loyalty.wallets.schemas import (
     TransactionQuery,
     WalletOut,
 )
-
-
-def _tier_step(row: Mapping[Any, Any]) -> tier_rules.TierStep:
-    return tier_rules.TierStep(
-        code=row["code"], rank=row["rank"], threshold=row["threshold"], basis=row["basis"]
-    )
-
 
 # Everything the wallet view shows, in one statement: the wallet, the ladder, the points on
 # the trailing basis, a pending downgrade, pending and owed points.
@@ -62,9 +53,9 @@ async def wallet_view(conn: AsyncConnection, user_id: str, settings: Settings) -
     row = (await conn.execute(_VIEW, {"u": user_id})).mappings().first()
     if row is None:
         raise WalletNotFound(f"no wallet for user {user_id!r}", user_id=user_id)
-    wallet = ledger.WalletState(**{k: row[k] for k in ledger.WalletState.__dataclass_fields__})
+    wallet = ledger.WalletState.of(row)
     tiers = {t["code"]: t for t in row["tiers"] or []}
-    ladder = tier_rules.Ladder.of([_tier_step(t) for t in tiers.values()])
+    ladder = tier_rules.Ladder.of_rows(tiers.values())
     lifetime, trailing = wallet.lifetime_points, int(row["trailing"])
     ahead = tier_rules.progress(ladder, wallet.tier, lifetime=lifetime, trailing=trailing)
     current = tiers[wallet.tier]
