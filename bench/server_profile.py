@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import contextlib
 import cProfile
+import functools
 import io
 import pstats
 import re
 import shutil
 import signal
 import subprocess
+import tempfile
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,6 +33,7 @@ from bench.go_symbols import GoSymbols
 from loyalty.core.settings import PROJECT_ROOT
 
 SAMPLES_PER_SECOND = 499
+STARTUP_SECONDS = 10.0
 
 _HISTORY = "go.temporal.io/server/service/history."
 _VISIBILITY = _HISTORY + "(*visibilityQueueTaskExecutor)."
@@ -103,6 +107,27 @@ def unavailable() -> str | None:
         return None
     if paranoid > 2:
         return f"kernel.perf_event_paranoid is {paranoid}; perf needs 2 or less"
+    return _probe()
+
+
+@functools.cache
+def _probe() -> str | None:
+    """Record a short-lived process the way a run records the server, then read the recording
+    back: some machines allow perf but give it nothing to sample (a container without the
+    events), and only trying tells."""
+    with tempfile.TemporaryDirectory(prefix="loyalty-perf-probe-") as tmp:
+        data = Path(tmp) / "probe.data"
+        sleeper = subprocess.Popen(["sleep", "5"])
+        try:
+            with Recording(sleeper.pid, data):
+                time.sleep(0.3)
+            _perf_script(data, "ip,dso")
+        except (RuntimeError, subprocess.SubprocessError, OSError) as exc:
+            detail = getattr(exc, "stderr", None) or str(exc)
+            return f"perf cannot record and read back a process here: {detail.strip()}"
+        finally:
+            sleeper.kill()
+            sleeper.wait()
     return None
 
 
@@ -114,12 +139,22 @@ class Recording:
             "perf", "record", "-q", "-g", "-F", str(SAMPLES_PER_SECOND),
             "-p", str(pid), "-o", str(out),
         ]  # fmt: skip
+        self._out = out
         self._proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> Recording:
         self._proc = subprocess.Popen(
             self._command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
+        # perf writes its file's header only once it is sampling (some 100 ms in, more on a busy
+        # machine); a SIGINT before that kills it with nothing written, and a short run's window
+        # can be shorter than that.
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while not (self._out.exists() and self._out.stat().st_size > 0):
+            if self._proc.poll() is not None or time.monotonic() > deadline:
+                self.__exit__()
+                raise RuntimeError(f"perf record did not start within {STARTUP_SECONDS} s")
+            time.sleep(0.01)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -128,6 +163,8 @@ class Recording:
         _, err = self._proc.communicate(timeout=60)
         if self._proc.returncode not in (0, -signal.SIGINT):
             raise RuntimeError(f"perf record failed: {err.decode(errors='replace')}")
+        if not self._out.exists() or self._out.stat().st_size == 0:
+            raise RuntimeError(f"perf record wrote nothing: {err.decode(errors='replace')}")
 
 
 @contextlib.contextmanager
