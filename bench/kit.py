@@ -269,6 +269,10 @@ class Stack(contextlib.ExitStack):
         super().__init__()
         self.root = root
         self.named: dict[str, int] = {}
+        # Set by `postgres`: the migration owner's URL (for seeding what the service may not
+        # write) and an administrator's (for creating databases beside it).
+        self.owner_url = ""
+        self.admin_url = ""
 
     def cpu_groups(self) -> Groups:
         me = psutil.Process()
@@ -278,16 +282,22 @@ class Stack(contextlib.ExitStack):
         return groups
 
     def postgres(self, database: str = "loyalty_bench", *, from_env: bool = False) -> str:
-        """A migrated database: embedded PostgreSQL's, or DATABASE_URL's with `from_env`."""
+        """A migrated database, and the URL the service uses for it (the application role's):
+        embedded PostgreSQL's (its roles made by the superuser, migrated as the owner), or with
+        `from_env` DATABASE_URL's, migrated as MIGRATION_DATABASE_URL (default DATABASE_URL),
+        which also seeds and creates databases."""
         url = os.environ.get("DATABASE_URL") if from_env else None
         if url is None:
             warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")  # harmless here
             pg = devstack.EmbeddedPostgres(self.root / "pg", delete_on_stop=True)
             self.callback(pg.stop)
-            url = pg.ensure_database(database)
+            service = pg.service_database(database)
             pid_file = self.root / "pg" / "postmaster.pid"
             self.named["postgres"] = int(pid_file.read_text().split()[0])
-        devstack.run_migrations(url)
+            self.owner_url, self.admin_url = service.owner_url, pg.uri(database)
+            return service.app_url
+        self.owner_url = self.admin_url = os.environ.get("MIGRATION_DATABASE_URL") or url
+        devstack.run_migrations(self.owner_url)
         return url
 
     def temporal(self, *, from_env: bool = False, **options: Any) -> str:

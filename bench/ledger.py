@@ -28,7 +28,8 @@ alternates HTTP phases of several checkouts or settings in one run: old code aga
 
 The clients of phases 2 and 3 are in bench/ledger_clients.py. It starts embedded PostgreSQL in
 a temporary directory and deletes it at the end, unless DATABASE_URL is set: then it migrates
-that database, writes postings for `bench-*` users into it and creates (and drops) a database
+that database (as MIGRATION_DATABASE_URL, default DATABASE_URL, which also needs CREATEDB),
+writes postings for `bench-*` users into it and creates (and drops) a database
 `loyalty_bench_pgbench` beside it; never point it at production. `--profile` adds cProfile of
 the module phase (in this process) and of the API server (its process run under cProfile), and
 lists the SQL statements of one posting.
@@ -225,7 +226,7 @@ async def measure(args: argparse.Namespace, stack: kit.Stack, url: str) -> int:
     )
     processes = 1 if args.profile else args.module_processes or pgbench_threads(run.clients)
     groups = stack.cpu_groups()
-    bench_url = prepare_pgbench(url)
+    bench_url = prepare_pgbench(stack.admin_url)  # a database of its own: the administrator's
     pgbench = functools.partial(
         run_pgbench,
         bench_url=bench_url,
@@ -253,7 +254,7 @@ async def measure(args: argparse.Namespace, stack: kit.Stack, url: str) -> int:
             server_version = (await conn.execute(text("SHOW server_version"))).scalar_one()
     finally:
         await engine.dispose()
-        _psql(url, f"DROP DATABASE IF EXISTS {PGBENCH_DATABASE}", check=False)
+        _psql(stack.admin_url, f"DROP DATABASE IF EXISTS {PGBENCH_DATABASE}", check=False)
 
     baseline = (phases[0].rate + phases[-1].rate) / 2
     wallets = (

@@ -152,7 +152,8 @@ async def measure(args: argparse.Namespace, stack: kit.Stack, url: str, address:
         f"{args.batch_size}, downgrade grace {GRACE_DAYS} days",
     )
     _say(f"seeding {args.wallets:,} wallets ...")
-    seconds = await seed(url, args.wallets, args.earns)
+    # Backdated ledger rows: the owner's to write (the service's role may not).
+    seconds = await seed(stack.owner_url, args.wallets, args.earns)
     _say(f"  seeded in {seconds:.1f} s")
 
     as_of = datetime.now(UTC)

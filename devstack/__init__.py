@@ -8,7 +8,15 @@ devstack.localstripe_server is not imported here: importing it patches localstri
 """
 
 from devstack.localstripe import localstripe_command, localstripe_webhook_fields, start_localstripe
-from devstack.postgres import EmbeddedPostgres, alembic_config, run_migrations
+from devstack.postgres import (
+    APP_ROLE,
+    OWNER_ROLE,
+    EmbeddedPostgres,
+    ServiceDatabase,
+    alembic_config,
+    bootstrap_roles,
+    run_migrations,
+)
 from devstack.processes import (
     free_port,
     start_process,
@@ -25,9 +33,13 @@ from devstack.temporal import (
 )
 
 __all__ = [
+    "APP_ROLE",
+    "OWNER_ROLE",
     "SEARCH_ATTRIBUTES",
     "EmbeddedPostgres",
+    "ServiceDatabase",
     "alembic_config",
+    "bootstrap_roles",
     "free_port",
     "localstripe_command",
     "localstripe_webhook_fields",

@@ -1,4 +1,6 @@
-"""Alembic environment: async engine, URL from -x url=... or the DATABASE_URL setting."""
+"""Alembic environment: async engine, URL from -x url=... or the MIGRATION_DATABASE_URL setting
+(the owner role's login), else DATABASE_URL. The role the migrations grant to comes from
+-x app_role=... or the DATABASE_APP_ROLE setting (migrations/roles.py)."""
 
 from __future__ import annotations
 
@@ -20,9 +22,14 @@ target_metadata = metadata
 
 
 def _url() -> str:
-    url = context.get_x_argument(as_dictionary=True).get("url") or get_settings().database_url
+    settings = get_settings()
+    url = (
+        context.get_x_argument(as_dictionary=True).get("url")
+        or settings.migration_database_url
+        or settings.database_url
+    )
     if not url:
-        raise SystemExit("DATABASE_URL is not set (or pass -x url=...)")
+        raise SystemExit("MIGRATION_DATABASE_URL (or DATABASE_URL) is not set (or pass -x url=...)")
     return url
 
 

@@ -1,10 +1,12 @@
 """Run the whole service in one terminal (what `make run` does):
 
-    embedded PostgreSQL (var/postgres)  unless DATABASE_URL is set
+    embedded PostgreSQL (var/postgres), unless DATABASE_URL is set; its superuser only makes
+                                        the two roles and the database (bootstrap_roles.sql)
     Temporal dev server + UI (var/temporal.db, search attributes registered)
                                         unless TEMPORAL_ADDRESS is set
     localstripe + its webhook to the API unless STRIPE_API_KEY is set
-    Alembic migrations, then the worker and the API as child processes.
+    Alembic migrations as the owner role, then the worker and the API as child processes,
+    which log in as the application role.
 
 Every line a child prints is shown with its name in front (and kept in var/logs/<name>.log).
 Ctrl-C or SIGTERM stops everything it started, newest first. If a child dies, it says which
@@ -187,18 +189,28 @@ class Stack:
         return ports
 
     def _start_postgres(self) -> None:
-        url = self.settings.database_url
+        s = self.settings
+        url = s.database_url
         if url:
-            say("PostgreSQL: using DATABASE_URL")
+            migrating = "MIGRATION_DATABASE_URL" if s.migration_database_url else "DATABASE_URL"
+            say(f"PostgreSQL: using DATABASE_URL; migrations log in with {migrating}")
             self.database_label = _redact(url)
             return
         data_dir = self.var_dir / "postgres"
         say(f"PostgreSQL: starting embedded server, data in {data_dir}")
         self.postgres = devstack.EmbeddedPostgres(data_dir)
-        url = self.postgres.ensure_database("loyalty")
-        self.env["DATABASE_URL"] = url
-        self.database_label = f"{url}  (server log: {data_dir / 'log'})"
-        say(f"PostgreSQL: ready, database 'loyalty' at {url}")
+        # The superuser makes the roles and the database, and nothing else: migrations log in
+        # as the owner role, the API and the worker as the application role.
+        database = self.postgres.service_database(
+            "loyalty", owner_role=s.database_owner_role, app_role=s.database_app_role, migrate=False
+        )
+        self.env["DATABASE_URL"] = database.app_url
+        self.env["MIGRATION_DATABASE_URL"] = database.owner_url
+        self.database_label = f"{database.app_url}  (server log: {data_dir / 'log'})"
+        say(
+            f"PostgreSQL: ready, database 'loyalty' at {database.app_url} (the service's role, "
+            f"{s.database_app_role}); migrations as {s.database_owner_role}"
+        )
 
     def _start_temporal(self) -> None:
         s = self.settings

@@ -59,15 +59,35 @@ def embedded_postgres(stack_dir: Path) -> Iterator[devstack.EmbeddedPostgres]:
 
 
 @pytest.fixture(scope="session")
-def database_url(embedded_postgres: devstack.EmbeddedPostgres) -> str:
-    url = embedded_postgres.ensure_database("loyalty_test")
-    devstack.run_migrations(url)
-    return url
+def service_database(embedded_postgres: devstack.EmbeddedPostgres) -> devstack.ServiceDatabase:
+    """The tests' database: its roles made by the superuser, migrated as the owner role."""
+    return embedded_postgres.service_database("loyalty_test")
+
+
+@pytest.fixture(scope="session")
+def database_url(service_database: devstack.ServiceDatabase) -> str:
+    """The application role's URL: the API, the workers and `engine` connect as it."""
+    return service_database.app_url
 
 
 @pytest.fixture(scope="session")
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     eng = make_engine(database_url, pool_size=20)
+    yield eng
+    await eng.dispose()
+
+
+@pytest.fixture(scope="session")
+def owner_database_url(service_database: devstack.ServiceDatabase) -> str:
+    """The migration owner's URL (it owns the schema)."""
+    return service_database.owner_url
+
+
+@pytest.fixture(scope="session")
+async def owner_engine(owner_database_url: str) -> AsyncIterator[AsyncEngine]:
+    """As the owner role, for fixtures that write what the service may not: backdated ledger
+    rows, a corrupted balance, a row lock on a hold. The service's own code uses `engine`."""
+    eng = make_engine(owner_database_url, pool_size=5)
     yield eng
     await eng.dispose()
 

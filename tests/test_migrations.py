@@ -17,8 +17,8 @@ def test_one_linear_chain() -> None:
 
 
 def test_downgrade_to_base_and_upgrade_again(embedded_postgres: devstack.EmbeddedPostgres) -> None:
-    url = embedded_postgres.ensure_database("loyalty_migrations")
-    cfg = _config(url)
+    database = embedded_postgres.service_database("loyalty_migrations", migrate=False)
+    cfg = _config(database.owner_url, app_role=database.app_role)  # as the owner role
     command.upgrade(cfg, "head")
     command.downgrade(cfg, "base")
     command.upgrade(cfg, "head")

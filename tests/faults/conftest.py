@@ -208,7 +208,9 @@ class OwnPostgres:
 
     def __init__(self, data_dir: Path) -> None:
         self.pg = devstack.EmbeddedPostgres(data_dir, delete_on_stop=True)
-        self.url = self.pg.ensure_database("loyalty_faults")
+        database = self.pg.service_database("loyalty_faults", migrate=False)
+        self.url = database.app_url  # the service's login
+        self.owner_url = database.owner_url  # migrations, and what the service may not do
 
     def stop(self) -> None:
         """`pg_ctl stop -m fast`: every session is cut off, open transactions roll back."""
@@ -219,7 +221,7 @@ class OwnPostgres:
 
     def start(self) -> None:
         self.pg._server.ensure_postgres_running()
-        assert self.pg.uri("loyalty_faults") == self.url, "the socket moved"
+        assert self.pg.uri("loyalty_faults", user=devstack.APP_ROLE) == self.url, "socket moved"
 
     def close(self) -> None:
         self.pg.stop()

@@ -33,9 +33,11 @@ def _later(minutes: int = 15) -> datetime:
         "TRUNCATE wallet_transactions CASCADE",
     ],
 )
-async def test_triggers_reject_changes_to_posted_rows(engine, make_wallet, statement):
+async def test_triggers_reject_changes_to_posted_rows(engine, owner_engine, make_wallet, statement):
+    """Even the owner, whom no privilege stops (the service's role has none of these:
+    tests/ledger/test_roles.py)."""
     user = await make_wallet(500)
-    async with engine.connect() as conn:
+    async with owner_engine.connect() as conn:
         wallet = await ledger.get_wallet(conn, user)
         with pytest.raises(DBAPIError, match="append-only"):
             await conn.execute(text(statement), {"w": wallet.wallet_id})

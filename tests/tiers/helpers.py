@@ -41,7 +41,8 @@ class SeedWallet:
 
 
 async def seed(engine: AsyncEngine, wallets: Sequence[SeedWallet]) -> dict[str, uuid.UUID]:
-    """Insert wallets with backdated earns; returns user id -> wallet id."""
+    """Insert wallets with backdated earns; returns user id -> wallet id. Writes what the
+    service's role may not (ledger rows, balances): pass the owner's engine (`owner_engine`)."""
     earns = [
         (w.user_id, pts, at, f"seed:{w.user_id}:{i}")
         for w in wallets

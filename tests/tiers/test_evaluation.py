@@ -45,13 +45,14 @@ def _population(as_of: datetime, size: int, rng: random.Random) -> list[SeedWall
 
 async def test_continues_as_new_and_matches_a_direct_computation(
     engine: AsyncEngine,
+    owner_engine: AsyncEngine,
     ladder: Ladder,
     evaluate: Evaluate,
     temporal_client: Client,
     save_history: SaveHistory,
 ) -> None:
     as_of = datetime.now(UTC)
-    await seed(engine, _population(as_of, 3000, random.Random(20261125)))
+    await seed(owner_engine, _population(as_of, 3000, random.Random(20261125)))
     async with engine.connect() as conn:
         expected = await direct_decisions(conn, ladder, as_of, GRACE)
     moves = Counter(d.direction for d in expected.values())
@@ -110,7 +111,7 @@ async def test_continues_as_new_and_matches_a_direct_computation(
 
 
 async def test_threshold_and_trailing_window_edges(
-    engine: AsyncEngine, ladder: Ladder, evaluate: Evaluate
+    engine: AsyncEngine, owner_engine: AsyncEngine, ladder: Ladder, evaluate: Evaluate
 ) -> None:
     as_of = datetime.now(UTC).replace(microsecond=0)
     start = trailing_window_start(as_of)
@@ -125,7 +126,7 @@ async def test_threshold_and_trailing_window_edges(
         "bronze: 4999": (as_of - timedelta(days=1), 4999, "bronze"),
     }
     wallets = {name: SeedWallet("bronze", [(pts, at)]) for name, (at, pts, _) in cases.items()}
-    ids = await seed(engine, list(wallets.values()))
+    ids = await seed(owner_engine, list(wallets.values()))
 
     await evaluate(as_of=as_of, downgrade_grace_days=0)
 
@@ -135,21 +136,26 @@ async def test_threshold_and_trailing_window_edges(
 
 
 async def test_downgrade_with_and_without_grace(
-    engine: AsyncEngine, ladder: Ladder, evaluate: Evaluate, save_history: SaveHistory
+    engine: AsyncEngine,
+    owner_engine: AsyncEngine,
+    ladder: Ladder,
+    evaluate: Evaluate,
+    save_history: SaveHistory,
 ) -> None:
     t0 = datetime.now(UTC)
     old = t0 - timedelta(days=400)  # lifetime 6000 (silver), nothing in the trailing window
     with_grace = SeedWallet("gold", [(6000, old)])
     requalifies = SeedWallet("gold", [(6000, old)])
-    ids = await seed(engine, [with_grace, requalifies])
+    ids = await seed(owner_engine, [with_grace, requalifies])
     graced, requal = ids[with_grace.user_id], ids[requalifies.user_id]
 
     _, into_grace = await evaluate(as_of=t0, downgrade_grace_days=30)
     assert await tiers_of(engine, [graced, requal]) == {graced: ("gold", t0), requal: ("gold", t0)}
     await save_history("downgrade_into_grace", into_grace.id)
 
-    # Re-qualifying inside the grace period cancels the pending downgrade.
-    async with engine.begin() as conn:
+    # Re-qualifying inside the grace period cancels the pending downgrade (a backdated earn:
+    # written by the owner, as `seed` does).
+    async with owner_engine.begin() as conn:
         await conn.execute(
             text(
                 "INSERT INTO wallet_transactions (wallet_id, type, amount, counter_account, "
@@ -199,7 +205,7 @@ async def test_downgrade_with_and_without_grace(
 
     # Without grace the same shortfall drops the wallet at the first evaluation.
     no_grace = SeedWallet("gold", [(6000, old)])
-    ids = await seed(engine, [no_grace])
+    ids = await seed(owner_engine, [no_grace])
     await evaluate(as_of=t0, downgrade_grace_days=0)
     assert await tiers_of(engine, [ids[no_grace.user_id]]) == {
         ids[no_grace.user_id]: ("silver", None)

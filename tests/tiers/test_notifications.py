@@ -20,12 +20,12 @@ def settings_overrides(receiver: Receiver) -> dict[str, Any]:
 
 
 async def test_each_change_is_notified_once_through_a_flaky_receiver(
-    engine: AsyncEngine, ladder: Ladder, receiver: Receiver, evaluate: Evaluate
+    owner_engine: AsyncEngine, ladder: Ladder, receiver: Receiver, evaluate: Evaluate
 ) -> None:
     receiver.fail_first = 2
     as_of = datetime.now(UTC)
     movers = [SeedWallet("bronze", [(5000 + i, as_of - timedelta(days=1))]) for i in range(5)]
-    ids = await seed(engine, movers)
+    ids = await seed(owner_engine, movers)
 
     result, _ = await evaluate(as_of=as_of, downgrade_grace_days=30)
 

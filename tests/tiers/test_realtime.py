@@ -74,11 +74,11 @@ async def test_trailing_points_can_jump_tiers(
 
 
 async def test_never_downgrades_but_clears_a_pending_downgrade_once_requalified(
-    engine: AsyncEngine, ladder: Ladder
+    engine: AsyncEngine, owner_engine: AsyncEngine, ladder: Ladder
 ) -> None:
     short = SeedWallet("gold", [(6000, datetime.now(UTC) - timedelta(days=400))])
     short.pending_since = datetime.now(UTC) - timedelta(days=3)
-    ids = await seed(engine, [short])
+    ids = await seed(owner_engine, [short])
     wallet_id = ids[short.user_id]
     async with engine.begin() as conn:
         assert await apply_realtime_upgrade(conn, wallet_id) is None

@@ -24,7 +24,7 @@ def settings_overrides() -> dict[str, Any]:
 
 
 async def test_wallet_shows_basis_progress_next_evaluation_and_pending_downgrade(
-    api: Api, engine: AsyncEngine, ladder: Ladder
+    api: Api, owner_engine: AsyncEngine, ladder: Ladder
 ) -> None:
     now = datetime.now(UTC)
     since = now - timedelta(days=3)
@@ -33,7 +33,7 @@ async def test_wallet_shows_basis_progress_next_evaluation_and_pending_downgrade
         [(9000, now - timedelta(days=400)), (4000, now - timedelta(days=10))],
         pending_since=since,
     )
-    await seed(engine, [short_of_gold])
+    await seed(owner_engine, [short_of_gold])
 
     status = (await api.wallet(short_of_gold.user_id))["tier_status"]
 
@@ -50,11 +50,11 @@ async def test_wallet_shows_basis_progress_next_evaluation_and_pending_downgrade
 
 
 async def test_progress_counts_the_next_tiers_basis(
-    api: Api, engine: AsyncEngine, ladder: Ladder
+    api: Api, owner_engine: AsyncEngine, ladder: Ladder
 ) -> None:
     now = datetime.now(UTC)
     silver = SeedWallet("silver", [(30000, now - timedelta(days=500)), (1500, now)])
-    await seed(engine, [silver])
+    await seed(owner_engine, [silver])
 
     status = (await api.wallet(silver.user_id))["tier_status"]
     assert (status["basis"], status["next_tier"], status["next_tier_basis"]) == (
