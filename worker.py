@@ -10,6 +10,7 @@ one-line message when PostgreSQL or Temporal cannot be reached; SIGINT / SIGTERM
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import sys
@@ -29,6 +30,7 @@ from loyalty.core.db import make_engine
 from loyalty.core.settings import Settings
 from loyalty.core.stripe_client import async_stripe_client
 from loyalty.core.temporal import connect, precompile_for_sandbox
+from loyalty.ledger.schedule import ensure_invariants_schedule
 from loyalty.tiers.schedule import ensure_tier_schedule
 from workflows import registry
 from workflows.registry import WORKFLOWS
@@ -101,6 +103,11 @@ async def run(settings: Settings) -> int:
             f"schedule tier-evaluation {outcome} (daily at {settings.tier_evaluation_time} "
             f"{settings.tier_evaluation_timezone})"
         )
+        outcome = await ensure_invariants_schedule(client, settings)
+        _say(
+            f"schedule ledger-invariants {outcome} "
+            f"(every {settings.ledger_invariants_interval_seconds}s)"
+        )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -130,6 +137,12 @@ def _reason(exc: BaseException) -> str:
 
 
 def main() -> None:
+    # The SDK's and the workflows' and activities' warnings and errors (an invariant check that
+    # found violations among them) on stderr beside the `worker:` lines, each with its level.
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # A business refusal (not enough points, over the cap ...) is an expected outcome: one line
+    # at info each (activities.support), no traceback.
+    logging.getLogger("loyalty.activities").setLevel(logging.INFO)
     try:
         status = event_loop.run(run(Settings()))
     except KeyboardInterrupt:

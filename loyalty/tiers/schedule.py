@@ -20,17 +20,15 @@ from temporalio.client import (
     Client,
     Schedule,
     ScheduleActionStartWorkflow,
-    ScheduleAlreadyRunningError,
     ScheduleCalendarSpec,
     ScheduleOverlapPolicy,
     SchedulePolicy,
     ScheduleRange,
     ScheduleSpec,
     ScheduleState,
-    ScheduleUpdate,
-    ScheduleUpdateInput,
 )
 
+from loyalty.core.schedules import ensure_schedule
 from loyalty.core.settings import Settings
 from loyalty.tiers.contracts import WORKFLOW_NAME, TierEvaluationInput
 
@@ -84,16 +82,4 @@ def build_schedule(settings: Settings) -> Schedule:
 
 async def ensure_tier_schedule(client: Client, settings: Settings) -> Literal["created", "updated"]:
     """Create the schedule, or bring an existing one up to date keeping its state."""
-    schedule = build_schedule(settings)
-    try:
-        await client.create_schedule(SCHEDULE_ID, schedule)
-        return "created"
-    except ScheduleAlreadyRunningError:
-        pass
-
-    def keep_state(current: ScheduleUpdateInput) -> ScheduleUpdate:
-        schedule.state = current.description.schedule.state
-        return ScheduleUpdate(schedule=schedule)
-
-    await client.get_schedule_handle(SCHEDULE_ID).update(keep_state)
-    return "updated"
+    return await ensure_schedule(client, SCHEDULE_ID, build_schedule(settings))
