@@ -20,6 +20,7 @@ from fastapi.openapi.utils import get_openapi
 
 from api import errors
 from api.auth import SECURITY_SCHEME, TokenVerifier
+from api.body_limits import BodyLimits
 from api.routers import ROUTERS
 from api.temporal import LazyTemporalClient
 from loyalty.core.db import make_engine
@@ -56,6 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.token_verifier = TokenVerifier(settings)
     app.state.temporal = LazyTemporalClient(settings)
     errors.install(app)
+    app.add_middleware(BodyLimits)
     for router in ROUTERS:
         app.include_router(router)
     app.openapi = _scoped_openapi(app)  # type: ignore[method-assign]

@@ -41,6 +41,8 @@ class ErrorBody(BaseModel):
     details: dict[str, Any] | None = None
 
 
+_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})
+
 # Every endpoint behind a bearer token can answer these.
 AUTHENTICATED_ERRORS = (401, 403, 422)
 
@@ -100,7 +102,20 @@ async def _http_error(request: Request, exc: Exception) -> Any:
         return _render(422, body)
     code = _HTTP_CODES.get(exc.status_code, "http_error")
     message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
-    return _render(exc.status_code, {"code": code, "message": message}, exc.headers)
+    headers = exc.headers
+    if exc.status_code == 405:
+        headers = {**(headers or {}), **_allow(request)}
+    return _render(exc.status_code, {"code": code, "message": message}, headers)
+
+
+def _allow(request: Request) -> dict[str, str]:
+    """`Allow` with every method the API documents at the path of the route that answered 405.
+    Starlette names only that route's methods, though other routes may serve the same path with
+    other methods (GET and PUT /wallets/{userId} are two routes)."""
+    path = getattr(request.scope.get("route"), "path", None)
+    operations = request.app.openapi().get("paths", {}).get(path, {})
+    methods = sorted(method.upper() for method in operations if method in _METHODS)
+    return {"Allow": ", ".join(methods)} if methods else {}
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> Any:

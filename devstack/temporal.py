@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from devstack.processes import start_process, stop_process, venv_bin, wait_for_port
@@ -20,9 +21,11 @@ def temporal_dev_server_command(
     namespace: str = "default",
     queue_reads_per_second: int | None = 1000,
     search_attribute_cache: bool = False,
+    dynamic_config: Sequence[str] = (),
 ) -> list[str]:
     """`queue_reads_per_second`: see below; None keeps the server's default (the benchmark's
-    --dev-server-defaults). `search_attribute_cache`: see below (the benchmark's default)."""
+    --dev-server-defaults). `search_attribute_cache`: see below (the benchmark's default).
+    `dynamic_config`: more `key=value` settings (a test's rate limit, say)."""
     cmd = [
         venv_bin("temporal"),
         "server",
@@ -58,6 +61,8 @@ def temporal_dev_server_command(
     for queue in ("transfer", "timer", "visibility") if queue_reads_per_second else ():
         rate = f"history.{queue}ProcessorMaxPollRPS={queue_reads_per_second}"
         cmd += ["--dynamic-config-value", rate]
+    for setting in dynamic_config:
+        cmd += ["--dynamic-config-value", setting]
     return cmd
 
 
@@ -70,6 +75,7 @@ def start_temporal(
     timeout: float = 60,
     queue_reads_per_second: int | None = 1000,
     search_attribute_cache: bool = False,
+    dynamic_config: Sequence[str] = (),
 ) -> subprocess.Popen:
     command = temporal_dev_server_command(
         port=port,
@@ -77,6 +83,7 @@ def start_temporal(
         db_file=db_file,
         queue_reads_per_second=queue_reads_per_second,
         search_attribute_cache=search_attribute_cache,
+        dynamic_config=dynamic_config,
     )
     proc = start_process(command, log_file=log_file)
     try:

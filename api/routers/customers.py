@@ -28,7 +28,7 @@ def _wants_csv(query: CustomerQuery, accept: str | None) -> bool:
     response_model=CustomerPage,
     responses={
         200: {"content": {"text/csv": {"schema": {"type": "string"}}}},
-        **error_responses(),
+        **error_responses(400),
     },
 )
 async def list_customers(

@@ -37,15 +37,17 @@ async def create_tier(principal: Admin, conn: Connection, body: TierIn) -> TierO
     return await tier_admin.create_tier(conn, body)
 
 
+# Before /{code}, which also matches `order`: a method neither route serves (OPTIONS, GET) on
+# /tiers/order is then answered by this route, a 405 allowing PUT, not one allowing PATCH.
+@router.put("/order", response_model=list[TierOut], responses=error_responses())
+async def reorder_tiers(principal: Admin, conn: Connection, body: TierOrderIn) -> list[TierOut]:
+    """Set the ladder's order (every tier code once, lowest first); ranks become 1..n."""
+    return await tier_admin.reorder_tiers(conn, body.codes)
+
+
 @router.patch("/{code}", response_model=TierOut, responses=error_responses(404))
 async def update_tier(
     code: TierCodePath, principal: Admin, conn: Connection, body: TierPatch
 ) -> TierOut:
     """Change a tier's name, rank, threshold, basis, multiplier, caps or benefits."""
     return await tier_admin.update_tier(conn, code, body)
-
-
-@router.put("/order", response_model=list[TierOut], responses=error_responses())
-async def reorder_tiers(principal: Admin, conn: Connection, body: TierOrderIn) -> list[TierOut]:
-    """Set the ladder's order (every tier code once, lowest first); ranks become 1..n."""
-    return await tier_admin.reorder_tiers(conn, body.codes)

@@ -1,7 +1,8 @@
 """The API's Temporal client, connected on first use so the wallet API runs without Temporal.
 
 `app.state.temporal` is a LazyTemporalClient; routers that start or signal workflows depend on
-`api.deps.TemporalClient`, which answers 503 `service_unavailable` when Temporal is down."""
+`api.deps.TemporalClient`, which answers 503 `service_unavailable` when Temporal is down. Its
+calls are retried on Temporal's passing refusals (api.temporal.transient)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import asyncio
 from temporalio.client import Client
 
 from api.errors import ServiceUnavailable
+from api.temporal.transient import TransientRetries
 from loyalty.core.settings import Settings
 from loyalty.core.temporal import connect
 
@@ -30,7 +32,7 @@ class LazyTemporalClient:
         async with self._lock:
             if self._client is None:
                 try:
-                    self._client = await connect(self._settings)
+                    self._client = await connect(self._settings, interceptors=[TransientRetries()])
                 except Exception as exc:  # any connect failure means "not reachable now"
                     raise ServiceUnavailable("Temporal is not reachable") from exc
             return self._client

@@ -42,6 +42,13 @@ class ValidationFailed(LoyaltyError):
     status_code = 422
 
 
+class InvalidCursor(LoyaltyError):
+    """A page cursor this API did not hand out (or one for another list)."""
+
+    code = "invalid_cursor"
+    status_code = 400
+
+
 class WalletNotFound(LoyaltyError):
     code = "wallet_not_found"
     status_code = 404

@@ -1,11 +1,18 @@
 """Constrained field types shared by the API's inputs: ids from other systems, currency codes,
-tags, and the bounds on points and money. Every string and number an input takes is bounded."""
+tags, free text, instants, and the bounds on points and money. Every string and number an input
+takes is bounded, and every value an input accepts can be stored and read back: PostgreSQL's
+text holds no NUL, its timestamps start and end where Python's calendar does once shifted to
+UTC, and a field an update may leave out is not thereby one that may be set to null."""
 
 from __future__ import annotations
 
-from typing import Annotated
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Any, TypeVar
 
-from pydantic import StringConstraints
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator, Field, StringConstraints
+
+from loyalty.core.text import NO_NUL
 
 MAX_POINTS = 10**12  # far above any real balance; the ledger's posting functions refuse more
 MAX_AMOUNT_MINOR = 10**15  # far above any single payment, far below bigint overflow
@@ -18,3 +25,68 @@ BookingId = Annotated[str, StringConstraints(pattern=BOOKING_ID_PATTERN)]
 CurrencyCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 # Product types, categories: what campaigns filter on.
 Tag = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[!-~]+$")]
+
+# Free text a person writes: names, reasons, descriptions. Surrounding blanks are dropped, so a
+# blank name is an empty one. The blanks are Unicode's White_Space, which pydantic strips; the
+# pattern says in the schema that a name needs something else (and no NUL), spelled out rather
+# than `\s`, which means more characters in some regex dialects than in others.
+_BLANK = r"\t\n\v\f\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+NOT_BLANK = rf"^[^\x00]*[^\x00{_BLANK}][^\x00]*$"
+Name = Annotated[
+    str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True, pattern=NOT_BLANK)
+]
+Reason = Annotated[
+    str, StringConstraints(min_length=1, max_length=500, strip_whitespace=True, pattern=NOT_BLANK)
+]
+Description = Annotated[str, StringConstraints(max_length=4000, pattern=NO_NUL)]
+
+
+def _in_utc(value: datetime) -> datetime:
+    """The instant in UTC; an instant that has no UTC date in the calendar is refused."""
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as exc:  # 0001-01-01T00:00+14:00 is in year 0 in UTC
+        raise ValueError("the instant is outside the years 1 to 9999 in UTC") from exc
+
+
+_NUMBER = re.compile(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*")
+
+
+def _written_out(value: Any) -> Any:
+    """An instant is ISO 8601 text, as its schema (`format: date-time`) says: pydantic would
+    also read a number, or a string of one, as seconds since 1970 (`until=0.5`)."""
+    if isinstance(value, int | float) or (isinstance(value, str) and _NUMBER.fullmatch(value)):
+        raise ValueError("an instant is ISO 8601 text with an offset, e.g. 2026-12-01T00:00:00Z")
+    return value
+
+
+# A point in time with its offset, as every instant the API takes, normalised to UTC.
+Instant = Annotated[AwareDatetime, BeforeValidator(_written_out), AfterValidator(_in_utc)]
+
+
+T = TypeVar("T")
+
+
+def _not_null(value: Any) -> Any:
+    if value is None:
+        raise ValueError("leave the field out to keep it; it cannot be null")
+    return value
+
+
+def _without_null(schema: dict[str, Any]) -> None:
+    """The field's JSON schema without its null alternative, so clients see what is accepted."""
+    alternatives = [s for s in schema.pop("anyOf", []) if s.get("type") != "null"]
+    if len(alternatives) == 1:
+        schema.update(alternatives[0])
+    elif alternatives:
+        schema["anyOf"] = alternatives
+    if schema.get("default", ...) is None:
+        del schema["default"]
+
+
+# A field of a partial update (PATCH) that may be left out but never set to null: None is only
+# the "not given" default, never a value a client can send. (For a field whose null means
+# something, such as "no cap", declare `T | None` instead.)
+Omittable = Annotated[
+    T | None, AfterValidator(_not_null), Field(default=None, json_schema_extra=_without_null)
+]

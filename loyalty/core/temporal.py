@@ -4,22 +4,30 @@ from __future__ import annotations
 
 import compileall
 import contextlib
+from collections.abc import Sequence
 from pathlib import Path
 
-from temporalio.client import Client
+from temporalio.client import Client, Interceptor
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from loyalty.core.settings import Settings
 
 
-async def connect(settings: Settings, *, address: str | None = None) -> Client:
-    """Connect with the pydantic data converter (the same one on client, worker and Replayer)."""
+async def connect(
+    settings: Settings,
+    *,
+    address: str | None = None,
+    interceptors: Sequence[Interceptor] = (),
+) -> Client:
+    """Connect with the pydantic data converter (the same one on client, worker and Replayer)
+    and the caller's client interceptors."""
     target = address or settings.temporal_address or f"127.0.0.1:{settings.temporal_port}"
     return await Client.connect(
         target,
         namespace=settings.temporal_namespace,
         data_converter=pydantic_data_converter,
         tls=settings.temporal_tls,
+        interceptors=interceptors,
     )
 
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints
 
-from loyalty.core.fields import MAX_AMOUNT_MINOR, BookingId, CurrencyCode, ExternalId, Tag
+from loyalty.core.fields import MAX_AMOUNT_MINOR, BookingId, CurrencyCode, ExternalId, Instant, Tag
 
 CANCEL_REFUND_ID = "cancel"
 
@@ -30,12 +30,12 @@ class _Event(BaseModel):
 class _Paid(_Event):
     amount_paid: StrictInt = Field(ge=0, le=MAX_AMOUNT_MINOR, description="money paid, minor units")
     currency: CurrencyCode
-    paid_at: AwareDatetime | None = Field(
+    paid_at: Instant | None = Field(
         default=None, description="when it was paid (campaign windows); default: received"
     )
     product_type: Tag | None = None
     category: Tag | None = None
-    stay_ends_at: AwareDatetime | None = Field(
+    stay_ends_at: Instant | None = Field(
         default=None, description="points stay pending until then (end of stay)"
     )
 
@@ -47,10 +47,10 @@ class BookingConfirmed(_Event):
         default=None, ge=0, le=MAX_AMOUNT_MINOR, description="set when paid outside Stripe"
     )
     currency: CurrencyCode | None = None
-    paid_at: AwareDatetime | None = None
+    paid_at: Instant | None = None
     product_type: Tag | None = None
     category: Tag | None = None
-    stay_ends_at: AwareDatetime | None = None
+    stay_ends_at: Instant | None = None
 
 
 class PaymentSucceeded(_Paid):

@@ -7,7 +7,6 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import (
-    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -16,7 +15,15 @@ from pydantic import (
     model_validator,
 )
 
-from loyalty.core.fields import MAX_AMOUNT_MINOR, CurrencyCode, ExternalId, Tag
+from loyalty.core.fields import (
+    MAX_AMOUNT_MINOR,
+    CurrencyCode,
+    ExternalId,
+    Instant,
+    Name,
+    Omittable,
+    Tag,
+)
 from loyalty.ledger.schemas import BalanceOut, TransactionOut
 
 CampaignId = Annotated[
@@ -75,7 +82,7 @@ class _Input(BaseModel):
 
 class CampaignIn(_Input):
     campaign_id: CampaignId = Field(description="stable id chosen by the admin, e.g. tet-2027")
-    name: Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
+    name: Name
     kind: Literal["multiplier", "bonus"]
     multiplier_pct: StrictInt | None = Field(
         default=None, gt=100, le=10_000, description="multiplier: 200 doubles the base points"
@@ -86,8 +93,8 @@ class CampaignIn(_Input):
     product_types: list[Tag] = Field(default_factory=list, max_length=50)
     categories: list[Tag] = Field(default_factory=list, max_length=50)
     cap_points_per_booking: StrictInt | None = Field(default=None, ge=0, le=MAX_BONUS_POINTS)
-    starts_at: AwareDatetime
-    ends_at: AwareDatetime
+    starts_at: Instant
+    ends_at: Instant
 
     @model_validator(mode="after")
     def _consistent(self) -> CampaignIn:
@@ -100,14 +107,16 @@ class CampaignIn(_Input):
 class CampaignPatch(_Input):
     """Fields to change; the kind cannot change (end the campaign and create another)."""
 
-    name: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
-    multiplier_pct: StrictInt | None = Field(default=None, gt=100, le=10_000)
-    bonus_points: StrictInt | None = Field(default=None, gt=0, le=MAX_BONUS_POINTS)
-    product_types: list[Tag] | None = Field(default=None, max_length=50)
-    categories: list[Tag] | None = Field(default=None, max_length=50)
-    cap_points_per_booking: StrictInt | None = Field(default=None, ge=0, le=MAX_BONUS_POINTS)
-    starts_at: AwareDatetime | None = None
-    ends_at: AwareDatetime | None = None
+    name: Omittable[Name]
+    multiplier_pct: Omittable[StrictInt] = Field(default=None, gt=100, le=10_000)
+    bonus_points: Omittable[StrictInt] = Field(default=None, gt=0, le=MAX_BONUS_POINTS)
+    product_types: Omittable[list[Tag]] = Field(default=None, max_length=50)
+    categories: Omittable[list[Tag]] = Field(default=None, max_length=50)
+    cap_points_per_booking: StrictInt | None = Field(
+        default=None, ge=0, le=MAX_BONUS_POINTS, description="null: no cap"
+    )
+    starts_at: Omittable[Instant]
+    ends_at: Omittable[Instant]
 
 
 class CampaignOut(BaseModel):

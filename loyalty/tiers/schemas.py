@@ -4,20 +4,61 @@ like every other input of the API (loyalty.wallets.schemas); points are integers
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    FiniteFloat,
+    GetJsonSchemaHandler,
+    StringConstraints,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
+from typing_extensions import TypeAliasType
 
-from loyalty.core.fields import MAX_POINTS
-from loyalty.core.text import NO_NUL, without_nul
+from loyalty.core.fields import MAX_POINTS, NOT_BLANK, Omittable
+from loyalty.core.text import NO_NUL
 from loyalty.tiers.rules import Basis
 
 TierCode = Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=r"^[a-z0-9_-]+$")]
 TierName = Annotated[
-    str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True, pattern=NO_NUL)
+    str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True, pattern=NOT_BLANK)
 ]
-# A tier's benefits are stored as jsonb, which cannot hold NUL either.
-Benefits = Annotated[dict[str, Any], AfterValidator(without_nul)]
+
+# A tier's benefits are free-form JSON, stored as jsonb, which holds no NUL (in a key or a
+# string) and no infinite number: the types refuse both, and the schema says so.
+_JsonText = Annotated[str, StringConstraints(pattern=NO_NUL)]
+
+
+class _OnlyMatchingKeys:
+    """An object's keys must match its `patternProperties` (pydantic's schema of a dict with
+    constrained keys would let other keys through)."""
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        schema["additionalProperties"] = False
+        return schema
+
+
+if TYPE_CHECKING:  # mypy does not follow a recursive TypeAliasType
+    JsonValue = Any
+else:
+    JsonValue = TypeAliasType(
+        "JsonValue",
+        _JsonText
+        | int
+        | FiniteFloat
+        | bool
+        | list["JsonValue"]
+        | Annotated[dict[_JsonText, "JsonValue"], _OnlyMatchingKeys]
+        | None,
+    )
+Benefits = Annotated[dict[_JsonText, JsonValue], _OnlyMatchingKeys]
 
 
 class _Input(BaseModel):
@@ -51,14 +92,16 @@ class TierIn(_Input):
 class TierPatch(_Input):
     """Fields to change; the code names the tier and cannot change."""
 
-    name: TierName | None = None
-    rank: int | None = Field(default=None, ge=1, le=1000)
-    threshold: int | None = Field(default=None, ge=0, le=MAX_POINTS)
-    basis: Basis | None = None
-    earn_multiplier_pct: int | None = Field(default=None, ge=1, le=10_000)
-    redemption_cap_pct: int | None = Field(default=None, ge=0, le=100)
-    redemption_cap_points: int | None = Field(default=None, ge=0, le=MAX_POINTS)
-    benefits: Benefits | None = Field(default=None, max_length=50)
+    name: Omittable[TierName]
+    rank: Omittable[int] = Field(default=None, ge=1, le=1000)
+    threshold: Omittable[int] = Field(default=None, ge=0, le=MAX_POINTS)
+    basis: Omittable[Basis]
+    earn_multiplier_pct: Omittable[int] = Field(default=None, ge=1, le=10_000)
+    redemption_cap_pct: int | None = Field(default=None, ge=0, le=100, description="null: no cap")
+    redemption_cap_points: int | None = Field(
+        default=None, ge=0, le=MAX_POINTS, description="null: no cap"
+    )
+    benefits: Omittable[Benefits] = Field(default=None, max_length=50)
 
 
 class TierOrderIn(_Input):

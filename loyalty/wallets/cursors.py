@@ -10,7 +10,9 @@ import base64
 import binascii
 from dataclasses import dataclass
 
-from loyalty.core.errors import ValidationFailed
+from loyalty.core.errors import InvalidCursor
+
+MAX_ID = 2**63 - 1  # PostgreSQL's bigint
 
 
 @dataclass(frozen=True)
@@ -22,7 +24,7 @@ class KeysetCursor:
         return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
     def decode(self, cursor: str) -> str:
-        """The key in `cursor`; ValidationFailed (422) for anything this API did not return."""
+        """The key in `cursor`; InvalidCursor (400) for anything this API did not return."""
         try:
             raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         except (ValueError, UnicodeDecodeError, binascii.Error) as exc:
@@ -33,19 +35,19 @@ class KeysetCursor:
         return raw.removeprefix(self.prefix)
 
     def decode_id(self, cursor: str) -> int:
-        """The key in `cursor` as a positive integer id."""
+        """The key in `cursor` as a positive integer id (a bigint: larger ones were never
+        handed out, and PostgreSQL could not compare them)."""
         key = self.decode(cursor)
-        try:
-            value = int(key)
-        except ValueError as exc:
-            raise _foreign(cursor) from exc
-        if value <= 0:
+        if not key.isascii() or not key.isdigit() or len(key) > len(str(MAX_ID)):
+            raise _foreign(cursor)
+        value = int(key)
+        if not 0 < value <= MAX_ID:
             raise _foreign(cursor)
         return value
 
 
-def _foreign(cursor: str) -> ValidationFailed:
-    return ValidationFailed("the cursor is not one this API returned", cursor=cursor)
+def _foreign(cursor: str) -> InvalidCursor:
+    return InvalidCursor("the cursor is not one this API returned", cursor=cursor)
 
 
 TRANSACTIONS = KeysetCursor("tx:")  # key: the tx_id of the last row shown (newest first)

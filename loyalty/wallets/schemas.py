@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from loyalty.core.fields import MAX_POINTS, ExternalId
-from loyalty.core.text import NO_NUL
+from loyalty.core.fields import MAX_POINTS, ExternalId, Instant, Reason
 from loyalty.ledger.schemas import BalanceOut, TransactionOut
 from loyalty.ledger.types import TxType
 from loyalty.tiers.schemas import TierCode, TierStatusOut
@@ -78,19 +77,19 @@ class TransactionQuery(BaseModel):
     cursor: str | None = Field(default=None, max_length=64, description="from `next_cursor`")
     limit: int = Field(default=50, ge=1, le=200)
     type: list[TxType] = Field(default_factory=list, max_length=9, description="repeatable")
-    since: AwareDatetime | None = Field(default=None, description="created at or after")
-    until: AwareDatetime | None = Field(default=None, description="created before")
+    since: Instant | None = Field(default=None, description="created at or after")
+    until: Instant | None = Field(default=None, description="created before")
     booking_id: ExternalId | None = None
 
 
 class AdjustmentIn(_Input):
     points: int = Field(
-        ge=-MAX_POINTS, le=MAX_POINTS, description="signed, non-zero: credit or debit"
+        ge=-MAX_POINTS,
+        le=MAX_POINTS,
+        description="signed, non-zero: credit or debit",
+        json_schema_extra={"not": {"const": 0}},
     )
-    reason: Annotated[
-        str,
-        StringConstraints(min_length=1, max_length=500, strip_whitespace=True, pattern=NO_NUL),
-    ]
+    reason: Reason
 
     @field_validator("points")
     @classmethod
@@ -113,10 +112,8 @@ class CustomerQuery(BaseModel):
     max_balance: int | None = Field(default=None, ge=0, le=MAX_POINTS)
     min_lifetime: int | None = Field(default=None, ge=0, le=MAX_POINTS)
     max_lifetime: int | None = Field(default=None, ge=0, le=MAX_POINTS)
-    active_since: AwareDatetime | None = Field(
-        default=None, description="last activity at or after"
-    )
-    inactive_since: AwareDatetime | None = Field(default=None, description="no activity since")
+    active_since: Instant | None = Field(default=None, description="last activity at or after")
+    inactive_since: Instant | None = Field(default=None, description="no activity since")
     cursor: str | None = Field(default=None, max_length=200, description="from `next_cursor`")
     limit: int = Field(default=100, ge=1, le=1000)
     format: Literal["json", "csv"] | None = Field(
