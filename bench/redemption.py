@@ -258,7 +258,14 @@ def main() -> None:
         default=0.0,
         help="seconds localstripe waits before each webhook (as shipped: 1)",
     )
-    option("--saga-version", type=int, default=2, choices=(1, 2), help="REDEMPTION_SAGA_VERSION")
+    shipped = Settings.model_fields["redemption_saga_version"].default
+    option(
+        "--saga-version",
+        type=int,
+        default=shipped,
+        choices=(1, 2, 3),
+        help=f"REDEMPTION_SAGA_VERSION (as shipped: {shipped})",
+    )
     option("--profile-top", type=int, default=25, help="functions listed by --profile")
     for lever, help_ in LEVERS:
         option(lever, action="store_true", help=help_)

@@ -17,7 +17,13 @@ way Stripe signs them (`Stripe-Signature: t=<created>,v1=<HMAC-SHA256 of "<creat
 
 Confirming a PaymentIntent with the payment method to pay with (`confirm(id, payment_method=...)`,
 what Stripe.js sends for a saved card) works as in Stripe; localstripe answers it with a 500 "Not
-implemented", so this module sets the method first, as an update would, then confirms.
+implemented", so this module sets the method first, as an update would, then confirms. After a
+declined charge the PaymentIntent is back in `requires_payment_method`, and, as in Stripe, a
+confirm with another payment method tries again on the same PaymentIntent (localstripe refuses
+any confirm after a failed charge with a 400).
+
+An object localstripe does not know is answered as Stripe answers it: a 404 whose error has the
+code `resource_missing` (localstripe's own 404 has no code).
 
 Listing objects of one type (which localstripe also does internally: a charge's refunds, six
 times per payment) scanned every stored object, so each payment cost more than the one before
@@ -71,13 +77,42 @@ def _list_of_type(
     return listing
 
 
+# The statuses in which Stripe lets a PaymentIntent be confirmed.
+_CONFIRMABLE = ("requires_payment_method", "requires_confirmation", "requires_action")
+
+
 def _confirm_with_payment_method(confirm: Any) -> Any:
     def confirm_paying_with(id: str, payment_method: str | None = None, **kwargs: Any) -> Any:
         if payment_method is not None:
+            intent = resources.PaymentIntent._api_retrieve(id)
+            if intent.status not in _CONFIRMABLE:
+                raise UserError(
+                    400,
+                    f"You cannot confirm this PaymentIntent because it has a status of "
+                    f"{intent.status}.",
+                    {"code": "payment_intent_unexpected_state"},
+                )
+            declined = intent.latest_charge is not None and intent.latest_charge.status == "failed"
+            if declined:
+                # Stripe: a failed attempt leaves the PaymentIntent in requires_payment_method,
+                # ready for the next one. localstripe derives its status from the latest charge,
+                # so the failed charge (kept in the store, as Stripe keeps it) is set aside.
+                intent.latest_charge = None
             resources.PaymentIntent._api_update(id, payment_method=payment_method)
         return confirm(id, **kwargs)
 
     return confirm_paying_with
+
+
+def _retrieve_as_stripe(cls: type, id: str) -> Any:
+    obj = resources.store.get(cls.object + ":" + id)  # type: ignore[attr-defined]
+    if obj is None:
+        raise UserError(
+            404,
+            f"No such {cls.object}: '{id}'",  # type: ignore[attr-defined]
+            {"code": "resource_missing", "param": "id"},
+        )
+    return obj
 
 
 # localstripe.server imports the store and binds its routes to these functions when it is
@@ -86,6 +121,7 @@ resources.Store.dump_to_disk = lambda self: None
 resources.Store.try_load_from_disk = lambda self: None
 resources.store = StoreByType()
 resources.StripeObject._api_list_all = classmethod(_list_of_type)
+resources.StripeObject._api_retrieve = classmethod(_retrieve_as_stripe)
 resources.extra_apis[:] = [
     (method, url, _confirm_with_payment_method(func))
     if url == "/v1/payment_intents/{id}/confirm"

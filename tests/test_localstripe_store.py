@@ -1,4 +1,6 @@
-"""The localstripe stand-in's store by type lists exactly what localstripe's own scan listed.
+"""The localstripe stand-in's store by type lists exactly what localstripe's own scan listed; a
+declined PaymentIntent takes another card, and an unknown object is `resource_missing`, as in
+Stripe.
 
 localstripe runs as a process in the stack; here its resources are driven in this process, after
 devstack.localstripe_server has replaced the store (importing it does that), with webhooks
@@ -14,6 +16,7 @@ from localstripe import resources
 from devstack import localstripe_server as localstripe_in_memory
 
 CARD = {"number": "4242424242424242", "exp_month": "12", "exp_year": "2030", "cvc": "123"}
+DECLINED = "4000000000000341"  # attaches, then is declined at charge
 
 
 def scanned(object_name: str) -> list[Any]:
@@ -73,3 +76,47 @@ def test_unexpected_list_arguments_are_refused_as_before(
 
     with pytest.raises(UserError):
         resources.Customer._api_list_all("/v1/customers", colour="blue")
+
+
+def _confirm_route() -> Any:
+    """The function localstripe's server calls for `POST /v1/payment_intents/{id}/confirm`."""
+    (confirm,) = [
+        func
+        for method, url, func in resources.extra_apis
+        if (method, url) == ("POST", "/v1/payment_intents/{id}/confirm")
+    ]
+    return confirm
+
+
+def test_a_declined_payment_intent_takes_another_card(
+    store: localstripe_in_memory.StoreByType,
+) -> None:
+    from localstripe.errors import UserError
+
+    confirm = _confirm_route()
+    intent = resources.PaymentIntent._api_create(amount=700, currency="vnd")
+    declined = resources.PaymentMethod._api_create(type="card", card={**CARD, "number": DECLINED})
+    with pytest.raises(UserError) as refusal:
+        confirm(intent.id, payment_method=declined.id)
+    assert refusal.value.code == 402
+    assert intent.status == "requires_payment_method"
+    assert intent.last_payment_error["code"] == "card_declined"
+
+    good = resources.PaymentMethod._api_create(type="card", card=CARD)
+    assert confirm(intent.id, payment_method=good.id).status == "succeeded"
+    assert intent.last_payment_error is None
+    # Both charges are kept, as Stripe keeps them.
+    statuses = sorted(c.status for c in resources.Charge._api_list_all("/v1/charges")._list)
+    assert statuses == ["failed", "succeeded"]
+    with pytest.raises(UserError) as again:
+        confirm(intent.id, payment_method=good.id)
+    assert again.value.code == 400
+
+
+def test_an_unknown_object_is_resource_missing(store: localstripe_in_memory.StoreByType) -> None:
+    from localstripe.errors import UserError
+
+    with pytest.raises(UserError) as missing:
+        resources.PaymentIntent._api_retrieve("pi_unknown")
+    assert missing.value.code == 404
+    assert missing.value.body["error"]["code"] == "resource_missing"

@@ -1,9 +1,11 @@
 """Every retry policy and timeout the workflows use, in one place.
 
 Infrastructure trouble (the database or Stripe down, a worker killed) is retried until it
-passes, with backoff: a half-done money movement must not be abandoned. Business refusals never
-reach these policies' retries: activities raise them non-retryable (loyalty.core.refusals), so
-the first refusal ends the activity and the workflow decides (pass it on, or compensate)."""
+passes, with backoff: a half-done money movement must not be abandoned. An answer that can never
+change never reaches these policies' retries: activities raise business refusals, data errors
+and Stripe's refusals non-retryable (activities.support, activities.redemption), so the first
+one ends the activity and the workflow decides (pass it on, compensate, or raise an alert). Where
+an outside party may stay away for long (Stripe), the retries are bounded in time as well."""
 
 from __future__ import annotations
 
@@ -22,6 +24,18 @@ ACTIVITY_TIMEOUT = timedelta(seconds=30)
 LOCAL_TIMEOUT = timedelta(seconds=10)
 # Settlement tries locally twice, then goes on as an ordinary activity (workflows.redemption).
 LOCAL_TRIES = RetryPolicy(initial_interval=timedelta(milliseconds=500), maximum_attempts=2)
+# The checkout's PaymentIntent (saga version 3): retried while the booking service waits for
+# the redeem answer, a few times over about 12 seconds (each try within LOCAL_TIMEOUT); then the
+# hold is released and the redeem answers 503. (Counted in tries, not bounded by a
+# schedule-to-close timeout, which a local activity's retries inside one workflow task outlast.)
+PAYMENT_SETUP = RetryPolicy(
+    initial_interval=timedelta(milliseconds=500),
+    maximum_interval=timedelta(seconds=4),
+    maximum_attempts=6,
+)
+# Cancelling the PaymentIntent is retried until the hold's expiry plus the payment grace
+# (REDEMPTION_PAYMENT_GRACE_SECONDS); a saga that gets there late still tries for this long.
+PAYMENT_CANCEL_AT_LEAST = timedelta(seconds=10)
 
 # A voucher purchase is answered while the customer waits: its steps retry sooner (still until
 # they pass), its notification only briefly (the outbox keeps an undelivered one), and its code

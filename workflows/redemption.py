@@ -4,22 +4,30 @@ Id `redemption-{booking_id}`. Started by update-with-start: the `redeem` update 
 (and the PaymentIntent for the remainder) and returns them to the booking service at once. The
 saga then waits for the outcome (Stripe webhook signals, confirm / release from the booking
 service, or the hold's expiry) and either captures the points or cancels the PaymentIntent and
-releases them; when the cancel shows the customer already paid, it captures instead.
+releases them; when the cancel shows the customer already paid, it captures instead. A declined
+payment attempt is counted and the saga keeps waiting (saga version 3): the customer may try
+another card on the same PaymentIntent. A booking whose checkout ended without a capture may
+check out again: a new run of the same workflow id (api.temporal.checkout starts it).
+
+Every saga ends: the PaymentIntent's cancel is tried until the hold's expiry plus the payment
+grace, then the CheckoutAlert search attribute is set and the points are settled anyway; an
+answer that can never change (a refusal, a data error) is final at once.
 
 Orchestration only: activities are called by method (their modules are passed through the
 sandbox, so no SQLAlchemy or Stripe runs in it), the rules live in loyalty.redemption.rules,
-retry policies and timeouts in workflows.policies, and refusals are told apart from
-infrastructure trouble by loyalty.core.refusals."""
+retry policies and timeouts in workflows.policies, the settlement in
+workflows.redemption_settlement, and refusals are told apart from infrastructure trouble by
+loyalty.core.refusals."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows import policies
+from workflows.redemption_settlement import CheckoutSettlement
 
 with workflow.unsafe.imports_passed_through():
     from activities.redemption import RedemptionActivities, StripePaymentActivities
@@ -28,9 +36,7 @@ with workflow.unsafe.imports_passed_through():
     from loyalty.core.refusals import as_application_error, refusal_in, reraisable
     from loyalty.redemption.contracts import (
         BookingDecision,
-        CancelPaymentIntent,
         Decision,
-        HoldPlaced,
         PaymentEvent,
         PaymentIntentCreate,
         PaymentIntentRef,
@@ -39,18 +45,24 @@ with workflow.unsafe.imports_passed_through():
         RedemptionHold,
         RedemptionInput,
         RedemptionState,
-        SettleHold,
         Status,
     )
-    from loyalty.redemption.errors import RedemptionConflict, RedemptionRejected
-    from loyalty.redemption.rules import CAPTURING_DECISIONS, same_request, validate_request
-
-# The capture or release activity (RedemptionActivities.capture / .release).
-Settlement = Callable[[RedemptionActivities, SettleHold], Awaitable[None]]
+    from loyalty.redemption.errors import (
+        PaymentUnavailable,
+        RedemptionConflict,
+        RedemptionEnding,
+        RedemptionRejected,
+    )
+    from loyalty.redemption.rules import (
+        failed_attempts,
+        plain_reason,
+        same_request,
+        validate_request,
+    )
 
 
 @workflow.defn
-class RedemptionWorkflow:
+class RedemptionWorkflow(CheckoutSettlement):
     @workflow.init
     def __init__(self, inp: RedemptionInput) -> None:
         self._input = inp
@@ -62,14 +74,31 @@ class RedemptionWorkflow:
         self._decision_reason: str | None = None
         self._payment_status: str | None = None
         self._error: ApplicationError | None = None
+        self._payment_failures = 0
+        self._failure_events: set[str] = set()
+        self._last_payment_error: str | None = None
+        self._alert: str | None = None
+        self._alert_message: str | None = None
 
     # --- the hold (update) -------------------------------------------------------------------
 
     @workflow.update
     async def redeem(self, request: RedeemRequest) -> RedemptionHold:
         """Place the hold and the PaymentIntent for the remainder; answer with both."""
+        if self._request is not None:
+            # The same request again under another update id (the validator refuses any other
+            # request): a run that follows a closed one was started under an update id naming
+            # that run, and a retry that finds it running uses the plain one. It gets the first
+            # update's answer or refusal.
+            await workflow.wait_condition(
+                lambda: self._answer is not None or self._error is not None
+            )
+            if self._answer is None:
+                raise reraisable(self._error or ApplicationError("no hold", non_retryable=True))
+            return self._answer
         self._request = request
         info = workflow.info()
+        version = self._input.saga_version
         hold_id = str(workflow.uuid4())
         workflow.set_current_details(f"placing a hold of {request.points} points")
         try:
@@ -81,6 +110,7 @@ class RedemptionWorkflow:
                     hold_id=hold_id,
                     idempotency_key=f"redemption:{info.workflow_id}:{info.run_id}:hold",
                     expires_at=workflow.now() + timedelta(seconds=self._input.hold_ttl_seconds),
+                    restarted=self._input.previous_run_id is not None,
                 ),
                 start_to_close_timeout=policies.LOCAL_TIMEOUT,
                 retry_policy=policies.UNTIL_DONE,
@@ -104,11 +134,12 @@ class RedemptionWorkflow:
                         hold_id=held.hold_id,
                     ),
                     start_to_close_timeout=policies.LOCAL_TIMEOUT,
-                    retry_policy=policies.UNTIL_DONE,
+                    # Version 3: the caller waits, and the hold with it; not for ever.
+                    retry_policy=policies.PAYMENT_SETUP if version >= 3 else policies.UNTIL_DONE,
                     summary=f"PaymentIntent for {held.amount_to_charge_minor} {request.currency}",
                 )
             except (ActivityError, ApplicationError) as err:
-                error = self._reject(err)
+                error = self._reject(err, PaymentUnavailable if version >= 3 else None)
                 await self._settle_hold(
                     RedemptionActivities.release, held, None, "payment could not be set up"
                 )
@@ -127,6 +158,7 @@ class RedemptionWorkflow:
             payment_intent_id=intent.payment_intent_id if intent else None,
             client_secret=intent.client_secret if intent else None,
             request=request,
+            run_id=info.run_id,
         )
         self._payment_status = intent.status if intent else None
         self._set_status("held")
@@ -140,6 +172,14 @@ class RedemptionWorkflow:
             if (request.booking_id, request.user_id) != (inp.booking_id, inp.user_id):
                 raise RedemptionConflict(
                     "the request names another booking or wallet than this saga"
+                )
+            if self._decision is not None or self._error is not None:
+                # Its hold is being settled (or was refused): the client waits for the run to
+                # end, then starts the booking's next checkout or answers why it cannot.
+                raise RedemptionEnding(
+                    f"the checkout of booking {inp.booking_id} is ending",
+                    booking_id=inp.booking_id,
+                    status=self._status,
                 )
             if self._request is not None and not same_request(request, self._request):
                 raise RedemptionConflict(
@@ -157,6 +197,8 @@ class RedemptionWorkflow:
 
     @workflow.signal
     def payment_failed(self, event: PaymentEvent) -> None:
+        """A declined attempt. Version 3 counts it and waits on: the PaymentIntent is back in
+        `requires_payment_method`, and the customer may pay it with another card."""
         self._payment_news("payment_failed", event)
 
     @workflow.signal
@@ -195,12 +237,18 @@ class RedemptionWorkflow:
         if self._request is None:
             # Update-with-start delivers the update in the first workflow task, and its handler
             # starts before run(); no request here means the validator refused it. Nothing was
-            # held: end now, as failed, so a corrected request may start the saga afresh.
+            # held: end now, so a corrected request may start the booking's checkout afresh.
             self._set_status("rejected")
-            raise as_application_error(RedemptionRejected("no accepted redeem request"))
+            refusal = as_application_error(RedemptionRejected("no accepted redeem request"))
+            if inp.saga_version >= 3:  # a refusal is an outcome: the run completes
+                self._error = refusal
+                return self._state()
+            raise refusal
         await workflow.wait_condition(lambda: self._answer is not None or self._error is not None)
         if self._error is not None or self._answer is None:
             await workflow.wait_condition(workflow.all_handlers_finished)
+            if inp.saga_version >= 3 and self._error is not None:
+                return self._state()  # completed, status `rejected`, the refusal in the state
             raise self._error or ApplicationError("no hold", non_retryable=True)
         answer = self._answer
 
@@ -218,93 +266,6 @@ class RedemptionWorkflow:
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._state()
 
-    async def _settle(self, answer: RedemptionHold) -> None:
-        capture = self._decision in CAPTURING_DECISIONS
-        reason = self._decision_reason or str(self._decision)
-        if answer.payment_intent_id is not None and self._decision != "payment_succeeded":
-            # Stop the PaymentIntent from being paid later. A confirm means the booking was
-            # settled another way; anything else means the checkout is off.
-            self._set_status("capturing" if capture else "releasing")
-            self._payment_status = await workflow.execute_activity_method(
-                StripePaymentActivities.cancel_payment_intent,
-                CancelPaymentIntent(
-                    payment_intent_id=answer.payment_intent_id,
-                    booking_id=answer.booking_id,
-                    reason=reason,
-                ),
-                start_to_close_timeout=policies.ACTIVITY_TIMEOUT,
-                retry_policy=policies.UNTIL_DONE,
-                summary=f"cancel {answer.payment_intent_id} ({reason})",
-            )
-            if self._payment_status == "succeeded" and not capture:
-                capture = True
-                reason = f"the customer paid before the cancel ({reason})"
-        elif self._decision == "payment_succeeded":
-            self._payment_status = "succeeded"
-        # Version 2 settles in a local activity: its outcome reaches the server in the same
-        # workflow task as this status, so only the outcome is published (the status query and
-        # the current details say capturing / releasing meanwhile).
-        self._set_status(
-            "capturing" if capture else "releasing", publish=self._input.saga_version == 1
-        )
-        workflow.set_current_details(f"{self._status}: {reason}")
-        await self._settle_hold(
-            RedemptionActivities.capture if capture else RedemptionActivities.release,
-            answer,
-            answer.payment_intent_id,
-            reason,
-        )
-        self._set_status("captured" if capture else "released")
-        workflow.set_current_details(f"{self._status}: {reason}")
-
-    async def _settle_hold(
-        self,
-        activity: Settlement,
-        held: HoldPlaced | RedemptionHold,
-        payment_intent_id: str | None,
-        reason: str,
-    ) -> None:
-        hold_id = held.hold_id
-        points = held.points if isinstance(held, HoldPlaced) else held.points_held
-        command = SettleHold(
-            hold_id=hold_id,
-            booking_id=self._input.booking_id,
-            payment_intent_id=payment_intent_id,
-            discount_minor=held.discount_minor,
-            currency=self._input.currency,
-            reason=reason,
-        )
-        summary = f"{activity.__name__} {points} points: {reason}"
-        if self._input.saga_version >= 2:
-            # One short database transaction: as a local activity it needs no activity task
-            # and no further workflow task, which halves the server's work after the payment.
-            # If it fails twice (database trouble), it goes on as an ordinary activity: a local
-            # one retrying for long would hold the workflow task open, delaying queries, and
-            # would show operators neither the status nor the pending activity.
-            try:
-                await workflow.execute_local_activity_method(
-                    activity,
-                    command,
-                    start_to_close_timeout=policies.LOCAL_TIMEOUT,
-                    retry_policy=policies.LOCAL_TRIES,
-                    summary=summary,
-                )
-                return
-            except (ActivityError, ApplicationError) as err:
-                if refusal_in(err) is not None:  # a refusal: an activity would get the same
-                    raise
-                workflow.logger.warning(
-                    "%s failed locally, retrying as an activity: %s", activity.__name__, err
-                )
-            self._publish_status()
-        await workflow.execute_activity_method(
-            activity,
-            command,
-            start_to_close_timeout=policies.ACTIVITY_TIMEOUT,
-            retry_policy=policies.UNTIL_DONE,
-            summary=summary,
-        )
-
     # --- helpers -------------------------------------------------------------------------------
 
     def _payment_news(self, decision: Decision, event: PaymentEvent) -> None:
@@ -317,40 +278,55 @@ class RedemptionWorkflow:
                 expected,
             )
             return
+        if decision == "payment_failed" and self._input.saga_version >= 3:
+            self._count_failed_payment(event)
+            return
         self._decide(decision, event.reason or decision.replace("_", " "))
+
+    def _count_failed_payment(self, event: PaymentEvent) -> None:
+        if self._answer is None or self._decision is not None:
+            return  # late news: the checkout is already being settled
+        if event.event_id is not None:
+            if event.event_id in self._failure_events:
+                return  # the same event again
+            self._failure_events.add(event.event_id)
+        self._payment_failures += 1
+        self._last_payment_error = plain_reason(event.reason or "payment failed")
+        self._payment_status = "requires_payment_method"
+        workflow.upsert_search_attributes(
+            [sa.PAYMENT_FAILURES.value_set(str(self._payment_failures))]
+        )
+        workflow.set_current_details(self._waiting_for(self._answer))
 
     def _decide(self, decision: Decision, reason: str) -> None:
         # The first outcome wins; duplicates and late or out-of-order news change nothing.
         if self._decision is None and self._status != "rejected":
             self._decision = decision
-            self._decision_reason = reason
+            self._decision_reason = plain_reason(reason)
 
-    def _reject(self, err: ActivityError | ApplicationError) -> ApplicationError:
+    def _reject(
+        self, err: ActivityError | ApplicationError, timed_out: type[LoyaltyError] | None = None
+    ) -> ApplicationError:
         refusal = refusal_in(err)
-        # Retries are unlimited, so only a timeout or a cancellation is not a refusal here.
+        # Only a timeout or a cancellation is not a refusal here: `timed_out` names it.
         self._error = (
             reraisable(refusal)
             if refusal is not None
-            else as_application_error(RedemptionRejected(str(err.cause or err)))
+            else as_application_error((timed_out or RedemptionRejected)(str(err.cause or err)))
         )
         self._set_status("rejected")
         return self._error
-
-    def _set_status(self, status: Status, *, publish: bool = True) -> None:
-        self._status = status
-        if publish:
-            self._publish_status()
-
-    def _publish_status(self) -> None:
-        """The status as the RedemptionStatus search attribute, if it is not that already."""
-        if self._status != self._published_status:
-            self._published_status = self._status
-            workflow.upsert_search_attributes([sa.REDEMPTION_STATUS.value_set(self._status)])
 
     def _waiting_for(self, answer: RedemptionHold) -> str:
         expiry = answer.hold_expires_at.isoformat()
         if answer.payment_intent_id is None:
             return f"waiting for confirm or release from the booking service (expires {expiry})"
+        if self._payment_failures:
+            return (
+                f"waiting for payment, {failed_attempts(self._payment_failures)} (last: "
+                f"{self._last_payment_error}): {answer.amount_to_charge_minor} {answer.currency} "
+                f"on {answer.payment_intent_id}, or release (expires {expiry})"
+            )
         return (
             f"waiting for payment of {answer.amount_to_charge_minor} {answer.currency} on "
             f"{answer.payment_intent_id}, or release (expires {expiry})"
@@ -370,4 +346,9 @@ class RedemptionWorkflow:
             waiting_for=self._waiting_for(self._answer)
             if self._answer is not None and self._decision is None
             else None,
+            payment_failures=self._payment_failures,
+            last_payment_error=self._last_payment_error,
+            alert=self._alert,
+            alert_message=self._alert_message,
+            run_id=workflow.info().run_id,
         )

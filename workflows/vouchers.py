@@ -3,10 +3,12 @@
 Id `voucher-purchase-{user_id}-{idempotency_key}` (the client's key), so a retried request meets
 the same workflow. Steps: reserve an item of inventory -> burn the price in points -> issue the
 code -> notify. A refusal while reserving changes nothing; a burn refused for lack of points
-puts the item back; when the code cannot be issued, the points are refunded and the item is put
-back, in that order, and the workflow fails with `voucher_purchase_failed` (the same key may be
-tried again). Once the code is issued the purchase stands: a failed notification is recorded in
-the outbox and the result, never undone.
+puts the item back. A refusal is an outcome, not a fault: the workflow completes with status
+`rejected` and the refusal in its result (runs begun before the `REFUSALS_COMPLETE` patch fail
+with it instead, as they did). When the code cannot be issued, the points are refunded and the
+item is put back, in that order, and the workflow fails with `voucher_purchase_failed`:
+something broke (the same key may be tried again). Once the code is issued the purchase stands:
+a failed notification is recorded in the outbox and the result, never undone.
 
 Orchestration only: the rules and the store are in loyalty.vouchers, reached through
 activities.vouchers."""
@@ -22,11 +24,12 @@ with workflow.unsafe.imports_passed_through():
     from activities.notifications import NotificationActivities
     from activities.vouchers import VoucherActivities
     from loyalty.core import search_attributes as sa
-    from loyalty.core.refusals import refusal_in, reraisable
+    from loyalty.core.refusals import details_of, refusal_in, reraisable
     from loyalty.vouchers.contracts import (
         BurnPoints,
         IssueVoucher,
         PurchaseInput,
+        PurchaseRefusal,
         PurchaseResult,
         PurchaseState,
         RefundPoints,
@@ -40,6 +43,9 @@ with workflow.unsafe.imports_passed_through():
     from loyalty.vouchers.rules import VoucherPurchaseFailed
 
 PURCHASE_FAILED = VoucherPurchaseFailed.code
+# From this patch on a business refusal completes the workflow (status `rejected`) instead of
+# failing it; histories without its marker replay the failing shape.
+REFUSALS_COMPLETE = "voucher-refusals-complete"
 
 
 @workflow.defn
@@ -73,6 +79,8 @@ class VoucherPurchaseWorkflow:
             )
         except ActivityError as err:
             error = self._refusal_of(err)
+            if self._completes_on(err):
+                return self._reject(inp, error)
             self._record_error(error)
             raise error from err
         self._state.purchase_id = reservation.purchase_id
@@ -99,7 +107,10 @@ class VoucherPurchaseWorkflow:
                 )
             except ActivityError as err:
                 error = self._refusal_of(err)
+                completes = self._completes_on(err)
                 await self._release(reservation, error)
+                if completes:
+                    return self._reject(inp, error)
                 self._record_error(error)
                 raise error from err
             burn_tx_id = burned.tx_id
@@ -161,6 +172,28 @@ class VoucherPurchaseWorkflow:
             idempotency_key=inp.idempotency_key,
             voucher=voucher,
             notified=notified,
+        )
+
+    @staticmethod
+    def _completes_on(err: ActivityError) -> bool:
+        """Whether this failure ends the purchase as a completed `rejected` one: a business
+        refusal, in a run that began under the REFUSALS_COMPLETE patch."""
+        return refusal_in(err) is not None and workflow.patched(REFUSALS_COMPLETE)
+
+    def _reject(self, inp: PurchaseInput, refusal: ApplicationError) -> PurchaseResult:
+        code = refusal.type or PURCHASE_FAILED
+        self._state.step = "rejected"
+        self._state.error_code = code
+        self._state.error_message = refusal.message
+        workflow.set_current_details(f"rejected: {code}: {refusal.message}")
+        return PurchaseResult(
+            user_id=inp.user_id,
+            product_id=inp.product_id,
+            idempotency_key=inp.idempotency_key,
+            status="rejected",
+            refusal=PurchaseRefusal(
+                code=code, message=refusal.message, details=details_of(refusal)
+            ),
         )
 
     async def _release(self, reservation: Reservation, error: ApplicationError) -> None:

@@ -6,15 +6,22 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, status
+from fastapi import APIRouter, Depends, Path, status
 
-from api.deps import AppSettings, Service, TemporalClient, UserId, WalletReader
+from api.auth import SCOPE_CUSTOMER, SCOPE_SERVICE, Principal, check_wallet_access, require_scope
+from api.deps import AppSettings, LonePosting, Service, TemporalClient, UserId, WalletReader
 from api.errors import error_responses
 from api.temporal import checkout
 from loyalty.core.errors import NotFound
 from loyalty.core.fields import BOOKING_ID_PATTERN
 from loyalty.redemption.contracts import RedeemRequest, RedemptionHold, RedemptionState
-from loyalty.redemption.schemas import DecisionBody, RedeemBody
+from loyalty.redemption.quote import read_quote
+from loyalty.redemption.schemas import (
+    DecisionBody,
+    RedeemBody,
+    RedemptionQuote,
+    RedemptionQuoteBody,
+)
 
 router = APIRouter(prefix="/wallets", tags=["redemption"])
 
@@ -29,7 +36,9 @@ async def _check_owner(client: TemporalClient, user_id: str, booking_id: str) ->
 
 
 @router.post(
-    "/{userId}/redeem", response_model=RedemptionHold, responses=error_responses(404, 409, 503)
+    "/{userId}/redeem",
+    response_model=RedemptionHold,
+    responses=error_responses(404, 409, 422, 503),
 )
 async def redeem(
     user_id: UserId,
@@ -39,7 +48,9 @@ async def redeem(
     client: TemporalClient,
 ) -> RedemptionHold:
     """Apply points to a checkout: hold them and create the PaymentIntent for the remainder.
-    Repeating the call for the booking returns the same answer; another body is a 409."""
+    Repeating the call while the checkout runs returns the same answer; another body is a 409.
+    After a checkout that ended without a capture (released, expired, payment cancelled), the
+    call starts the booking's next checkout with a new hold; after a capture it is a 409."""
     request = RedeemRequest(user_id=user_id, **body.model_dump())
     return await checkout.redeem(client, settings, request)
 
@@ -48,7 +59,7 @@ async def redeem(
     "/{userId}/confirm",
     response_model=RedemptionState,
     status_code=status.HTTP_202_ACCEPTED,
-    responses=error_responses(404),
+    responses=error_responses(404, 422),
 )
 async def confirm(
     user_id: UserId, body: DecisionBody, principal: Service, client: TemporalClient
@@ -62,7 +73,7 @@ async def confirm(
     "/{userId}/release",
     response_model=RedemptionState,
     status_code=status.HTTP_202_ACCEPTED,
-    responses=error_responses(404),
+    responses=error_responses(404, 422),
 )
 async def release(
     user_id: UserId, body: DecisionBody, principal: Service, client: TemporalClient
@@ -84,3 +95,35 @@ async def redemption_status(
     """Where the checkout's saga is: held, capturing, captured, releasing, released, rejected."""
     await _check_owner(client, user_id, booking_id)
     return await checkout.state(client, booking_id)
+
+
+_customer_or_service = require_scope(SCOPE_CUSTOMER, SCOPE_SERVICE)
+
+
+async def _shopper(
+    principal: Annotated[Principal, Depends(_customer_or_service)], user_id: UserId
+) -> Principal:
+    """The wallet's owner (the storefront) or the booking service."""
+    check_wallet_access(principal, user_id)
+    return principal
+
+
+@router.post(
+    "/{userId}/redemption-quote", response_model=RedemptionQuote, responses=error_responses(404)
+)
+async def redemption_quote(
+    user_id: UserId,
+    body: RedemptionQuoteBody,
+    principal: Annotated[Principal, Depends(_shopper)],
+    conn: LonePosting,  # one read: atomic on its own, no BEGIN and COMMIT
+    settings: AppSettings,
+) -> RedemptionQuote:
+    """How many points may be applied to an order, what bounds them, and the discount and
+    remainder for a number of points (the most when none is given). Holds nothing."""
+    return await read_quote(
+        conn,
+        user_id,
+        body,
+        currency=settings.currency,
+        point_value_minor=settings.point_value_minor,
+    )

@@ -127,14 +127,13 @@ async def buy_voucher(
     """Buy a voucher with points (VoucherPurchaseWorkflow). Refusals: insufficient_points,
     voucher_sold_out, tier_too_low, voucher_limit_reached, voucher_not_available. A repeat with
     the same Idempotency-Key returns the same voucher."""
-    result = await voucher_client.purchase(
+    return await voucher_client.purchase(
         client,
         user_id=user_id,
         product_id=body.product_id,
         idempotency_key=idempotency_key,
         task_queue=settings.temporal_task_queue,
     )
-    return result.voucher
 
 
 @wallet_vouchers.get("/{userId}/vouchers", response_model=VoucherList, responses=error_responses())

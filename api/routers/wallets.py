@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Response
 from api.deps import (
     REPLAY_HEADER,
     Admin,
+    AdminOrService,
     AppSettings,
     Connection,
     IdempotencyKey,
@@ -35,8 +36,29 @@ async def get_wallet(
     return await views.wallet_view(conn, user_id, settings)
 
 
+@router.put(
+    "/{userId}",
+    response_model=WalletOut,
+    status_code=201,
+    responses={200: {"model": WalletOut, "description": "already enrolled"}, **error_responses()},
+)
+async def enrol(
+    user_id: UserId,
+    principal: AdminOrService,
+    conn: Connection,
+    settings: AppSettings,
+    response: Response,
+) -> WalletOut:
+    """Enrol a customer: open their wallet on the lowest tier (201), or answer the wallet they
+    already have (200). A first earn opens the wallet too; an adjustment needs one."""
+    wallet, opened = await views.enrol(conn, user_id, settings)
+    if not opened:
+        response.status_code = 200
+    return wallet
+
+
 @router.get(
-    "/{userId}/transactions", response_model=TransactionPage, responses=error_responses(404)
+    "/{userId}/transactions", response_model=TransactionPage, responses=error_responses(400, 404)
 )
 async def list_transactions(
     user_id: UserId,

@@ -3,18 +3,22 @@
 `purchase` starts the workflow for (customer, idempotency key), or attaches to it, and waits for
 its answer:
 - running: the call attaches (conflict policy USE_EXISTING) and gets the same answer;
-- completed: the id reuse policy ALLOW_DUPLICATE_FAILED_ONLY refuses a new run, and the answer
-  is read from the completed run, so a repeat returns the same voucher;
-- failed (refused, or undone after a failure): a new run starts, so the same key can be retried
-  once the customer has enough points or the fault is gone.
-An answer for another product (or customer) under the same workflow id is an idempotency
-conflict (409). The database keys purchases by the same (customer, key), so the guarantee
-outlives the workflow's retention in Temporal."""
+- completed with a voucher: the id reuse policy ALLOW_DUPLICATE_FAILED_ONLY refuses a new run,
+  and the answer is read from the completed run, so a repeat returns the same voucher;
+- completed as `rejected` (a business refusal: sold out, not enough points ...): a new run
+  starts, so the same key can be retried once the customer has enough points;
+- failed (undone after a fault; or refused, in runs from before refusals completed): a new run
+  starts as well.
+A refusal is raised as the LoyaltyError it was (same code and status). An answer for another
+product (or customer) under the same workflow id is an idempotency conflict (409). The database
+keys purchases by the same (customer, key), so the guarantee outlives the workflow's retention
+in Temporal."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.common import (
@@ -28,7 +32,13 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from loyalty.core import search_attributes as sa
 from loyalty.core.errors import IdempotencyConflict, LoyaltyError
 from loyalty.core.refusals import as_loyalty_error
-from loyalty.vouchers.contracts import PurchaseInput, PurchaseResult, workflow_id_for
+from loyalty.vouchers.contracts import (
+    PurchaseInput,
+    PurchaseRefusal,
+    PurchaseResult,
+    VoucherOut,
+    workflow_id_for,
+)
 from loyalty.vouchers.rules import VoucherPurchaseFailed, VoucherPurchasePending
 from workflows.vouchers import VoucherPurchaseWorkflow
 
@@ -40,6 +50,12 @@ def domain_error(err: WorkflowFailureError) -> LoyaltyError:
     return as_loyalty_error(err, VoucherPurchaseFailed)
 
 
+def refusal_error(refusal: PurchaseRefusal) -> LoyaltyError:
+    """The LoyaltyError of a rejected purchase's result."""
+    cls = LoyaltyError.for_code(refusal.code) or VoucherPurchaseFailed
+    return cls(refusal.message, **refusal.details)
+
+
 async def purchase(
     client: Client,
     *,
@@ -48,28 +64,64 @@ async def purchase(
     idempotency_key: str,
     task_queue: str,
     wait_seconds: float = DEFAULT_WAIT_SECONDS,
-) -> PurchaseResult:
-    """Buy one voucher (or get the answer already given for this key); LoyaltyError on refusal."""
+) -> VoucherOut:
+    """Buy one voucher (or get the one already bought with this key); LoyaltyError on refusal."""
     workflow_id = workflow_id_for(user_id, idempotency_key)
-    handle: WorkflowHandle[VoucherPurchaseWorkflow, PurchaseResult]
+    inp = PurchaseInput(user_id=user_id, product_id=product_id, idempotency_key=idempotency_key)
+    handle = await _start(
+        client, inp, task_queue, WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY
+    )
+    if handle is None:  # a run completed before: its answer, unless it was a refusal
+        completed = client.get_workflow_handle(workflow_id, result_type=PurchaseResult)
+        result = await _result(completed, workflow_id, wait_seconds)
+        if result.status == "rejected":  # a refusal may be retried under its key: a new run
+            handle = await _start(client, inp, task_queue, WorkflowIDReusePolicy.ALLOW_DUPLICATE)
+    if handle is not None:
+        result = await _result(handle, workflow_id, wait_seconds)
+    if result.user_id != user_id or result.product_id != product_id:
+        raise IdempotencyConflict(
+            "this idempotency key was already used to buy another voucher",
+            idempotency_key=idempotency_key,
+        )
+    if result.refusal is not None:
+        raise refusal_error(result.refusal)
+    if result.voucher is None:  # a completed purchase always has its voucher
+        raise VoucherPurchaseFailed("the purchase ended without a voucher", workflow_id=workflow_id)
+    return result.voucher
+
+
+async def _start(
+    client: Client, inp: PurchaseInput, task_queue: str, reuse: WorkflowIDReusePolicy
+) -> WorkflowHandle[VoucherPurchaseWorkflow, PurchaseResult] | None:
+    """Start the purchase's run, or attach to the running one; None when `reuse` refuses a new
+    run after a closed one."""
     try:
-        handle = await client.start_workflow(
+        return await client.start_workflow(
             VoucherPurchaseWorkflow.run,
-            PurchaseInput(user_id=user_id, product_id=product_id, idempotency_key=idempotency_key),
-            id=workflow_id,
+            inp,
+            id=workflow_id_for(inp.user_id, inp.idempotency_key),
             task_queue=task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+            id_reuse_policy=reuse,
             search_attributes=TypedSearchAttributes(
-                [SearchAttributePair(sa.LOYALTY_USER_ID, user_id)]
+                [SearchAttributePair(sa.LOYALTY_USER_ID, inp.user_id)]
             ),
-            static_summary=f"Voucher {product_id} for {user_id} (key {idempotency_key})",
+            static_summary=(
+                f"Voucher {inp.product_id} for {inp.user_id} (key {inp.idempotency_key})"
+            ),
         )
-    except WorkflowAlreadyStartedError:  # completed before: answer from that run
-        handle = client.get_workflow_handle(workflow_id, result_type=PurchaseResult)
+    except WorkflowAlreadyStartedError:
+        return None
+
+
+async def _result(
+    handle: WorkflowHandle[Any, PurchaseResult],
+    workflow_id: str,
+    wait_seconds: float,
+) -> PurchaseResult:
     try:
         async with asyncio.timeout(wait_seconds):
-            result = await handle.result()
+            return await handle.result()
     except WorkflowFailureError as err:
         raise domain_error(err) from err
     except TimeoutError as err:
@@ -77,9 +129,3 @@ async def purchase(
             "the purchase is still in progress; retry with the same Idempotency-Key",
             workflow_id=workflow_id,
         ) from err
-    if result.user_id != user_id or result.product_id != product_id:
-        raise IdempotencyConflict(
-            "this idempotency key was already used to buy another voucher",
-            idempotency_key=idempotency_key,
-        )
-    return result

@@ -2,9 +2,11 @@
 
 A business refusal (a LoyaltyError: not enough points, cap exceeded, sold out ...) can never
 succeed on a retry, so an activity raises it as a non-retryable ApplicationError whose type is
-the error's code and whose first detail is its details. Workflows pass such a refusal on (or
-compensate), and clients rebuild the LoyaltyError from the failure they receive, so the API
-answers with the same code and status as if the domain had refused in process.
+the error's code and whose first detail is its details. It is an expected outcome, not trouble:
+its category is BENIGN, so the SDK logs it at debug level, without a traceback, and counts no
+failure metric for it. Workflows pass such a refusal on (or compensate), and clients rebuild the
+LoyaltyError from the failure they receive, so the API answers with the same code and status as
+if the domain had refused in process.
 
 Pure (temporalio's exception types only): workflows import it."""
 
@@ -12,14 +14,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from loyalty.core.errors import LoyaltyError
 
 
 def as_application_error(err: LoyaltyError) -> ApplicationError:
-    """The refusal as a final (non-retryable) Temporal failure."""
-    return ApplicationError(err.message, err.details, type=err.code, non_retryable=True)
+    """The refusal as a final (non-retryable), benign Temporal failure."""
+    return ApplicationError(
+        err.message,
+        err.details,
+        type=err.code,
+        non_retryable=True,
+        category=ApplicationErrorCategory.BENIGN,
+    )
 
 
 def refusal_in(err: BaseException | None) -> ApplicationError | None:
@@ -41,7 +49,9 @@ def details_of(err: ApplicationError) -> dict[str, Any]:
 def reraisable(err: ApplicationError) -> ApplicationError:
     """A copy of a refusal to raise from a workflow (the original carries its activity's
     failure context)."""
-    return ApplicationError(err.message, details_of(err), type=err.type, non_retryable=True)
+    return ApplicationError(
+        err.message, details_of(err), type=err.type, non_retryable=True, category=err.category
+    )
 
 
 def as_loyalty_error(err: BaseException, default: type[LoyaltyError]) -> LoyaltyError:

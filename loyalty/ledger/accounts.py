@@ -13,6 +13,11 @@ from loyalty.ledger.types import WalletState
 _COLUMNS = ", ".join(WalletState.__dataclass_fields__)
 _FIND = text(f"SELECT {_COLUMNS} FROM wallets WHERE user_id = :u")
 _LOCK = text(f"SELECT {_COLUMNS} FROM wallets WHERE user_id = :u FOR UPDATE")
+# Whether this transaction wrote the wallet's row: an xid is assigned to a transaction only when
+# it writes, and the row's xmin is the transaction that inserted it.
+_OPENED_HERE = text(
+    "SELECT xmin = pg_current_xact_id_if_assigned()::xid FROM wallets WHERE user_id = :u"
+)
 
 
 async def find_wallet(conn: AsyncConnection, user_id: str) -> WalletState | None:
@@ -30,6 +35,15 @@ async def get_wallet(conn: AsyncConnection, user_id: str) -> WalletState:
 async def open_wallet(conn: AsyncConnection, user_id: str) -> WalletState:
     """The user's wallet, opened on the lowest tier if it does not exist yet."""
     return WalletState.of(await call(conn, "ledger_wallet", user_id=user_id, open=True))
+
+
+async def enrol(conn: AsyncConnection, user_id: str) -> tuple[WalletState, bool]:
+    """The user's wallet, opened on the lowest tier if it does not exist yet, and whether this
+    call opened it. Run it in a transaction, before any other write to the wallet: two
+    concurrent enrolments of one user both get the wallet, and exactly one is told it opened it."""
+    wallet = await open_wallet(conn, user_id)
+    opened = (await conn.execute(_OPENED_HERE, {"u": user_id})).scalar_one()
+    return wallet, bool(opened)
 
 
 async def lock_wallet(conn: AsyncConnection, user_id: str) -> WalletState:

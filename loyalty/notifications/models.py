@@ -15,6 +15,8 @@ class NotificationKind(StrEnum):
     VOUCHER_DELIVERED = "voucher_delivered"
     POINTS_RETURNED = "points_returned"  # points paid with, given back on a refund
     POINTS_CLAWED_BACK = "points_clawed_back"  # points earned, taken back on a refund
+    POINTS_REDEEMED = "points_redeemed"  # a checkout's held points spent (captured)
+    HOLD_RELEASED = "hold_released"  # a checkout's held points available again (released)
 
 
 class Notification(BaseModel):

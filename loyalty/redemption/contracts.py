@@ -19,8 +19,15 @@ Decision = Literal["payment_succeeded", "confirmed", "payment_failed", "payment_
                    "released", "expired"]  # fmt: skip
 
 
+# What cancel_payment_intent answers when Stripe does not know the PaymentIntent (resource_missing:
+# another account, or a test server that lost its data): there is nothing left to cancel.
+PAYMENT_INTENT_MISSING = "missing"
+
+
 def workflow_id_for(booking_id: str) -> str:
-    """One saga per booking: a repeated redeem meets the saga it started."""
+    """One saga per booking: a repeated redeem meets the saga it started. A checkout that ended
+    without a capture may start again: a new run of the same workflow id (its run id tells the
+    attempts apart)."""
     return f"redemption-{booking_id}"
 
 
@@ -45,8 +52,15 @@ class RedemptionInput(_Model):
     # began with (no workflow.patched(): its marker costs a search-attribute upsert per saga).
     # 1: search attributes upserted at start, capture / release as remote activities.
     # 2: attributes only from the start request, capture / release as local activities.
-    # Clients start settings.redemption_saga_version (2 unless set to 1 for a rolling upgrade).
-    saga_version: int = Field(default=1, ge=1, le=2)
+    # 3: a failed payment attempt is counted and the saga keeps waiting; a refused redeem
+    #    completes the run as `rejected` (2 fails it); the PaymentIntent's set-up is bounded.
+    # Clients start settings.redemption_saga_version (3 unless set lower for a rolling upgrade).
+    saga_version: int = Field(default=1, ge=1, le=3)
+    # How long after the hold's expiry the saga may go on trying to cancel the PaymentIntent;
+    # then it raises the CheckoutAlert and settles the points anyway (every saga ends).
+    payment_grace_seconds: int = Field(default=120, gt=0)
+    # The run this one follows, when the booking's previous checkout ended without a capture.
+    previous_run_id: str | None = None
 
 
 # --- activities --------------------------------------------------------------------------------
@@ -60,6 +74,9 @@ class PlaceHold(_Model):
     hold_id: str
     idempotency_key: str
     expires_at: datetime
+    # A checkout that follows an earlier run of the booking: refused if that booking's points
+    # were captured meanwhile (two runs never hold at once, so this is checked once, here).
+    restarted: bool = False
 
 
 class HoldPlaced(_Model):
@@ -124,6 +141,7 @@ class RedemptionHold(_Model):
     payment_intent_id: str | None
     client_secret: str | None
     request: RedeemRequest
+    run_id: str | None = None  # the saga run that holds (a booking's later checkouts are new runs)
 
 
 class PaymentEvent(_Model):
@@ -153,3 +171,11 @@ class RedemptionState(_Model):
     error_code: str | None = None
     error_message: str | None = None
     waiting_for: str | None = None
+    # Declined attempts on the PaymentIntent so far (saga version 3 keeps waiting after each).
+    payment_failures: int = 0
+    last_payment_error: str | None = None
+    # Set when the payment side could not be settled (also the CheckoutAlert search attribute):
+    # payment_intent_missing, payment_unsettled or settlement_failed, and what happened.
+    alert: str | None = None
+    alert_message: str | None = None
+    run_id: str | None = None

@@ -42,3 +42,24 @@ class InvalidSignature(LoyaltyError):
 
     code = "invalid_signature"
     status_code = 400
+
+
+class RedemptionCaptured(LoyaltyError):
+    """The booking's points were already captured: its checkout is over and cannot start again."""
+
+    code = "redemption_captured"
+    status_code = 409
+
+
+class RedemptionEnding(LoyaltyError):
+    """The booking's checkout is being settled; a redeem may follow once it has ended."""
+
+    code = "redemption_ending"
+    status_code = 409
+
+
+class PaymentUnavailable(LoyaltyError):
+    """The payment provider could not be reached in time to set up the charge; nothing is held."""
+
+    code = "payment_unavailable"
+    status_code = 503

@@ -5,7 +5,11 @@ module adds the tier's cap and the checkout's keys, descriptions and metadata.
 Each function runs on the caller's connection (the activities own it: `place` in autocommit, its
 one write being the hold's posting; capture and release in a transaction).
 Every posting's idempotency key comes from the saga (workflow run, hold id), so a retried
-activity posts once and gets the first posting's result."""
+activity posts once and gets the first posting's result.
+
+Capture and release put the customer's notification (points_redeemed, hold_released) in the
+outbox on the same connection, so it exists exactly when the posting does (the activities run
+them in one transaction); its key is the hold's, so a retried activity records it once."""
 
 from __future__ import annotations
 
@@ -16,6 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loyalty import ledger
 from loyalty.core.errors import WalletNotFound
+from loyalty.notifications import outbox
+from loyalty.notifications.models import Notification, NotificationKind
 from loyalty.redemption.contracts import HoldPlaced, PlaceHold, SettleHold
 from loyalty.redemption.rules import plan_hold
 
@@ -60,9 +66,10 @@ async def place(conn: AsyncConnection, command: PlaceHold, *, point_value_minor:
     )
 
 
-async def capture(conn: AsyncConnection, command: SettleHold) -> None:
-    """Post the held points as spent, with their currency equivalent."""
-    await ledger.capture(
+async def capture(conn: AsyncConnection, command: SettleHold) -> Notification:
+    """Post the held points as spent, with their currency equivalent, and put the customer's
+    points_redeemed notification in the outbox. Returns the notification."""
+    result = await ledger.capture(
         conn,
         hold_id=uuid.UUID(command.hold_id),
         idempotency_key=f"redemption:{command.hold_id}:capture",
@@ -71,14 +78,51 @@ async def capture(conn: AsyncConnection, command: SettleHold) -> None:
         description=f"checkout {command.booking_id}: {command.reason}",
         metadata={"payment_intent_id": command.payment_intent_id},
     )
+    note = settled_notification(
+        NotificationKind.POINTS_REDEEMED,
+        command,
+        user_id=result.wallet.user_id,
+        points=-result.posting.held_delta,
+        discount_minor=command.discount_minor,
+        currency=command.currency,
+    )
+    await outbox.enqueue(conn, [note])
+    return note
 
 
-async def release(conn: AsyncConnection, command: SettleHold) -> None:
-    """Void the hold: the points become available again."""
-    await ledger.release(
+async def release(conn: AsyncConnection, command: SettleHold) -> Notification:
+    """Void the hold: the points become available again; the customer's hold_released
+    notification goes to the outbox. Returns the notification."""
+    result = await ledger.release(
         conn,
         hold_id=uuid.UUID(command.hold_id),
         idempotency_key=f"redemption:{command.hold_id}:release",
         description=f"checkout {command.booking_id}: {command.reason}",
         metadata={"payment_intent_id": command.payment_intent_id},
+    )
+    note = settled_notification(
+        NotificationKind.HOLD_RELEASED,
+        command,
+        user_id=result.wallet.user_id,
+        points=-result.posting.held_delta,
+    )
+    await outbox.enqueue(conn, [note])
+    return note
+
+
+def settled_notification(
+    kind: NotificationKind, command: SettleHold, *, user_id: str, points: int, **extra: object
+) -> Notification:
+    """The notification of a hold's capture or release, keyed by the hold: a hold resolves
+    once, so its key names one event however often the activity runs."""
+    return Notification(
+        idempotency_key=f"{kind.value}:{command.hold_id}",
+        kind=kind,
+        user_id=user_id,
+        payload={
+            "booking_id": command.booking_id,
+            "hold_id": command.hold_id,
+            "points": points,
+            **extra,
+        },
     )

@@ -15,6 +15,12 @@ from loyalty.redemption.errors import CurrencyNotSupported, RedemptionCapExceede
 
 # The outcomes that spend the held points; every other outcome gives them back.
 CAPTURING_DECISIONS: frozenset[str] = frozenset({"payment_succeeded", "confirmed"})
+# How a finished checkout ended decides whether the booking may check out again: only a capture
+# closes it for good (released, expired, payment cancelled and refused runs do not).
+FINAL_STATUS_CAPTURED = "captured"
+# A reason travels into the ledger's description: bounded, and without the one character
+# PostgreSQL text cannot hold (the API refuses both; signals may come from elsewhere).
+MAX_REASON_LENGTH = 500
 
 
 def validate_request(request: RedeemRequest, *, currency: str) -> None:
@@ -81,13 +87,28 @@ def same_request(a: RedeemRequest, b: RedeemRequest) -> bool:
     )
 
 
-def update_id_for(request: RedeemRequest) -> str:
+def update_id_for(request: RedeemRequest, run: str | None = None) -> str:
     """The redeem update's id: the booking plus a fingerprint of the request, so an identical
     retry attaches to the first update's stored outcome while a corrected request after a
-    refusal gets a fresh one (Temporal answers a reused update id from the closed run)."""
+    refusal gets a fresh one (Temporal answers a reused update id from the closed run). `run`
+    names the run the update is meant for (the running one, or the one a new run follows), so
+    a checkout started again never meets the answer of the run before it."""
     canonical = json.dumps(
         request.model_copy(update={"currency": request.currency.upper()}).model_dump(),
         sort_keys=True,
         separators=(",", ":"),
     )
-    return f"{request.booking_id}:{hashlib.sha256(canonical.encode()).hexdigest()[:16]}"
+    update_id = f"{request.booking_id}:{hashlib.sha256(canonical.encode()).hexdigest()[:16]}"
+    return f"{update_id}:{run}" if run else update_id
+
+
+def plain_reason(reason: str) -> str:
+    """A decision's reason as the ledger can store it: NUL and unpaired surrogates (neither is
+    valid in PostgreSQL's UTF-8 text) removed, at most MAX_REASON_LENGTH characters."""
+    cleaned = reason.encode("utf-8", "ignore").decode("utf-8").replace("\x00", "")
+    return cleaned[:MAX_REASON_LENGTH] or "no reason given"
+
+
+def failed_attempts(count: int) -> str:
+    """`1 failed attempt`, `2 failed attempts`: how the status tells of declined payments."""
+    return f"{count} failed attempt" + ("" if count == 1 else "s")

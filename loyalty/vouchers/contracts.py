@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -18,7 +18,14 @@ from loyalty.vouchers.rules import VoucherStatus
 
 PurchaseStatus = Literal["reserved", "paid", "completed", "failed"]
 WorkflowStep = Literal[
-    "reserving", "burning", "issuing", "notifying", "completed", "compensating", "failed"
+    "reserving",
+    "burning",
+    "issuing",
+    "notifying",
+    "completed",
+    "compensating",
+    "failed",
+    "rejected",
 ]
 
 
@@ -95,12 +102,26 @@ class ReleaseReservation(BaseModel):
     failure_message: str
 
 
+class PurchaseRefusal(BaseModel):
+    """A business refusal (sold out, not enough points ...): the LoyaltyError's code, message
+    and details, which the client raises again."""
+
+    code: str
+    message: str
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
 class PurchaseResult(BaseModel):
+    """The workflow's result: the voucher, or (status `rejected`) the refusal that left points
+    and inventory as they were. A purchase that broke fails instead (voucher_purchase_failed)."""
+
     user_id: str
     product_id: uuid.UUID
     idempotency_key: str
-    voucher: VoucherOut
-    notified: bool
+    status: Literal["completed", "rejected"] = "completed"
+    voucher: VoucherOut | None = None
+    refusal: PurchaseRefusal | None = None
+    notified: bool = False
 
 
 class PurchaseState(BaseModel):

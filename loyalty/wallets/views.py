@@ -1,5 +1,5 @@
-"""Wallet use cases behind the HTTP endpoints: the wallet with its tier progress, the history,
-admin adjustments. Each takes the request's connection (inside the transaction owned by
+"""Wallet use cases behind the HTTP endpoints: the wallet with its tier progress, enrolment, the
+history, admin adjustments. Each takes the request's connection (inside the transaction owned by
 api.deps), goes through loyalty.ledger for every write, and returns the response model. Nothing
 here commits.
 
@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from loyalty import ledger
 from loyalty.core.errors import WalletNotFound
 from loyalty.core.settings import Settings
+from loyalty.ledger.accounts import enrol as open_for_enrolment
 from loyalty.ledger.schemas import BalanceOut, PostingOut, TransactionOut
 from loyalty.tiers import rules as tier_rules
 from loyalty.tiers import store as tier_store
@@ -103,6 +104,13 @@ async def wallet_view(conn: AsyncConnection, user_id: str, settings: Settings) -
         created_at=wallet.created_at,
         updated_at=wallet.updated_at,
     )
+
+
+async def enrol(conn: AsyncConnection, user_id: str, settings: Settings) -> tuple[WalletOut, bool]:
+    """Open the user's wallet on the lowest tier unless it exists (the way a first earn opens
+    it); the wallet, and whether this call opened it."""
+    _, opened = await open_for_enrolment(conn, user_id)
+    return await wallet_view(conn, user_id, settings), opened
 
 
 async def transaction_page(

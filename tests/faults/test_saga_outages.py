@@ -1,26 +1,31 @@
 """The checkout saga through outages: the Temporal dev server restarted mid-saga, PostgreSQL
-stopped during a capture, Stripe's webhooks arriving after the hold expired. In each, every saga
-ends exactly once and no point is lost or doubled (the postings of each booking, the wallets,
-and the ledger invariants). Duplicate and out-of-order webhooks are covered by
-tests/redemption/test_http.py; here only the late ones."""
+stopped during a capture, Stripe restarted with its data lost or gone for good, Stripe's webhooks
+arriving after the hold expired. In each, every saga ends exactly once and no point is lost or
+doubled (the postings of each booking, the wallets, and the ledger invariants); where the payment
+side cannot be settled, the CheckoutAlert says so. Duplicate and out-of-order webhooks are
+covered by tests/redemption/test_http.py; here only the late ones."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import subprocess
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
 import stripe
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
 
 import devstack
 from api.temporal import checkout
 from loyalty import ledger
+from loyalty.core import search_attributes as sa
 from loyalty.core.db import make_engine
 from loyalty.core.settings import Settings
 from loyalty.core.temporal import connect
@@ -45,6 +50,7 @@ from tests.faults.conftest import (
     wait_for_lock_waiter,
 )
 from tests.harness.histories import history_saver
+from tests.harness.waits import eventually
 from tests.harness.workers import in_process
 from tests.redemption.helpers import (
     DECLINED_CARD,
@@ -181,9 +187,11 @@ async def test_postgres_stopped_during_a_capture(
     back; the hold is captured once."""
     own_pg = await asyncio.to_thread(OwnPostgres, tmp_path / "pg")
     own_engine: AsyncEngine | None = None
+    owner_engine: AsyncEngine | None = None
     try:
-        await asyncio.to_thread(devstack.run_migrations, own_pg.url)
-        own_engine = make_engine(own_pg.url, pool_size=5)
+        await asyncio.to_thread(devstack.run_migrations, own_pg.owner_url)
+        own_engine = make_engine(own_pg.url, pool_size=5)  # the application role, as the service
+        owner_engine = make_engine(own_pg.owner_url, pool_size=1)  # for the hold's row lock
         own = settings.model_copy(update={"database_url": own_pg.url})
         user, booking_id = unique("user"), unique("bk-pg-stop")
         async with own_engine.begin() as conn:
@@ -191,7 +199,7 @@ async def test_postgres_stopped_during_a_capture(
         async with running_api(own) as api, in_process(temporal_client, own_engine, own):
             hold = await redeem(api, user, booking_id)
             intent = hold["payment_intent_id"]
-            async with row_locked(own_engine, HOLD_ROW, {"h": uuid.UUID(hold["hold_id"])}):
+            async with row_locked(owner_engine, HOLD_ROW, {"h": uuid.UUID(hold["hold_id"])}):
                 await pay(stripe_client, intent)
                 assert await wait_for_events(own_engine, intent) == [
                     ("payment_intent.succeeded", "signalled")
@@ -219,9 +227,165 @@ async def test_postgres_stopped_during_a_capture(
         async with own_engine.connect() as conn:
             assert await find_violations(conn) == []
     finally:
-        if own_engine is not None:
-            await own_engine.dispose()
+        for engine in (own_engine, owner_engine):
+            if engine is not None:
+                await engine.dispose()
         await asyncio.to_thread(own_pg.close)
+
+
+# --- Stripe restarted, or gone ----------------------------------------------------------------
+
+
+class OwnLocalstripe:
+    """A localstripe of the test's own (devstack), stopped and started again on its port: its data
+    is in memory, so a restart forgets every PaymentIntent, as `make run` restarted does."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.port = devstack.free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log_dir / "own-localstripe.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.proc = devstack.start_localstripe(port=self.port, log_file=self.log)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            devstack.stop_process(self.proc)
+            self.proc = None
+
+
+@contextlib.asynccontextmanager
+async def own_localstripe(log_dir: Path) -> AsyncIterator[OwnLocalstripe]:
+    stripe_side = OwnLocalstripe(log_dir)
+    await asyncio.to_thread(stripe_side.start)
+    try:
+        yield stripe_side
+    finally:
+        await asyncio.to_thread(stripe_side.stop)
+
+
+async def test_stripe_restarted_with_a_saga_waiting_releases_and_raises_the_alert(
+    settings: Settings,
+    temporal_client: Client,
+    engine: AsyncEngine,
+    make_wallet: MakeWallet,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The saga waits on a PaymentIntent; Stripe (a localstripe of the test's own) goes down,
+    the hold expires meanwhile (the cancel is retried against the dead server), and Stripe comes
+    back without its data: the PaymentIntent is unknown (`resource_missing`), so nothing can be
+    charged. The points come back, and the alert is where an operator looks."""
+    user, booking_id = await make_wallet(50_000), unique("bk-stripe-restart")
+    async with own_localstripe(tmp_path) as stripe_side:
+        own = settings.model_copy(
+            update={"stripe_api_base": stripe_side.url, "hold_ttl_seconds": 5}
+        )
+        async with (
+            running_api(own, webhooks=False) as api,
+            in_process(temporal_client, engine, own),
+        ):
+            hold = await redeem(api, user, booking_id)
+            expires_at = time.monotonic() + 5
+            await asyncio.to_thread(stripe_side.stop)
+            await asyncio.sleep(max(0.0, expires_at - time.monotonic()) + 3)
+            # The cancel is being retried: nothing released yet, no alert yet.
+            state = await checkout.state(temporal_client, booking_id)
+            assert (state.status, state.decision, state.alert) == ("releasing", "expired", None)
+            assert await wallet(engine, user) == WalletRow(50_000, POINTS)
+
+            with caplog.at_level(logging.ERROR, logger="temporalio.workflow"):
+                await asyncio.to_thread(stripe_side.start)  # empty: it knows no PaymentIntent
+                final = await wait_for_end(temporal_client, booking_id, within=60)
+
+    assert (final.status, final.decision) == ("released", "expired")
+    assert (final.payment_status, final.alert) == ("missing", "payment_intent_missing")
+    assert final.alert_message and hold["payment_intent_id"] in final.alert_message
+    assert await postings(engine, booking_id) == RELEASED
+    assert await wallet(engine, user) == WalletRow(50_000, 0)
+    alerts = [r for r in caplog.records if "needs an operator" in r.getMessage()]
+    assert [r.levelno for r in alerts] == [logging.ERROR]
+    description = await temporal_client.get_workflow_handle(hold["workflow_id"]).describe()
+    assert description.typed_search_attributes.get(sa.CHECKOUT_ALERT) == "payment_intent_missing"
+    query = f'CheckoutAlert = "payment_intent_missing" AND BookingId = "{booking_id}"'
+
+    async def listed() -> list[str]:
+        return [w.id async for w in temporal_client.list_workflows(query)]
+
+    assert await eventually(listed, seconds=20) == [hold["workflow_id"]]
+    await history_saver(temporal_client, HISTORIES)("stripe_missing_released", hold["workflow_id"])
+
+
+async def test_stripe_gone_past_the_grace_releases_the_points_with_the_alert(
+    settings: Settings,
+    temporal_client: Client,
+    engine: AsyncEngine,
+    make_wallet: MakeWallet,
+    tmp_path: Path,
+) -> None:
+    """Stripe never answers again: the cancel is retried until the hold's expiry plus the
+    payment grace (at least policies.PAYMENT_CANCEL_AT_LEAST), then the points are released
+    anyway and the alert says the payment side is unsettled. The saga ends; nothing is held."""
+    user, booking_id = await make_wallet(50_000), unique("bk-stripe-gone")
+    async with own_localstripe(tmp_path) as stripe_side:
+        own = settings.model_copy(
+            update={
+                "stripe_api_base": stripe_side.url,
+                "hold_ttl_seconds": 3,
+                "redemption_payment_grace_seconds": 2,
+            }
+        )
+        async with (
+            running_api(own, webhooks=False) as api,
+            in_process(temporal_client, engine, own),
+        ):
+            await redeem(api, user, booking_id)
+            started = time.monotonic()
+            await asyncio.to_thread(stripe_side.stop)
+            final = await wait_for_end(temporal_client, booking_id, within=60)
+            took = time.monotonic() - started
+
+    assert (final.status, final.decision) == ("released", "expired")
+    assert (final.payment_status, final.alert) == ("unknown", "payment_unsettled")
+    assert await postings(engine, booking_id) == RELEASED
+    assert await wallet(engine, user) == WalletRow(50_000, 0)
+    # expiry (3 s) + the cancel's bound (10 s: more than the 2 s grace), and some slack
+    assert took < 3 + 10 + 15, took
+
+
+@pytest.mark.slow
+async def test_stripe_down_at_checkout_answers_503_and_holds_nothing(
+    settings: Settings,
+    temporal_client: Client,
+    engine: AsyncEngine,
+    make_wallet: MakeWallet,
+    tmp_path: Path,
+) -> None:
+    """The PaymentIntent cannot be created (Stripe unreachable): the redeem tries a few times
+    (policies.PAYMENT_SETUP) while the booking service waits, then the hold is released, the
+    answer is a 503 `payment_unavailable` and the run completes as `rejected`."""
+    user, booking_id = await make_wallet(50_000), unique("bk-stripe-down")
+    async with own_localstripe(tmp_path) as stripe_side:
+        own = settings.model_copy(update={"stripe_api_base": stripe_side.url})
+        await asyncio.to_thread(stripe_side.stop)
+        async with (
+            running_api(own, webhooks=False) as api,
+            in_process(temporal_client, engine, own),
+        ):
+            body = {"booking_id": booking_id, "order_amount": ORDER, "currency": "VND",
+                    "points": POINTS}  # fmt: skip
+            answer = await api.http.post(
+                f"/wallets/{user}/redeem", json=body, headers=api.service, timeout=90
+            )
+            final = await wait_for_end(temporal_client, booking_id)
+
+    assert (answer.status_code, answer.json()["code"]) == (503, "payment_unavailable")
+    assert (final.status, final.error_code, final.hold) == ("rejected", "payment_unavailable", None)
+    description = await temporal_client.get_workflow_handle(f"redemption-{booking_id}").describe()
+    assert description.status == WorkflowExecutionStatus.COMPLETED
+    assert await postings(engine, booking_id) == RELEASED
+    assert await wallet(engine, user) == WalletRow(50_000, 0)
 
 
 # --- webhooks after the hold expired ----------------------------------------------------------

@@ -1,6 +1,7 @@
-"""What the checkout tests share beyond the harness: play the customer in localstripe, sign
-webhook payloads as Stripe does, read a booking's postings and a wallet's balance, wait for the
-saga. Also where the saga's saved histories live (the fault tests save one there too)."""
+"""What the checkout tests share beyond the harness: redeem over HTTP, play the customer in
+localstripe, sign webhook payloads as Stripe does, read a booking's postings, a wallet's balance
+and the webhook events seen, wait for the saga. Also where the saga's saved histories live (the
+fault tests save some there too)."""
 
 from __future__ import annotations
 
@@ -14,12 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import stripe
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client, WorkflowExecutionStatus
 
+from loyalty.redemption import stripe_events
 from loyalty.redemption.contracts import RedemptionState, workflow_id_for
+from tests.harness.api import Api
 from tests.harness.waits import workflow_result
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -116,3 +120,31 @@ async def wait_closed(
         if status != WorkflowExecutionStatus.RUNNING or time.monotonic() > deadline:
             return status
         await asyncio.sleep(0.05)
+
+
+async def redeem(
+    api: Api,
+    user: str,
+    booking_id: str,
+    *,
+    points: int = 30_000,
+    order: int = 100_000,
+    **extra: Any,
+) -> httpx.Response:
+    body = {"booking_id": booking_id, "order_amount": order, "currency": "VND", "points": points}
+    return await api.http.post(
+        f"/wallets/{user}/redeem", json={**body, **extra}, headers=api.service
+    )
+
+
+async def events_of(engine: AsyncEngine, payment_intent_id: str) -> list[tuple[str, str]]:
+    """(type, outcome) of the webhook events recorded for the PaymentIntent."""
+    async with engine.connect() as conn:
+        return [(t, o) for _, t, o in await stripe_events.outcomes(conn, payment_intent_id)]
+
+
+async def status_of(api: Api, user: str, booking_id: str) -> dict[str, Any]:
+    """GET /wallets/{user}/redemptions/{booking_id}, as the booking service reads it."""
+    answer = await api.http.get(f"/wallets/{user}/redemptions/{booking_id}", headers=api.service)
+    assert answer.status_code == 200, answer.text
+    return answer.json()  # type: ignore[no-any-return]

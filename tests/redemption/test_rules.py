@@ -1,4 +1,4 @@
-"""The plain redemption rules: caps, discount, remainder, validation."""
+"""The plain redemption rules: caps, discount, remainder, validation, update ids, reasons."""
 
 from __future__ import annotations
 
@@ -8,7 +8,10 @@ from loyalty.core.errors import ValidationFailed
 from loyalty.redemption.contracts import RedeemRequest
 from loyalty.redemption.errors import CurrencyNotSupported, RedemptionCapExceeded
 from loyalty.redemption.rules import (
+    MAX_REASON_LENGTH,
+    failed_attempts,
     max_redeemable_points,
+    plain_reason,
     plan_hold,
     same_request,
     update_id_for,
@@ -87,3 +90,30 @@ def test_same_request_and_update_id_ignore_currency_case_only() -> None:
     assert update_id_for(req(currency="vnd")) == update_id_for(req(currency="VND"))
     assert update_id_for(req(300)) != update_id_for(req(301))
     assert update_id_for(req()).startswith("bk-1:")
+
+
+def test_update_id_names_the_run_a_new_checkout_follows() -> None:
+    plain = update_id_for(req())
+    assert update_id_for(req(), None) == plain
+    after = update_id_for(req(), "after-run-1")
+    assert after == f"{plain}:after-run-1"
+    assert after != update_id_for(req(), "after-run-2")
+
+
+@pytest.mark.parametrize(
+    ("reason", "stored"),
+    [
+        ("booking cancelled", "booking cancelled"),
+        ("a\x00b", "ab"),  # PostgreSQL text holds no NUL
+        ("\ud800half a pair", "half a pair"),  # nor an unpaired surrogate
+        ("\x00", "no reason given"),
+        ("Hôtel annulé ✓", "Hôtel annulé ✓"),
+        ("x" * (MAX_REASON_LENGTH + 10), "x" * MAX_REASON_LENGTH),
+    ],
+)
+def test_plain_reason_is_what_the_ledger_can_store(reason: str, stored: str) -> None:
+    assert plain_reason(reason) == stored
+
+
+def test_failed_attempts_reads_well() -> None:
+    assert [failed_attempts(n) for n in (1, 2)] == ["1 failed attempt", "2 failed attempts"]

@@ -4,16 +4,19 @@ HTTP tests (test_http.py) let localstripe deliver real signed webhooks."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 
 import pytest
 import stripe
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from api.temporal import checkout
-from loyalty.core.errors import InsufficientPoints, WalletNotFound
+from loyalty.core import search_attributes as sa
+from loyalty.core.errors import InsufficientPoints, LoyaltyError, WalletNotFound
 from loyalty.core.settings import Settings
 from loyalty.redemption.contracts import PaymentEvent, RedeemRequest, workflow_id_for
 from loyalty.redemption.errors import (
@@ -200,7 +203,7 @@ async def test_hold_expiry_cancels_and_releases(
         (None, {"points": 1_000}, WalletNotFound),
     ],
 )
-async def test_refused_redeem_leaves_no_hold_and_no_saga_waiting(
+async def test_refused_redeem_completes_as_rejected_and_holds_nothing(
     temporal_client: Client,
     settings: Settings,
     engine: AsyncEngine,
@@ -209,11 +212,12 @@ async def test_refused_redeem_leaves_no_hold_and_no_saga_waiting(
     booking_id: str,
     balance: int | None,
     kwargs: dict[str, int | str],
-    error: type[Exception],
+    error: type[LoyaltyError],
     save_history: SaveHistory,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     user = await make_wallet(balance) if balance is not None else new_user_id()
-    with pytest.raises(error):
+    with caplog.at_level(logging.DEBUG), pytest.raises(error):
         await checkout.redeem(temporal_client, settings, request(user, booking_id, **kwargs))  # type: ignore[arg-type]
 
     assert await postings(engine, booking_id) == []
@@ -221,8 +225,29 @@ async def test_refused_redeem_leaves_no_hold_and_no_saga_waiting(
         await save_history("rejected_insufficient_points", workflow_id_for(booking_id))
     if balance is not None:
         assert (await wallet(engine, user)).held == 0
+    # A refusal is an outcome, not a breakage: the run completed, as `rejected`.
     status = await wait_closed(temporal_client, workflow_id_for(booking_id))
-    assert status == WorkflowExecutionStatus.FAILED
+    assert status == WorkflowExecutionStatus.COMPLETED
+    final = await wait_for_end(temporal_client, booking_id)
+    assert final.status == "rejected"
+    assert final.hold is None
+    if error is not CurrencyNotSupported:  # refused by the hold's activity, not the validator
+        assert final.error_code == error.code
+    # The worker says so in one line at info: no warning, no traceback.
+    refusals = [r for r in caplog.records if r.getMessage().startswith("refused: ")]
+    if error is CurrencyNotSupported:
+        assert refusals == []
+    else:
+        assert [(r.levelno, r.getMessage().split(" (")[0]) for r in refusals] == [
+            (logging.INFO, f"refused: {error.code}: {final.error_message}")
+        ]
+    # (The SDK keeps the failure's traceback at debug level, shown by no default setting.)
+    noisy = [
+        r
+        for r in caplog.records
+        if r.levelno >= logging.WARNING or (r.levelno >= logging.INFO and r.exc_info)
+    ]
+    assert noisy == [], [r.getMessage() for r in noisy]
 
     # The refusal does not block the booking: a valid request starts the saga afresh.
     if balance:
@@ -252,9 +277,77 @@ async def test_repeated_redeem_returns_the_same_answer_and_a_different_body_conf
     await checkout.decide(temporal_client, booking_id, "release", None)
     assert (await wait_for_end(temporal_client, booking_id)).status == "released"
 
+    # The checkout ended without a capture: the same request starts the next one (a new run,
+    # a new hold), and its retries get that answer.
     after = await checkout.redeem(temporal_client, settings, request(user, booking_id))
-    assert after == first
+    assert (after.hold_id, after.run_id) != (first.hold_id, first.run_id)
+    assert after.request == first.request
+    assert await checkout.redeem(temporal_client, settings, request(user, booking_id)) == after
     with pytest.raises(RedemptionConflict):
         await checkout.redeem(temporal_client, settings, request(user, booking_id, points=1))
-    assert [p[0] for p in await postings(engine, booking_id)] == ["hold", "release"]
+    assert (await wallet(engine, user)).held == 30_000
+    await checkout.decide(temporal_client, booking_id, "release", None)
+    assert (await wait_for_end(temporal_client, booking_id)).status == "released"
+    assert [p[0] for p in await postings(engine, booking_id)] == [
+        "hold", "release", "hold", "release"
+    ]  # fmt: skip
     assert (await wallet(engine, user)).held == 0
+
+
+async def test_failed_payments_are_counted_once_each_and_the_saga_waits_on(
+    temporal_client: Client,
+    settings: Settings,
+    engine: AsyncEngine,
+    make_wallet: MakeWallet,
+    booking_id: str,
+) -> None:
+    """Saga version 3: declined attempts (one of them delivered twice) are counted, the hold
+    and the PaymentIntent stay; a payment for another PaymentIntent is ignored."""
+    user = await make_wallet(50_000)
+    hold = await checkout.redeem(temporal_client, settings, request(user, booking_id))
+    assert hold.payment_intent_id
+    for event_id in ("evt_1", "evt_1", "evt_2"):
+        await checkout.payment_news(
+            temporal_client,
+            hold.workflow_id,
+            "payment_failed",
+            PaymentEvent(
+                payment_intent_id=hold.payment_intent_id,
+                event_id=event_id,
+                reason=f"declined\x00 ({event_id})",
+            ),
+        )
+    await checkout.payment_news(
+        temporal_client,
+        hold.workflow_id,
+        "payment_succeeded",
+        PaymentEvent(payment_intent_id="pi_of_another_checkout", event_id="evt_other"),
+    )
+
+    state = await checkout.state(temporal_client, booking_id)
+    assert (state.status, state.decision, state.payment_failures) == ("held", None, 2)
+    assert state.last_payment_error == "declined (evt_2)"
+    assert state.waiting_for and state.waiting_for.startswith(
+        "waiting for payment, 2 failed attempts (last: declined (evt_2))"
+    )
+    description = await temporal_client.get_workflow_handle(hold.workflow_id).describe()
+    assert description.typed_search_attributes.get(sa.PAYMENT_FAILURES) == "2"
+    assert description.typed_search_attributes.get(sa.REDEMPTION_STATUS) == "held"
+    assert await wallet(engine, user) == WalletRow(50_000, 30_000)
+
+    await checkout.decide(temporal_client, booking_id, "release", "gave up\x00")
+    final = await wait_for_end(temporal_client, booking_id)
+    assert (final.status, final.decision, final.payment_failures) == ("released", "released", 2)
+    assert final.payment_status == "canceled"
+    async with engine.connect() as conn:
+        description_of_release = (
+            await conn.execute(
+                text(
+                    "SELECT description FROM wallet_transactions "
+                    "WHERE booking_id = :b AND type = 'release'"
+                ),
+                {"b": booking_id},
+            )
+        ).scalar_one()
+    assert "gave up" in description_of_release  # the NUL the signal carried is gone
+    assert "\x00" not in description_of_release
