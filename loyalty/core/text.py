@@ -6,21 +6,4 @@ the pattern documents the rule in the OpenAPI schema."""
 
 from __future__ import annotations
 
-from typing import Any
-
 NO_NUL = r"^[^\x00]*$"
-
-
-def without_nul(value: Any) -> Any:
-    """A JSON value (for a jsonb column) unchanged, or ValueError if any key or string has NUL."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise ValueError("text must not contain the NUL character (U+0000)")
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            without_nul(key)
-            without_nul(item)
-    elif isinstance(value, list):
-        for item in value:
-            without_nul(item)
-    return value

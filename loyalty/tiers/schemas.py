@@ -10,7 +10,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    FiniteFloat,
     GetJsonSchemaHandler,
     StringConstraints,
 )
@@ -28,7 +27,8 @@ TierName = Annotated[
 ]
 
 # A tier's benefits are free-form JSON, stored as jsonb, which holds no NUL (in a key or a
-# string) and no infinite number: the types refuse both, and the schema says so.
+# string): the types refuse it, and the schema says so. Numbers are integers, as everywhere in
+# this API (a float, 1e400 included, is a 422).
 _JsonText = Annotated[str, StringConstraints(pattern=NO_NUL)]
 
 
@@ -52,7 +52,6 @@ else:
         "JsonValue",
         _JsonText
         | int
-        | FiniteFloat
         | bool
         | list["JsonValue"]
         | Annotated[dict[_JsonText, "JsonValue"], _OnlyMatchingKeys]

@@ -9,7 +9,6 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import (
-    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -19,7 +18,7 @@ from pydantic import (
     model_validator,
 )
 
-from loyalty.core.fields import MAX_POINTS
+from loyalty.core.fields import MAX_POINTS, Instant, Omittable
 from loyalty.core.text import NO_NUL
 from loyalty.tiers.schemas import TierCode
 from loyalty.vouchers.contracts import VoucherOut
@@ -66,12 +65,12 @@ class ProductIn(_ProductFields):
         description="items for sale; null = unlimited (generated codes only; uploaded-code "
         "products start at 0 and grow with each upload)",
     )
-    sale_starts_at: AwareDatetime | None = None
-    sale_ends_at: AwareDatetime | None = None
+    sale_starts_at: Instant | None = None
+    sale_ends_at: Instant | None = None
     voucher_valid_days: StrictInt | None = Field(
         default=None, gt=0, le=3650, description="an issued voucher expires this many days later"
     )
-    voucher_valid_until: AwareDatetime | None = Field(
+    voucher_valid_until: Instant | None = Field(
         default=None, description="issued vouchers expire at this time at the latest"
     )
     min_tier: TierCode | None = Field(default=None, description="lowest tier that may buy it")
@@ -90,24 +89,18 @@ class ProductIn(_ProductFields):
 class ProductPatch(_ProductFields):
     """Only the fields given change; `null` clears an optional field."""
 
-    name: str | None = Field(default=None, min_length=1, max_length=200, pattern=NO_NUL)
-    description: str | None = Field(default=None, max_length=4000, pattern=NO_NUL)
-    price_points: StrictInt | None = Field(default=None, gt=0, le=MAX_POINTS)
+    # A field a product must have may be left out, not set to null (the schema says so too).
+    name: Omittable[str] = Field(default=None, min_length=1, max_length=200, pattern=NO_NUL)
+    description: Omittable[str] = Field(default=None, max_length=4000, pattern=NO_NUL)
+    price_points: Omittable[StrictInt] = Field(default=None, gt=0, le=MAX_POINTS)
     inventory: StrictInt | None = Field(default=None, ge=0, le=MAX_POINTS)
-    sale_starts_at: AwareDatetime | None = None
-    sale_ends_at: AwareDatetime | None = None
+    sale_starts_at: Instant | None = None
+    sale_ends_at: Instant | None = None
     voucher_valid_days: StrictInt | None = Field(default=None, gt=0, le=3650)
-    voucher_valid_until: AwareDatetime | None = None
+    voucher_valid_until: Instant | None = None
     min_tier: TierCode | None = None
     per_customer_limit: StrictInt | None = Field(default=None, gt=0, le=1_000_000)
-    active: StrictBool | None = None
-
-    @model_validator(mode="after")
-    def _required_stay_set(self) -> ProductPatch:
-        for name in ("name", "description", "price_points", "active"):
-            if name in self.model_fields_set and getattr(self, name) is None:
-                raise ValueError(f"{name} cannot be null")
-        return self
+    active: Omittable[StrictBool]
 
 
 class ProductOut(BaseModel):
