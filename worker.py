@@ -27,9 +27,10 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 import activities
 from loyalty.core import event_loop
 from loyalty.core.db import make_engine
+from loyalty.core.payload_encryption import PayloadKeyError
 from loyalty.core.settings import Settings
 from loyalty.core.stripe_client import async_stripe_client
-from loyalty.core.temporal import connect, precompile_for_sandbox
+from loyalty.core.temporal import connect, data_converter, precompile_for_sandbox
 from loyalty.ledger.schedule import ensure_invariants_schedule
 from loyalty.tiers.schedule import ensure_tier_schedule
 from workflows import registry
@@ -76,6 +77,11 @@ def _say(message: str) -> None:
 async def run(settings: Settings) -> int:
     if not settings.database_url:
         _say("DATABASE_URL is not set (`make run` sets it; see README)")
+        return 2
+    try:
+        data_converter(settings)  # the payload keys: unusable ones stop the worker here
+    except PayloadKeyError as exc:
+        _say(f"cannot encrypt Temporal payloads: {exc}")
         return 2
     db_label = make_url(settings.database_url).render_as_string(hide_password=True)
     temporal_target = settings.temporal_address or f"127.0.0.1:{settings.temporal_port}"

@@ -6,7 +6,9 @@ Run it with the factory (no work at import time):
 
 The lifespan makes the database engine once (app.state.engine) and disposes it on exit;
 app.state.settings holds the settings, app.state.token_verifier the JWT verifier (it caches the
-JWKS), and app.state.temporal a Temporal client connected on first use (api.temporal).
+JWKS), app.state.temporal a Temporal client connected on first use (api.temporal), and
+app.state.payload_codec the codec that encrypts Temporal payloads (its keys are loaded here, so
+an API without usable keys refuses to start rather than fail on the first checkout).
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ from api import errors
 from api.auth import SECURITY_SCHEME, TokenVerifier
 from api.body_limits import BodyLimits
 from api.routers import ROUTERS
+from api.routers.codec import CodecCors
 from api.temporal import LazyTemporalClient
 from loyalty.core.db import make_engine
+from loyalty.core.payload_encryption import EncryptionCodec, load_keys
 from loyalty.core.settings import Settings
 
 DESCRIPTION = """Points wallet and loyalty service.
@@ -56,8 +60,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.token_verifier = TokenVerifier(settings)
     app.state.temporal = LazyTemporalClient(settings)
+    encrypting = settings.temporal_payload_encryption
+    app.state.payload_codec = EncryptionCodec(load_keys(settings)) if encrypting else None
     errors.install(app)
     app.add_middleware(BodyLimits)
+    app.add_middleware(CodecCors, origins=settings.codec_origins)
     for router in ROUTERS:
         app.include_router(router)
     app.openapi = _scoped_openapi(app)  # type: ignore[method-assign]

@@ -20,7 +20,8 @@ Each run prints the CPU time per saga of every process, sampled while its sagas 
 the bench looks up their close times afterwards), and the CPU ceiling that gives on this
 machine's cores (bench/kit.py). Levers: --tune (worker options), --db-pool, --bare-remote (the
 hold as a remote activity in the baseline), --webhook-delay, --sandbox (both workers in
-temporalio's workflow sandbox), --sa-refresh-on-read (the dev server's own search-attribute
+temporalio's workflow sandbox), --payload-encryption off (our payloads in plain JSON, to
+measure the codec), --sa-refresh-on-read (the dev server's own search-attribute
 handling; the bench caches them, as production servers do), --localstripe-pickle (localstripe
 as shipped), --profile (cProfile of the API and the worker), --perf (where the Temporal server's
 CPU goes, by area, and the worker's, by object and thread: bench/server_profile.py).
@@ -44,6 +45,7 @@ import devstack
 from bench import bare_saga, kit, server_profile
 from bench.redemption_clients import BARE_QUEUE, Checkouts, check_ledger, make_wallets
 from loyalty.core import db, event_loop
+from loyalty.core.payload_encryption import generate_key_line
 from loyalty.core.settings import Settings
 from loyalty.core.temporal import connect
 
@@ -83,6 +85,10 @@ def start_stack(stack: kit.Stack, args: argparse.Namespace) -> tuple[Settings, s
         db_pool_size=args.db_pool,
         redemption_saga_version=args.saga_version,
         workflow_sandbox=args.sandbox,  # both workers
+        # Our API and worker encrypt every Temporal payload (as shipped) with a key of this run;
+        # the bare saga never does. --payload-encryption off measures the codec's cost.
+        temporal_payload_encryption=args.payload_encryption == "on",
+        temporal_payload_keys=generate_key_line("bench"),
     )
     api = stack.api(env, profile=stack.root / "api.prof" if args.profile else None)
     webhooks = devstack.localstripe_webhook_fields(
@@ -180,7 +186,7 @@ async def bench(
         f", search attributes "
         f"{'re-read on every use (dev default)' if args.sa_refresh_on_read else 'cached'}, "
         f"workflow sandbox {'on' if args.sandbox else 'off (as shipped)'} in both workers",
-        f"event loop {event_loop.chosen()}",
+        f"event loop {event_loop.chosen()}, payload encryption {args.payload_encryption}",
     )
     results: list[tuple[kit.Phase, kit.Phase]] = []
     async with Checkouts.open(settings, api_url, c, bare_remote=args.bare_remote) as checkouts:
@@ -265,6 +271,12 @@ def main() -> None:
         default=shipped,
         choices=(1, 2, 3),
         help=f"REDEMPTION_SAGA_VERSION (as shipped: {shipped})",
+    )
+    option(
+        "--payload-encryption",
+        choices=("on", "off"),
+        default="on",
+        help="encrypt our API's and worker's Temporal payloads (as shipped: on)",
     )
     option("--profile-top", type=int, default=25, help="functions listed by --profile")
     for lever, help_ in LEVERS:

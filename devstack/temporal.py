@@ -22,10 +22,12 @@ def temporal_dev_server_command(
     queue_reads_per_second: int | None = 1000,
     search_attribute_cache: bool = False,
     dynamic_config: Sequence[str] = (),
+    codec_endpoint: str | None = None,
 ) -> list[str]:
     """`queue_reads_per_second`: see below; None keeps the server's default (the benchmark's
     --dev-server-defaults). `search_attribute_cache`: see below (the benchmark's default).
-    `dynamic_config`: more `key=value` settings (a test's rate limit, say)."""
+    `dynamic_config`: more `key=value` settings (a test's rate limit, say). `codec_endpoint`:
+    the codec server the Web UI asks to decrypt payloads (the API's /codec)."""
     cmd = [
         venv_bin("temporal"),
         "server",
@@ -43,6 +45,8 @@ def temporal_dev_server_command(
         cmd.append("--headless")
     else:
         cmd += ["--ui-port", str(ui_port)]
+        if codec_endpoint:
+            cmd += ["--ui-codec-endpoint", codec_endpoint]
     if db_file is not None:
         db_file.parent.mkdir(parents=True, exist_ok=True)
         cmd += ["--db-filename", str(db_file)]

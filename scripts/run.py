@@ -224,6 +224,8 @@ class Stack:
             ui_port=s.temporal_ui_port,
             db_file=db_file,
             namespace=s.temporal_namespace,
+            # The UI shows decrypted payloads through the API's codec server, for admins.
+            codec_endpoint=f"http://{_client_host(s.api_host)}:{s.api_port}/codec",
         )
         # Its internal workers log a burst of poll errors while it shuts down: keep those in
         # var/logs/temporal.log only.

@@ -23,7 +23,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 import devstack
@@ -32,10 +31,10 @@ from loyalty.core import search_attributes
 from loyalty.core.db import make_engine
 from loyalty.core.settings import Settings
 from loyalty.core.stripe_client import make_stripe_client
-from loyalty.core.temporal import connect
+from loyalty.core.temporal import connect, data_converter
 from loyalty.ledger.invariants import find_violations
 from tests.harness import api as harness_api
-from tests.harness import wallets, workers
+from tests.harness import payload_keys, wallets, workers
 from tests.harness.histories import SaveHistory, history_saver
 from tests.harness.receiver import Receiver, receiving
 
@@ -44,6 +43,9 @@ from tests.harness.receiver import Receiver, receiving
 # non-deterministic calls at run time. `python worker.py` processes (WorkerProcess) run as
 # shipped, without it.
 os.environ.setdefault("WORKFLOW_SANDBOX", "true")
+# Every client and worker of the suite (and the `python worker.py` processes, which inherit the
+# environment) encrypts Temporal payloads with the suite's own key.
+os.environ.setdefault("TEMPORAL_PAYLOAD_KEYS", payload_keys.TEST_KEYS)
 
 
 @pytest.fixture(scope="session")
@@ -122,7 +124,7 @@ async def time_skipping() -> AsyncIterator[WorkflowEnvironment]:
     checkout saga), so those tests use the dev server with short durations instead."""
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=devstack.venv_bin("temporal-test-server"),
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(Settings(environment="test")),
     )
     # Registered as on the dev server: workflows started with them are refused otherwise.
     await env.client.operator_service.add_search_attributes(

@@ -5,6 +5,7 @@ speed is measured by running them, never asserted in tests.)"""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -81,12 +82,19 @@ def test_tier_evaluation_benchmark_runs() -> None:
     assert "counts match baseline:   yes" in out, out
 
 
+def test_payload_codec_benchmark_runs() -> None:
+    out = _run("bench/payload_codec.py", "--payloads", "400", "--rounds", "2", timeout=120)
+    assert "all rounds" in out, out
+    assert re.search(r"x (\d+) round trips per checkout", out), out
+
+
 def test_saga_benchmark_runs() -> None:
     # With perf where it can run: the Temporal server's CPU by area, and the worker's.
     perf = server_profile.unavailable() is None
     args = ["--sagas", "6", "--concurrency", "2", *(["--perf"] if perf else [])]
     out = _run("bench/redemption.py", *args, timeout=300)
     assert "search attributes cached, workflow sandbox off (as shipped) in both workers" in out
+    assert "payload encryption on" in out, out
     assert out.count(" 6 sagas in ") == 2, out  # the bare saga's run and ours
     assert "round 1: throughput" in out, out
     assert "ours' CPU ceiling: " in out, out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -11,6 +12,7 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -114,6 +116,11 @@ def _get(url: str) -> int:
         return int(resp.status)
 
 
+def _get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return json.loads(resp.read())
+
+
 def _gone(procs: list[psutil.Process], timeout: float = 10) -> list[psutil.Process]:
     _, alive = psutil.wait_procs(procs, timeout=timeout)
     return alive
@@ -128,6 +135,13 @@ def test_run_command_serves_everything_and_sigint_stops_it(tmp_path: Path) -> No
         assert f"Temporal UI:  http://127.0.0.1:{ports['TEMPORAL_UI_PORT']}" in run.output
         assert _get(f"http://127.0.0.1:{ports['API_PORT']}/docs") == 200
         assert _get(f"http://127.0.0.1:{ports['TEMPORAL_UI_PORT']}") == 200
+        # The UI decrypts payloads through the API's codec server; the development key was
+        # generated under VAR_DIR, readable by its owner only.
+        ui_settings = _get_json(f"http://127.0.0.1:{ports['TEMPORAL_UI_PORT']}/api/v1/settings")
+        codec = f"http://127.0.0.1:{ports['API_PORT']}/codec"
+        assert ui_settings["Codec"]["Endpoint"] == codec, ui_settings
+        keys = tmp_path / "var" / "temporal-payload-keys"
+        assert keys.stat().st_mode & 0o777 == 0o600
         assert "worker    | worker: started on task queue 'loyalty'" in run.output
         children = run.descendants()
         names = " ".join(" ".join(p.cmdline()) for p in children)

@@ -338,7 +338,8 @@ class RedemptionWorkflow(CheckoutSettlement):
             booking_id=self._input.booking_id,
             user_id=self._input.user_id,
             status=self._status,
-            hold=self._answer,
+            # The client secret is the redeem answer's alone: never in the query or the result.
+            hold=self._answer.model_copy(update={"client_secret": None}) if self._answer else None,
             decision=self._decision,
             payment_status=self._payment_status,
             error_code=self._error.type if self._error else None,

@@ -9,6 +9,7 @@ from fastapi import APIRouter
 from api.routers import (
     booking_events,
     campaigns,
+    codec,
     customers,
     health,
     redemption,
@@ -28,4 +29,5 @@ ROUTERS: list[APIRouter] = [
     customers.router,
     campaigns.router,
     booking_events.router,
+    codec.router,
 ]

@@ -11,13 +11,15 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEV_JWT_SECRET = "dev-only-signing-secret-change-me-0123456789"
 DEV_STRIPE_WEBHOOK_SECRET = "whsec_dev_localstripe"
 DEV_STRIPE_API_KEY = "sk_test_localstripe"
+# docker-compose.yml's default payload key: public, so refused in production.
+DEV_COMPOSE_PAYLOAD_KEY_ID = "dev-compose"
 
 
 class Settings(BaseSettings):
@@ -47,6 +49,14 @@ class Settings(BaseSettings):
     # workers, so its runtime checks still refuse non-deterministic calls in workflow code;
     # tests/test_workflow_code.py checks the workflow modules statically as well.
     workflow_sandbox: bool = False
+    # Payload encryption (loyalty.core.payload_encryption): `id:base64key` entries, the current
+    # key first, or a file of them. Unset outside production: a key generated under VAR_DIR.
+    temporal_payload_keys: SecretStr | None = None
+    temporal_payload_keys_file: Path | None = None
+    temporal_payload_encryption: bool = True  # off only outside production (a benchmark's base)
+    # Origins allowed to call the codec server from a browser (the Temporal UI); unset: the
+    # UI that the run command starts, on TEMPORAL_UI_PORT.
+    codec_cors_origins: str | None = None
 
     # Stripe. Unset key: the run command starts localstripe and points the SDK at it.
     stripe_api_key: str | None = None
@@ -106,10 +116,25 @@ class Settings(BaseSettings):
                 raise ValueError("production needs JWT_JWKS_URL (or a real JWT_DEV_SECRET)")
             if self.stripe_webhook_secret == DEV_STRIPE_WEBHOOK_SECRET:
                 raise ValueError("production needs a real STRIPE_WEBHOOK_SECRET")
+            if not self.temporal_payload_encryption:
+                raise ValueError("production needs TEMPORAL_PAYLOAD_ENCRYPTION on")
+            keys = self.temporal_payload_keys
+            if keys is None and self.temporal_payload_keys_file is None:
+                raise ValueError("production needs TEMPORAL_PAYLOAD_KEYS (or its _FILE)")
+            if keys is not None and f"{DEV_COMPOSE_PAYLOAD_KEY_ID}:" in keys.get_secret_value():
+                raise ValueError("production needs its own TEMPORAL_PAYLOAD_KEYS, not compose's")
             for name in ("database_url", "temporal_address", "stripe_api_key"):
                 if getattr(self, name) is None:
                     raise ValueError(f"production needs {name.upper()}")
         return self
+
+    @property
+    def codec_origins(self) -> list[str]:
+        """The browser origins allowed to call the codec server."""
+        if self.codec_cors_origins is not None:
+            return [o.strip() for o in self.codec_cors_origins.split(",") if o.strip()]
+        port = self.temporal_ui_port
+        return [f"http://127.0.0.1:{port}", f"http://localhost:{port}"]
 
 
 @lru_cache

@@ -9,8 +9,16 @@ from pathlib import Path
 
 from temporalio.client import Client, Interceptor
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter
 
+from loyalty.core.payload_encryption import encrypting
 from loyalty.core.settings import Settings
+
+
+def data_converter(settings: Settings) -> DataConverter:
+    """The one data converter of clients, workers and replayers: pydantic models as JSON,
+    then each payload encrypted with the keys of `settings` (loyalty.core.payload_encryption)."""
+    return encrypting(pydantic_data_converter, settings)
 
 
 async def connect(
@@ -19,13 +27,13 @@ async def connect(
     address: str | None = None,
     interceptors: Sequence[Interceptor] = (),
 ) -> Client:
-    """Connect with the pydantic data converter (the same one on client, worker and Replayer)
+    """Connect with the service's data converter (the same on client, worker and Replayer)
     and the caller's client interceptors."""
     target = address or settings.temporal_address or f"127.0.0.1:{settings.temporal_port}"
     return await Client.connect(
         target,
         namespace=settings.temporal_namespace,
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(settings),
         tls=settings.temporal_tls,
         interceptors=interceptors,
     )

@@ -139,7 +139,10 @@ class RedemptionHold(_Model):
     currency: str
     hold_expires_at: datetime
     payment_intent_id: str | None
-    client_secret: str | None
+    client_secret: str | None = Field(
+        description="lets the customer's browser pay the PaymentIntent: only in the redeem "
+        "answer (null in the status and the saga's result)"
+    )
     request: RedeemRequest
     run_id: str | None = None  # the saga run that holds (a booking's later checkouts are new runs)
 

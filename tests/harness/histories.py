@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from loyalty.core.settings import Settings
+from loyalty.core.temporal import data_converter
 from worker import WORKFLOW_RUNNER
 
 SaveHistory = Callable[..., Awaitable[None]]
@@ -84,7 +85,7 @@ async def replay_failure(workflows: Sequence[type], name: str, history_json: str
     history = WorkflowHistory.from_json(f"replay-{name}", history_json)
     replayer = Replayer(
         workflows=workflows,
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(Settings(environment="test")),
         workflow_runner=WORKFLOW_RUNNER,
     )
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)

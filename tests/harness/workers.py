@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 
@@ -38,13 +39,18 @@ async def in_process(
             yield
 
 
+def _revealed(value: object) -> object:
+    """A secret setting's value (model_dump leaves it masked)."""
+    return value.get_secret_value() if isinstance(value, SecretStr) else value
+
+
 class WorkerProcess:
     """`python worker.py` processes in their own process groups, configured from the test's
     settings (every field that is set becomes its environment variable), killable at will."""
 
     def __init__(self, settings: Settings, log_dir: Path) -> None:
         self.env = {
-            name.upper(): str(value)
+            name.upper(): str(_revealed(value))
             for name, value in settings.model_dump().items()
             if value is not None
         }

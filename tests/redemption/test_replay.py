@@ -11,12 +11,15 @@ workflow."""
 
 from __future__ import annotations
 
-import base64
 import json
 
 import pytest
+from google.protobuf import json_format
+from temporalio.api.common.v1 import Payload
 
+from loyalty.core.payload_encryption import EncryptionCodec, parse_keys
 from tests.harness.histories import load, replay_failure, skip_while_saving
+from tests.harness.payload_keys import TEST_KEYS
 from tests.redemption.helpers import HISTORIES as HISTORIES_DIR
 from workflows.redemption import RedemptionWorkflow
 
@@ -74,7 +77,9 @@ def test_each_folder_holds_its_saga_version(folder: dict[str, str], version: int
 
 def _saga_version(history_json: str) -> int:
     start = json.loads(history_json)["events"][0]["workflowExecutionStartedEventAttributes"]
-    started_with = json.loads(base64.b64decode(start["input"]["payloads"][0]["data"]))
+    # Encrypted with the suite's key (older histories: plain JSON, which decrypt passes as is).
+    sealed = json_format.ParseDict(start["input"]["payloads"][0], Payload())
+    started_with = json.loads(EncryptionCodec(parse_keys(TEST_KEYS)).decrypt(sealed).data)
     return int(started_with.get("saga_version", 1))
 
 
