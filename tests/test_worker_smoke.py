@@ -20,6 +20,7 @@ import devstack
 from activities import Dependencies
 from loyalty.core.settings import PROJECT_ROOT, Settings
 from loyalty.ledger.contracts import InvariantCheckInput, InvariantReport
+from tests.harness import payload_keys
 from worker import build_worker
 from workflows.ledger import InvariantCheckWorkflow
 
@@ -93,7 +94,9 @@ def _worker_env(**overrides: str) -> dict[str, str]:
         for k, v in os.environ.items()
         if not k.startswith(("TEMPORAL_", "DATABASE_", "WORKFLOW_"))  # the rest as shipped
     }
-    return {**env, "PYTHONUNBUFFERED": "1", **overrides}
+    # The suite's payload key, as the test's client has it (the key is not a shipped default).
+    keys = {"TEMPORAL_PAYLOAD_KEYS": payload_keys.TEST_KEYS}
+    return {**env, "PYTHONUNBUFFERED": "1", **keys, **overrides}
 
 
 async def _read_until(stream: asyncio.StreamReader, needle: str) -> str:

@@ -4,7 +4,6 @@ place on the next start (keeping an operator's pause), and triggerable by an ope
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
 
@@ -21,6 +20,7 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError
 
+from loyalty.core.payload_encryption import ENCODING
 from loyalty.core.settings import Settings
 from loyalty.tiers.schedule import SCHEDULE_ID, build_schedule, ensure_tier_schedule
 from tests.harness.waits import eventually, within
@@ -75,13 +75,17 @@ async def test_created_twice_is_one_schedule_and_stays_paused(
     action = desc.schedule.action
     assert isinstance(action, ScheduleActionStartWorkflow)
     assert (action.workflow, action.task_queue) == ("TierEvaluation", settings.temporal_task_queue)
-    # Described schedules carry raw payloads: the summary and the workflow input as JSON.
+    # Described schedules carry raw payloads, encrypted: the summary and the workflow input.
     summary = action.static_summary
     assert summary is not None and not isinstance(summary, str)
-    assert json.loads(summary.data) == "Daily tier evaluation of every wallet"
     (payload,) = action.args
     assert isinstance(payload, Payload)
-    assert json.loads(payload.data)["downgrade_grace_days"] == 14
+    converter = temporal_client.data_converter
+    assert {summary.metadata["encoding"], payload.metadata["encoding"]} == {ENCODING}
+    [text] = await converter.decode([summary], [str])
+    assert text == "Daily tier evaluation of every wallet"
+    [given] = await converter.decode([payload], [dict])
+    assert given["downgrade_grace_days"] == 14
 
 
 async def test_an_operator_trigger_runs_the_evaluation(
