@@ -1,0 +1,60 @@
+"""The Wallet tab in a browser: the numbers the API answers, and only the customer's own."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from playwright.async_api import Page, expect
+
+from tests.browser.conftest import sign_in
+from tests.harness import api as harness_api
+
+
+async def test_customer_sees_their_wallet_as_the_api_answers(
+    page: Page, site: harness_api.Api, make_wallet: Callable[..., Awaitable[str]]
+) -> None:
+    user = await make_wallet(12_345, spent=2_000, held=345)
+    await sign_in(page, user)
+    await expect(page).to_have_url(f"{site.url}/wallet")
+    api_wallet = await site.wallet(user)
+    assert api_wallet["held"] > 0
+    for key in ("balance", "held", "available"):
+        await expect(page.get_by_test_id(key)).to_have_text(f"{api_wallet[key]:,}")
+    await expect(page.get_by_test_id("tier")).to_have_text(api_wallet["tier_details"]["name"])
+    await expect(page.get_by_role("progressbar")).to_be_visible()
+    rows = page.get_by_test_id("transactions").locator("tbody tr")
+    assert await rows.count() >= 2
+    # the type filter narrows the list to that type
+    await page.get_by_label("earn", exact=True).check()
+    await page.get_by_role("button", name="Filter").click()
+    types = (
+        await page.get_by_test_id("transactions")
+        .locator("tbody tr td:nth-child(2)")
+        .all_inner_texts()
+    )
+    assert types and set(types) == {"earn"}
+
+
+async def test_customer_cannot_open_another_wallet_or_the_backoffice(
+    page: Page, site: harness_api.Api, make_wallet: Callable[..., Awaitable[str]]
+) -> None:
+    mine, theirs = await make_wallet(100), await make_wallet(900)
+    await sign_in(page, mine)
+    response = await page.goto(f"/wallet?user={theirs}")
+    assert response is not None and response.status == 403
+    await expect(page.get_by_text("900")).to_have_count(0)
+    response = await page.goto("/admin")
+    assert response is not None and response.status == 403
+
+
+async def test_pages_need_a_session_and_forms_need_the_csrf_token(
+    page: Page, site: harness_api.Api
+) -> None:
+    await page.goto("/wallet")
+    await expect(page).to_have_url(f"{site.url}/signin?next=/wallet")
+    # a form posted without the page's CSRF token changes nothing
+    answer = await page.request.post("/signin", form={"user_id": "u-1", "scope": "wallet:self"})
+    assert answer.status == 403
+    # bad input re-renders the form with the error next to the field
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.locator("#user_id-error")).to_be_visible()
