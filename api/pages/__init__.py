@@ -10,14 +10,14 @@ from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from api.pages import admin, checkout, oidc, signin, wallet
+from api.pages import admin, admin_config, checkout, oidc, signin, wallet
 from api.pages.render import HERE, render
 from api.pages.session import PageForbidden, SignInRequired
 
 
 def install(app: FastAPI) -> None:
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-    for module in (signin, oidc, wallet, checkout, admin):
+    for module in (signin, oidc, wallet, checkout, admin, admin_config):
         app.include_router(module.router)
 
     @app.exception_handler(SignInRequired)
