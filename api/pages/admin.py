@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import uuid
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
@@ -40,7 +41,7 @@ def bars(days: list[backoffice.PointsDay], field: str) -> list[dict[str, Any]]:
 @router.get("/admin")
 async def dashboard(request: Request, principal: AdminVisitor, user: str | None = None) -> Response:
     if user:
-        return RedirectResponse(f"/admin/customers/{user.strip()}", status_code=303)
+        return RedirectResponse(f"/admin/customers/{quote(user.strip(), safe='')}", 303)
     async with db.transaction(request.app.state.engine) as conn:
         days = await backoffice.points_per_day(conn, CHART_DAYS)
     charts = {name: bars(days, name) for name in ("issued", "redeemed", "expired")}
@@ -51,15 +52,20 @@ async def _checkouts(request: Request, user_id: str) -> list[dict[str, str]]:
     """The customer's checkouts (their RedemptionWorkflow runs), with Temporal UI links."""
     settings: Settings = request.app.state.settings
     lazy: LazyTemporalClient = request.app.state.temporal
+    ui = settings.temporal_ui_url
+    if ui is None and settings.environment == "development":  # `make run`'s dev server UI
+        ui = f"http://127.0.0.1:{settings.temporal_ui_port}"
+    if any(c in user_id for c in "'\"\\"):  # not quotable in a visibility query: no list
+        return []
     try:
         client: Client = await lazy.get()
         found = []
         query = f"LoyaltyUserId = '{user_id}' AND WorkflowType = 'RedemptionWorkflow'"
         async for wf in client.list_workflows(query, limit=20):
             link = None
-            if settings.temporal_ui_url:
+            if ui:
                 link = (
-                    f"{settings.temporal_ui_url.rstrip('/')}/namespaces/"
+                    f"{ui.rstrip('/')}/namespaces/"
                     f"{settings.temporal_namespace}/workflows/{wf.id}/{wf.run_id}/history"
                 )
             found.append(

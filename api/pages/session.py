@@ -122,7 +122,7 @@ async def signed_in(request: Request) -> Principal:
     principal = await current_principal(request)
     if principal is None:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        raise SignInRequired(quote(target, safe="/?=&"))
+        raise SignInRequired(quote(target, safe="/"))
     return principal
 
 

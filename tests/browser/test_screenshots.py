@@ -19,6 +19,12 @@ DOCS = Path(__file__).resolve().parents[2] / "docs"
 SAVE = os.environ.get("SAVE_SCREENSHOTS") == "1"
 
 pytestmark = pytest.mark.usefixtures("worker")
+TEMPORAL_UI = "http://127.0.0.1:8233"
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, object]:
+    return {"temporal_ui_url": TEMPORAL_UI}
 
 
 async def _shot(page: Page, name: str) -> None:
@@ -66,5 +72,11 @@ async def test_screenshots_of_the_three_pages(
     await sign_in(page, "ops", "loyalty:admin", next=f"/admin/customers/{user}")
     await expect(page.get_by_test_id("balance")).to_have_text(balance)
     await _shot(page, "backoffice")
+    link = page.get_by_role("link", name="workflow in the Temporal UI")
+    href = await link.get_attribute("href")
+    assert href is not None
+    assert href.startswith(
+        f"{TEMPORAL_UI}/namespaces/default/workflows/redemption-bk-shot-checkout/"
+    )
     await page.goto("/admin")
     await expect(page.get_by_test_id("chart-issued")).to_be_visible()

@@ -58,3 +58,24 @@ async def test_pages_need_a_session_and_forms_need_the_csrf_token(
     # bad input re-renders the form with the error next to the field
     await page.get_by_role("button", name="Sign in").click()
     await expect(page.locator("#user_id-error")).to_be_visible()
+
+
+async def test_sign_in_and_the_wallet_work_with_the_keyboard_alone(
+    page: Page, site: harness_api.Api, make_wallet: Callable[..., Awaitable[str]]
+) -> None:
+    user = await make_wallet(4_200)
+    await page.goto("/signin")
+    await page.keyboard.press("Tab")  # the skip link
+    await page.keyboard.press("Tab")  # Sign in (header)
+    await page.keyboard.press("Tab")
+    await expect(page.get_by_label("User id")).to_be_focused()
+    await page.keyboard.type(user)
+    await page.keyboard.press("Tab")
+    await expect(page.get_by_label("Sign in as")).to_be_focused()
+    await page.keyboard.press("Tab")
+    await expect(page.get_by_role("button", name="Sign in")).to_be_focused()
+    await page.keyboard.press("Enter")
+    await expect(page.get_by_test_id("balance")).to_have_text("4,200")
+    await page.get_by_label("earn", exact=True).focus()
+    await page.keyboard.press("Space")
+    await expect(page.get_by_label("earn", exact=True)).to_be_checked()
