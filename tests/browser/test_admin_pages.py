@@ -119,6 +119,14 @@ async def test_admin_creates_and_ends_a_campaign(page: Page, site: harness_api.A
     await expect(row).to_contain_text("running")
     stored = (await site.http.get(f"/campaigns/{campaign_id}", headers=site.admin)).json()
     assert (stored["multiplier_pct"], stored["product_types"]) == (200, ["browser-test"])
+    # edit: a cap per booking
+    await row.get_by_text("Edit").click()
+    await row.get_by_label("Cap per booking (empty: none)").fill("500")
+    await row.get_by_role("button", name="Save").click()
+    await expect(page.get_by_role("status")).to_have_text(f"Campaign {campaign_id} saved.")
+    await expect(row).to_contain_text("cap 500")
+    stored = (await site.http.get(f"/campaigns/{campaign_id}", headers=site.admin)).json()
+    assert stored["cap_points_per_booking"] == 500
     await row.get_by_role("button", name=f"End {campaign_id} now").click()
     await expect(row).to_contain_text("finished")
 
