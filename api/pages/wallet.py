@@ -4,11 +4,11 @@ a small chart of the balance. Reads through the same functions as GET /wallets/{
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
-from pydantic import ValidationError
 
 from api.auth import check_wallet_access
 from api.pages.render import render
@@ -77,6 +77,13 @@ def sparkline(series: list[int], width: int = 320, height: int = 80) -> str:
     )
 
 
+def _day(value: str | None, *, next_day: bool = False) -> datetime | None:
+    if not value:
+        return None
+    day = datetime.combine(date.fromisoformat(value), time(), tzinfo=UTC)
+    return day + timedelta(days=1) if next_day else day
+
+
 @router.get("/wallet")
 async def wallet_page(
     request: Request,
@@ -84,6 +91,8 @@ async def wallet_page(
     user: str | None = None,
     type: Annotated[list[str], Query()] = [],  # noqa: B006 (FastAPI copies the default)
     cursor: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
 ) -> Response:
     # Admins (and the booking service) may look at any wallet, as in the API; a customer only
     # at their own, whatever `user` says.
@@ -93,7 +102,9 @@ async def wallet_page(
     except LoyaltyError as exc:
         raise PageForbidden(exc.message) from exc
     settings: Settings = request.app.state.settings
-    context = await wallet_context(request, settings, user_id, type, cursor)
+    context = await wallet_context(
+        request, settings, user_id, type, cursor, since=since or None, until=until or None
+    )
     return await render(request, "wallet.html", principal=principal, **context)
 
 
@@ -104,12 +115,24 @@ async def wallet_context(
     types: list[str],
     cursor: str | None,
     page_size: int = PAGE_SIZE,
+    *,
+    since: str | None = None,
+    until: str | None = None,
 ) -> dict[str, Any]:
     filter_error = None
     try:
-        query = TransactionQuery(type=types, cursor=cursor, limit=page_size)
-    except ValidationError:
-        filter_error = "unknown transaction type"
+        # Dates are whole UTC days: `until` includes its day.
+        query = TransactionQuery.model_validate(
+            {
+                "type": types,
+                "cursor": cursor,
+                "limit": page_size,
+                "since": _day(since),
+                "until": _day(until, next_day=True),
+            }
+        )
+    except ValueError:  # pydantic's ValidationError too
+        filter_error = "check the filters: a known type, dates as YYYY-MM-DD"
         query = TransactionQuery(limit=page_size)
     async with db.transaction(request.app.state.engine) as conn:
         try:
@@ -138,6 +161,8 @@ async def wallet_context(
         "items": [(tx, reason(tx)) for tx in page.items],
         "next_cursor": page.next_cursor,
         "types": types,
+        "since": since or "",
+        "until": until or "",
         "all_types": TX_TYPES,
         "filter_error": filter_error,
         "vouchers": vouchers,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 
 from playwright.async_api import Page, expect
 
@@ -79,3 +80,33 @@ async def test_sign_in_and_the_wallet_work_with_the_keyboard_alone(
     await page.get_by_label("earn", exact=True).focus()
     await page.keyboard.press("Space")
     await expect(page.get_by_label("earn", exact=True)).to_be_checked()
+
+
+async def test_transactions_page_and_filter_by_date(
+    page: Page, site: harness_api.Api, make_wallet: Callable[..., Awaitable[str]]
+) -> None:
+    user = await make_wallet(100)
+    for n in range(11):
+        answer = await site.http.post(
+            f"/wallets/{user}/transactions",
+            headers=site.auth.admin(key=f"page-{user}-{n}"),
+            json={"points": n + 1, "reason": f"goodwill {n + 1}"},
+        )
+        assert answer.status_code == 201, answer.text
+    await sign_in(page, user)
+    rows = page.get_by_test_id("transactions").locator("tbody tr")
+    await expect(rows).to_have_count(10)
+    await expect(rows.first).to_contain_text("goodwill 11")
+    await page.get_by_role("link", name="Older transactions").click()
+    await expect(rows).to_have_count(2)
+    await expect(rows.last).to_contain_text("test seed")
+    await expect(page.get_by_role("link", name="Older transactions")).to_have_count(0)
+
+    yesterday = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
+    await page.goto("/wallet")
+    await page.get_by_label("To date").fill(yesterday)
+    await page.get_by_role("button", name="Filter").click()
+    await expect(rows).to_have_count(1)
+    await expect(rows.first).to_have_text("No transactions.")
+    await page.goto("/wallet?since=not-a-date")
+    await expect(page.get_by_text("check the filters")).to_be_visible()
