@@ -23,7 +23,7 @@ from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
-from api.pages.session import set_session
+from api.pages.session import local_path, set_session
 from loyalty.core.settings import Settings
 
 router = APIRouter(include_in_schema=False)
@@ -123,7 +123,7 @@ async def callback(request: Request, code: str = "", state: str = "") -> Respons
         return Response("the identity provider refused the sign-in; sign in again", 400)
     token = answer.json()
     access = str(token["access_token"])
-    target = flow["next"] if flow["next"].startswith("/") else "/admin"
+    target = flow["next"] if local_path(flow["next"]) else "/admin"
     response = RedirectResponse(target, status_code=303)
     set_session(response, settings, access, int(token.get("expires_in", 3600)))
     response.delete_cookie(FLOW_COOKIE, path="/signin")

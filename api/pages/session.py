@@ -48,6 +48,12 @@ class CsrfRefused(LoyaltyError):
     status_code = 403
 
 
+def local_path(value: str | None) -> bool:
+    """A path on this site: an absolute URL (or `//host`, `/\\host`, which browsers read as
+    one) after sign-in would make the sign-in an open redirect."""
+    return value is not None and value.startswith("/") and not value.startswith(("//", "/\\"))
+
+
 def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings

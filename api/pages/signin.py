@@ -12,7 +12,7 @@ from fastapi.responses import RedirectResponse, Response
 from api.auth import SCOPE_ADMIN, SCOPE_CUSTOMER
 from api.pages import oidc
 from api.pages.render import render
-from api.pages.session import CSRF_FIELD, check_csrf, clear_session, set_session
+from api.pages.session import CSRF_FIELD, check_csrf, clear_session, local_path, set_session
 from api.tokens import mint_token
 from loyalty.core.settings import Settings
 
@@ -23,8 +23,7 @@ DEV_SCOPES = {SCOPE_CUSTOMER: "customer (wallet:self)", SCOPE_ADMIN: "backoffice
 
 
 def _safe_next(value: str | None, scope: str) -> str:
-    # Only a path on this site: an absolute URL here would make the form an open redirect.
-    if value and value.startswith("/") and not value.startswith("//"):
+    if value and local_path(value):
         return value
     return "/admin" if scope == SCOPE_ADMIN else "/wallet"
 

@@ -136,3 +136,25 @@ async def test_production_signs_in_with_oidc_code_and_pkce(settings: Settings) -
             customer = _value(_cookie(done, "loyalty_session"))
             refused = await http.get("/admin", headers=_jar(loyalty_session=customer))
             assert refused.status_code == 403
+
+
+async def test_sign_in_goes_on_only_to_a_page_of_this_site(api: harness_api.Api) -> None:
+    form = await api.http.get("/signin")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+    assert token is not None
+    for target, landing in [
+        ("/admin/tiers", "/admin/tiers"),
+        ("https://evil.example/", "/wallet"),
+        ("//evil.example/", "/wallet"),
+        ("/\\evil.example/", "/wallet"),
+    ]:
+        answer = await api.http.post(
+            "/signin",
+            data={
+                "user_id": "u-2",
+                "scope": "wallet:self",
+                "next": target,
+                "csrf_token": token.group(1),
+            },
+        )
+        assert (answer.status_code, answer.headers["location"]) == (303, landing)
