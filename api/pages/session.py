@@ -81,10 +81,10 @@ def csrf_token(request: Request) -> str:
     if not token:
         token = secrets.token_urlsafe(32)
         request.state.new_csrf = token
-    return _signed(_settings(request), token)
+    return sign_csrf(_settings(request), token)
 
 
-def _signed(settings: Settings, token: str) -> str:
+def sign_csrf(settings: Settings, token: str) -> str:
     # The form carries the cookie's value signed with SESSION_SECRET, so a cookie planted by a
     # sibling subdomain is useless without the server's key.
     mac = hmac.new(settings.session_secret.encode(), token.encode(), hashlib.sha256).hexdigest()
@@ -109,7 +109,7 @@ def check_csrf(request: Request, submitted: str | None) -> None:
     given = submitted or request.headers.get(CSRF_HEADER)
     if not cookie or not given:
         raise CsrfRefused("the form's CSRF token is missing: reload the page")
-    if not hmac.compare_digest(_signed(_settings(request), cookie), given):
+    if not hmac.compare_digest(sign_csrf(_settings(request), cookie), given):
         raise CsrfRefused("the form's CSRF token does not match: reload the page")
 
 

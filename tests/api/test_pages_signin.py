@@ -50,7 +50,7 @@ async def test_dev_sign_in_sets_an_httponly_samesite_cookie_after_the_csrf_check
     cookies = _jar(loyalty_csrf=_value(csrf_cookie))
     fields = {"user_id": "user-p1", "scope": "wallet:self"}
     refused = await api.http.post("/signin", data=fields, headers=cookies)
-    assert refused.status_code == 403 and refused.json()["code"] == "csrf_refused"
+    assert refused.status_code == 403 and "CSRF token is missing" in refused.text
     assert "loyalty_session" not in refused.headers.get("set-cookie", "")
     forged = await api.http.post(
         "/signin", data={**fields, "csrf_token": _value(csrf_cookie)}, headers=cookies

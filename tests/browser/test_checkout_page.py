@@ -8,6 +8,8 @@ from collections.abc import Awaitable, Callable
 import pytest
 from playwright.async_api import Page, expect
 
+from api.pages.session import sign_csrf
+from api.tokens import mint_token
 from tests.browser.conftest import sign_in
 from tests.harness import api as harness_api
 
@@ -131,3 +133,14 @@ async def test_cancelling_gives_the_points_back(
         "Cancelled: your points were given back.", timeout=20_000
     )
     assert (await site.wallet(user))["held"] == 0
+    # another customer's session learns nothing of this checkout
+    stranger = mint_token(site.settings, sub="someone-else", scopes=["wallet:self"])
+    headers = {
+        "Cookie": f"loyalty_session={stranger}; loyalty_csrf=stranger-nonce",
+        "X-CSRF-Token": sign_csrf(site.settings, "stranger-nonce"),
+        "Content-Type": "application/json",
+    }
+    for method, path in (("GET", "status"), ("POST", "release"), ("POST", "confirm")):
+        answer = await site.http.request(method, f"/checkout/{booking_id}/{path}", headers=headers)
+        assert answer.status_code == 404, answer.text
+        assert answer.json()["code"] == "not_found"
