@@ -20,7 +20,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from api import errors
+from api import errors, pages
 from api.auth import SECURITY_SCHEME, TokenVerifier
 from api.body_limits import BodyLimits
 from api.routers import ROUTERS
@@ -67,6 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(CodecCors, origins=settings.codec_origins)
     for router in ROUTERS:
         app.include_router(router)
+    pages.install(app)
     app.openapi = _scoped_openapi(app)  # type: ignore[method-assign]
     return app
 

@@ -22,6 +22,10 @@ declined charge the PaymentIntent is back in `requires_payment_method`, and, as 
 confirm with another payment method tries again on the same PaymentIntent (localstripe refuses
 any confirm after a failed charge with a 400).
 
+A PaymentMethod can be made from a card token (`card[token]=tok_...`), as in Stripe: the checkout
+page tokenizes the card with Stripe.js (localstripe's stand-in has createToken but no
+createPaymentMethod) and the server pays with it. localstripe only takes raw card numbers here.
+
 An object localstripe does not know is answered as Stripe answers it: a 404 whose error has the
 code `resource_missing` (localstripe's own 404 has no code).
 
@@ -115,6 +119,24 @@ def _retrieve_as_stripe(cls: type, id: str) -> Any:
     return obj
 
 
+def _payment_method_from_token(create: Any) -> Any:
+    def create_from_token(**data: Any) -> Any:
+        card = data.get("card")
+        if data.get("type") == "card" and isinstance(card, dict) and set(card) == {"token"}:
+            token = _retrieve_as_stripe(resources.Token, str(card["token"]))
+            source = token.card
+            # localstripe keeps no CVC; any three digits pass its check, as a verified CVC would.
+            data["card"] = {
+                "number": source._card_number,
+                "exp_month": source.exp_month,
+                "exp_year": source.exp_year,
+                "cvc": "123",
+            }
+        return create(**data)
+
+    return create_from_token
+
+
 # localstripe.server imports the store and binds its routes to these functions when it is
 # imported: replace them first.
 resources.Store.dump_to_disk = lambda self: None
@@ -122,6 +144,9 @@ resources.Store.try_load_from_disk = lambda self: None
 resources.store = StoreByType()
 resources.StripeObject._api_list_all = classmethod(_list_of_type)
 resources.StripeObject._api_retrieve = classmethod(_retrieve_as_stripe)
+resources.PaymentMethod._api_create = _payment_method_from_token(
+    resources.PaymentMethod._api_create
+)
 resources.extra_apis[:] = [
     (method, url, _confirm_with_payment_method(func))
     if url == "/v1/payment_intents/{id}/confirm"

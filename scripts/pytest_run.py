@@ -7,6 +7,9 @@ Each run gets a base temporary directory of its own (unless the arguments give -
 pytest's default is one per user, shared by every run and pruned by each, so two runs on one
 machine could delete each other's files (PostgreSQL data directories included). It is removed
 after a run that passed and kept, with its path printed, after one that did not.
+
+First it installs Debian's chromium for the browser tests when it is missing and it can (root):
+scripts/chromium.py.
 """
 
 from __future__ import annotations
@@ -20,6 +23,9 @@ import time
 from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from chromium import ensure_chromium
 
 
 def _gives_basetemp(args: list[str]) -> bool:
@@ -39,6 +45,7 @@ def _remove(path: Path) -> None:
 
 def main() -> None:
     args = sys.argv[1:]
+    ensure_chromium()  # the browser tests (tests/browser) skip without it
     basetemp: Path | None = None
     if not _gives_basetemp(args):
         basetemp = Path(tempfile.mkdtemp(prefix="loyalty-pytest-"))

@@ -170,6 +170,7 @@ class Stack:
         say("ready")
         for label, value in [
             ("API docs", f"{api}/docs"),
+            ("web pages", f"{api}/signin (then /wallet, /checkout/bk-1?amount=1200000, /admin)"),
             ("Temporal UI", self.temporal_ui or f"(external Temporal at {s.temporal_address})"),
             ("PostgreSQL", self.database_label),
             ("Stripe", self.stripe_label),

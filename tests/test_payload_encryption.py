@@ -120,6 +120,7 @@ def test_production_refuses_to_start_without_keys_or_with_encryption_off() -> No
         "environment": "production",
         "jwt_jwks_url": "https://idp.example/jwks",
         "stripe_webhook_secret": "whsec_real",
+        "session_secret": "a-real-session-secret-of-enough-length-0123456789",
         "database_url": "postgresql://app@db/loyalty",
         "temporal_address": "temporal:7233",
         "stripe_api_key": "sk_live_x",

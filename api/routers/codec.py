@@ -21,6 +21,7 @@ from temporalio.api.common.v1 import Payload
 
 from api.auth import SCOPE_ADMIN, InsufficientScope, InvalidToken, Principal, bearer_scheme
 from api.errors import error_responses
+from api.pages.session import SESSION_COOKIE
 from loyalty.core.errors import LoyaltyError, ValidationFailed
 from loyalty.core.payload_encryption import EncryptionCodec, PayloadKeyError
 
@@ -92,10 +93,6 @@ def _codec(request: Request) -> EncryptionCodec:
 # The UI names the namespace in X-Namespace; one key set serves every namespace here.
 Namespace = Annotated[str | None, Header(alias="X-Namespace", max_length=256)]
 
-# The pages' session cookie (api.pages.session): the Temporal UI's browser sends it along
-# ("include cross-origin credentials"), as it cannot send a bearer token of ours.
-SESSION_COOKIE = "loyalty_session"
-
 
 async def codec_admin(
     request: Request,
@@ -103,9 +100,10 @@ async def codec_admin(
         HTTPAuthorizationCredentials | None, Security(bearer_scheme, scopes=[SCOPE_ADMIN])
     ],
 ) -> Principal:
-    """An admin, by bearer token (the CLI, scripts) or by the session of a signed-in admin (the
-    Temporal UI in a browser). Decoding changes nothing, and the CORS preflight keeps other
-    origins' pages from sending the cookie's request at all."""
+    """An admin, by bearer token (the CLI, scripts) or by the session cookie of an admin signed
+    in to the pages (the Temporal UI in a browser sends it with cross-origin credentials, as it
+    cannot send a bearer token of ours). Decoding changes nothing, and the CORS preflight keeps
+    other origins' pages from sending the cookie's request at all."""
     token = credentials.credentials if credentials else request.cookies.get(SESSION_COOKIE)
     if not token:
         raise InvalidToken("a bearer token or an admin's signed-in session is required")

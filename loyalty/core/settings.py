@@ -20,6 +20,7 @@ DEV_STRIPE_WEBHOOK_SECRET = "whsec_dev_localstripe"
 DEV_STRIPE_API_KEY = "sk_test_localstripe"
 # docker-compose.yml's default payload key: public, so refused in production.
 DEV_COMPOSE_PAYLOAD_KEY_ID = "dev-compose"
+DEV_SESSION_SECRET = "dev-only-session-secret-change-me-0123456789"
 
 
 class Settings(BaseSettings):
@@ -100,6 +101,19 @@ class Settings(BaseSettings):
 
     notify_url: str | None = None
 
+    # Web pages (api.pages). The secret keys the CSRF tokens of the pages' forms.
+    session_secret: str = DEV_SESSION_SECRET
+    # Stripe.js for the checkout page: Stripe's own in production; unset, localstripe's stand-in
+    # (served by localstripe at /js.stripe.com/v3/) at STRIPE_API_BASE.
+    stripe_js_url: str | None = None
+    stripe_publishable_key: str = "pk_test_localstripe"
+    # The Temporal UI, for the backoffice's links to a checkout's workflow.
+    temporal_ui_url: str | None = None
+    # Sign-in to the pages in production: OpenID Connect authorization code with PKCE.
+    oidc_discovery_url: str | None = None
+    oidc_client_id: str | None = None
+    oidc_client_secret: str | None = None
+
     # Tier evaluation (a Temporal Schedule the worker creates or updates at start-up).
     tier_evaluation_time: str = Field(default="02:00", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
     tier_evaluation_timezone: str = "UTC"  # IANA name, e.g. Asia/Ho_Chi_Minh
@@ -114,6 +128,8 @@ class Settings(BaseSettings):
         if self.environment == "production":
             if self.jwt_jwks_url is None and self.jwt_dev_secret == DEV_JWT_SECRET:
                 raise ValueError("production needs JWT_JWKS_URL (or a real JWT_DEV_SECRET)")
+            if self.session_secret == DEV_SESSION_SECRET:
+                raise ValueError("production needs a real SESSION_SECRET")
             if self.stripe_webhook_secret == DEV_STRIPE_WEBHOOK_SECRET:
                 raise ValueError("production needs a real STRIPE_WEBHOOK_SECRET")
             if not self.temporal_payload_encryption:

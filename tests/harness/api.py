@@ -96,11 +96,19 @@ async def in_process(app: FastAPI, **transport: Any) -> AsyncIterator[httpx.Asyn
 @contextlib.asynccontextmanager
 async def served(settings: Settings) -> AsyncIterator[Api]:
     """The API under uvicorn in this process on a free port."""
+    async with (
+        serve_app(create_app(settings)) as url,
+        httpx.AsyncClient(base_url=url, timeout=60) as http,
+    ):
+        yield Api(http, Auth(settings), url)
+
+
+@contextlib.asynccontextmanager
+async def serve_app(app: FastAPI) -> AsyncIterator[str]:
+    """An ASGI app under uvicorn in this process on a free port; yields its URL."""
     port = devstack.free_port()
     server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
-        )
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     )
     serving = asyncio.create_task(server.serve())
     try:
@@ -109,9 +117,7 @@ async def served(settings: Settings) -> AsyncIterator[Api]:
                 if serving.done():
                     serving.result()
                 await asyncio.sleep(0.02)
-        url = f"http://127.0.0.1:{port}"
-        async with httpx.AsyncClient(base_url=url, timeout=60) as http:
-            yield Api(http, Auth(settings), url)
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         await serving

@@ -21,7 +21,7 @@ from temporalio.worker import Replayer
 
 import devstack
 from api.app import create_app
-from api.routers.codec import SESSION_COOKIE
+from api.pages.session import SESSION_COOKIE
 from loyalty.core.payload_encryption import ENCODING, KEY_ID
 from loyalty.core.settings import Settings
 from loyalty.core.temporal import connect, data_converter
