@@ -10,6 +10,15 @@ after a run that passed and kept, with its path printed, after one that did not.
 
 First it installs Debian's chromium for the browser tests when it is missing and it can (root):
 scripts/chromium.py.
+
+Without arguments (`make test`, CI) it runs the whole suite in two pytest processes, one after
+the other, and exits with the worse status:
+1. every test not marked `serial`, spread over xdist workers (one per core, at most 4). Each
+   worker starts its own PostgreSQL, Temporal dev server and localstripe, and tests isolate by
+   their own users and task queues, so they run side by side as they do one after another;
+2. the tests marked `serial` (the schemathesis fuzz: its parametrized tests share one node id
+   per function, which xdist cannot tell apart), in one process.
+With arguments it runs pytest with exactly those (add `-n 2` for workers).
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -43,9 +53,28 @@ def _remove(path: Path) -> None:
     print(f"pytest_run: could not remove {path}", file=sys.stderr)
 
 
+MAX_WORKERS = 4
+
+
+def whole_suite() -> int:
+    workers = max(1, min(MAX_WORKERS, os.cpu_count() or 1))
+    phases = [
+        ["-n", str(workers), "--dist", "loadfile", "-m", "not serial"],
+        ["-m", "serial"],
+    ]
+    status = 0
+    for phase in phases:
+        print(f"pytest_run: pytest {' '.join(phase)}", file=sys.stderr, flush=True)
+        code = subprocess.run([sys.executable, __file__, *phase], check=False).returncode
+        status = status or code
+    return status
+
+
 def main() -> None:
     args = sys.argv[1:]
     ensure_chromium()  # the browser tests (tests/browser) skip without it
+    if not args:
+        os._exit(whole_suite())
     basetemp: Path | None = None
     if not _gives_basetemp(args):
         basetemp = Path(tempfile.mkdtemp(prefix="loyalty-pytest-"))

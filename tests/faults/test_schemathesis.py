@@ -41,6 +41,10 @@ from loyalty.core.settings import Settings
 from tests.faults import schemathesis_schema as fuzz
 from tests.faults import schemathesis_stack as stack
 
+# Its parametrized tests share one node id per function, which xdist workers cannot tell apart:
+# the whole suite runs this module in a pytest process of its own (scripts/pytest_run.py).
+pytestmark = pytest.mark.serial
+
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "10"))
 # Stateful scenarios (of up to STATEFUL_STEPS calls each): cheap, so more of them.
 STATEFUL_SCENARIOS = 4 * EXAMPLES
