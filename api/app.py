@@ -7,6 +7,7 @@ Run it with the factory (no work at import time):
 The lifespan makes the database engine once (app.state.engine) and disposes it on exit;
 app.state.settings holds the settings, app.state.token_verifier the JWT verifier (it caches the
 JWKS), and app.state.temporal a Temporal client connected on first use (api.temporal).
+Metrics, traces, request ids and the probes: api.telemetry.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from api import errors
+from api import errors, telemetry
 from api.auth import SECURITY_SCHEME, TokenVerifier
 from api.body_limits import BodyLimits
 from api.routers import ROUTERS
@@ -42,9 +43,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if not settings.database_url:
             raise RuntimeError("DATABASE_URL is not set (the run command sets it for you)")
         app.state.engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
+        telemetry.start(app)
         try:
             yield
         finally:
+            telemetry.stop(app)
             await app.state.engine.dispose()
 
     app = FastAPI(
@@ -58,6 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.temporal = LazyTemporalClient(settings)
     errors.install(app)
     app.add_middleware(BodyLimits)
+    telemetry.install(app, settings)  # outermost: it times and counts what BodyLimits refuses
     for router in ROUTERS:
         app.include_router(router)
     app.openapi = _scoped_openapi(app)  # type: ignore[method-assign]

@@ -65,6 +65,16 @@ def _render(status: int, body: dict[str, Any], headers: Mapping[str, str] | None
 
 async def _loyalty_error(request: Request, exc: Exception) -> Any:
     assert isinstance(exc, LoyaltyError)
+    # An expected refusal: one line at info (5xx: a dependency is down, at warning).
+    log.log(
+        logging.WARNING if exc.status_code >= 500 else logging.INFO,
+        "refused %s %s: %s %s: %s",
+        request.method,
+        request.url.path,
+        exc.status_code,
+        exc.code,
+        exc.message,
+    )
     # Auth errors carry a WWW-Authenticate header (api.auth sets `response_headers`).
     headers = getattr(exc, "response_headers", None)
     return _render(exc.status_code, exc.to_dict(), headers)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from temporalio.client import Client, Interceptor
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import Runtime
 
 from loyalty.core.settings import Settings
 
@@ -18,9 +19,11 @@ async def connect(
     *,
     address: str | None = None,
     interceptors: Sequence[Interceptor] = (),
+    runtime: Runtime | None = None,
 ) -> Client:
     """Connect with the pydantic data converter (the same one on client, worker and Replayer)
-    and the caller's client interceptors."""
+    and the caller's client interceptors; `runtime`: the worker process's own (its SDK metrics
+    exporter), else the SDK's default."""
     target = address or settings.temporal_address or f"127.0.0.1:{settings.temporal_port}"
     return await Client.connect(
         target,
@@ -28,6 +31,7 @@ async def connect(
         data_converter=pydantic_data_converter,
         tls=settings.temporal_tls,
         interceptors=interceptors,
+        runtime=runtime,
     )
 
 
