@@ -128,7 +128,7 @@ def _allow(request: Request) -> dict[str, str]:
     return {"Allow": ", ".join(methods)} if methods else {}
 
 
-async def _unexpected_error(request: Request, exc: Exception) -> Any:
+async def unexpected_error(request: Request, exc: Exception) -> Any:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return _render(500, {"code": "internal_error", "message": "internal server error"})
 
@@ -137,4 +137,4 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(LoyaltyError, _loyalty_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(Exception, _unexpected_error)
+    app.add_exception_handler(Exception, unexpected_error)

@@ -19,6 +19,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api import errors
 from loyalty.core.settings import Settings
 from loyalty.observability import logs, metrics, tracing
 from loyalty.observability.state import StateCollector
@@ -39,17 +40,25 @@ class RequestTelemetry:
         token = logs.bind(request_id=request_id)
         status = 500  # unless the app answers
         started = time.perf_counter()
+        answered = False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, answered
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, answered = message["status"], True
                 headers = [*message.get("headers", ()), (b"x-request-id", request_id.encode())]
                 message = {**message, "headers": headers}
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception as exc:
+            if answered:
+                raise
+            # Answered here rather than by Starlette's outermost error middleware, so the 500
+            # carries the request id and its log line (with the traceback) names the request.
+            response = await errors.unexpected_error(Request(scope), exc)
+            await response(scope, receive, send_with_id)
         finally:
             route = getattr(scope.get("route"), "path", None) or "unmatched"
             method = scope["method"]

@@ -49,14 +49,14 @@ def bound(**fields: str | None) -> Iterator[None]:
         reset(token)
 
 
-def context_fields() -> dict[str, str]:
+def context_fields(*, activity_fields: bool = True) -> dict[str, str]:
     """The fields known here: bound ones, the current span's trace, the running activity's."""
     fields = dict(_CONTEXT.get())
     span = trace.get_current_span().get_span_context()
     if span.is_valid:
         fields["trace_id"] = format(span.trace_id, "032x")
         fields["span_id"] = format(span.span_id, "016x")
-    if activity.in_activity():
+    if activity_fields and activity.in_activity():
         info = activity.info()
         fields.setdefault("workflow_id", info.workflow_id or "")
         fields.setdefault("activity", info.activity_type)
@@ -88,7 +88,8 @@ class PlainFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
-        fields = context_fields()
+        # The SDK's activity logger already names the activity and workflow in the message.
+        fields = context_fields(activity_fields=False)
         fields.pop("span_id", None)
         if not fields:
             return line
