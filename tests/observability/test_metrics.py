@@ -11,6 +11,7 @@ from temporalio.client import Client
 import devstack
 from tests.harness.api import Api
 from tests.harness.workers import WorkerProcess
+from tests.observability.deploy_config import panel_metrics
 from tests.observability.scrape import moved, names, scrape, value
 from tests.redemption.helpers import pay, redeem, wait_for_end
 
@@ -98,3 +99,8 @@ async def test_both_endpoints_count_exactly_one_checkout_and_one_earn(
 
     sdk = await scrape(f"http://127.0.0.1:{sdk_port}/metrics")
     assert names(sdk) >= SDK_METRICS, sorted(names(sdk))
+
+    # Every panel of the Grafana dashboard (deploy/) reads metrics these endpoints export.
+    exported = names(api_after) | names(worker_after) | names(sdk)
+    for title, wanted in panel_metrics().items():
+        assert wanted and wanted <= exported, (title, wanted - exported)
