@@ -62,7 +62,11 @@ TIER_CHANGES = Counter(
 # Series that exist from the start (at 0), so a dashboard's rate() shows 0 rather than nothing.
 for _outcome in ("captured", "released", "refused"):
     CHECKOUTS.labels(_outcome)
-for _direction, _reason in (("upgrade", "realtime"), ("upgrade", "evaluation"), ("downgrade", "evaluation")):
+for _direction, _reason in (
+    ("upgrade", "realtime"),
+    ("upgrade", "evaluation"),
+    ("downgrade", "evaluation"),
+):
     TIER_CHANGES.labels(_direction, _reason)
 
 _PENDING = "loyalty.metrics.pending"  # key in the DBAPI connection's info dict
