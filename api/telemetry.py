@@ -29,8 +29,9 @@ _MAX_REQUEST_ID = 128
 
 
 class RequestTelemetry:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, metrics_enabled: bool = True) -> None:
         self.app = app
+        self.metrics_enabled = metrics_enabled
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -60,10 +61,11 @@ class RequestTelemetry:
             response = await errors.unexpected_error(Request(scope), exc)
             await response(scope, receive, send_with_id)
         finally:
-            route = getattr(scope.get("route"), "path", None) or "unmatched"
-            method = scope["method"]
-            metrics.HTTP_REQUESTS.labels(method, route, str(status)).inc()
-            metrics.HTTP_LATENCY.labels(method, route).observe(time.perf_counter() - started)
+            if self.metrics_enabled:
+                route = getattr(scope.get("route"), "path", None) or "unmatched"
+                method = scope["method"]
+                metrics.HTTP_REQUESTS.labels(method, route, str(status)).inc()
+                metrics.HTTP_LATENCY.labels(method, route).observe(time.perf_counter() - started)
             logs.reset(token)
 
 
@@ -103,8 +105,9 @@ def install(app: FastAPI, settings: Settings) -> None:
         FastAPIInstrumentor.instrument_app(
             app, tracer_provider=tracing.provider(), excluded_urls="/metrics,/health/live"
         )
-    app.add_middleware(RequestTelemetry)
-    app.include_router(metrics_router)
+    app.add_middleware(RequestTelemetry, metrics_enabled=settings.metrics_enabled)
+    if settings.metrics_enabled:
+        app.include_router(metrics_router)
     app.state.metrics_state = CollectorRegistry(auto_describe=False)
 
 

@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     notify_url: str | None = None
 
     # Observability (loyalty.observability, docs/operations.md "Observability").
+    # false: the API records no request metrics and serves no /metrics (the benchmarks' baseline
+    # for what metrics cost; the business counters still count, at next to no cost).
+    metrics_enabled: bool = True
     # Log lines as JSON objects (`json`) or plain text (`plain`, development).
     log_format: Literal["plain", "json"] = "plain"
     # OpenTelemetry traces over OTLP/HTTP to this collector (e.g. http://otel-collector:4318);
