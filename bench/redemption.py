@@ -253,7 +253,7 @@ async def bench_telemetry(
     run with the mode's settings; rounds alternate the order of the modes."""
     assert settings.database_url
     modes: list[str] = args.telemetry
-    sink = telemetry.start_sink(stack) if "tracing" in modes else None
+    sink = telemetry.start_sink(stack) if {"tracing", "sampled"} & set(modes) else None
     n, c, warm = args.sagas, args.concurrency, max(2 * args.concurrency, 8)
     users = await make_wallets(settings.database_url, (n + warm) * args.rounds * len(modes))
     everyone = list(users)

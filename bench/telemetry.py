@@ -4,7 +4,8 @@ metrics endpoints as Prometheus would, only more often.
 
 Modes: `off` (no request metrics, no SDK metrics exporter, no tracing), `metrics` (the API's
 request metrics and /metrics, the worker's two Prometheus endpoints, all scraped every
-SCRAPE_SECONDS), `tracing` (metrics, and every span exported over OTLP to the sink)."""
+SCRAPE_SECONDS), `tracing` (metrics, and every span exported over OTLP to the sink), `sampled`
+(the same with one trace in SAMPLED kept: OpenTelemetry's own OTEL_TRACES_SAMPLER settings)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ import httpx
 import devstack
 from bench import kit
 
-MODES = ("off", "metrics", "tracing")
+MODES = ("off", "metrics", "tracing", "sampled")
+SAMPLED = 10  # `sampled` keeps one trace in this many
 SCRAPE_SECONDS = 5.0  # Prometheus' default is 15 s: this overstates the scrapes' share
 SINK = "otlp sink"
 
@@ -42,9 +44,12 @@ def env_for(mode: str, sink: str | None) -> tuple[dict[str, str], list[str]]:
         "WORKER_METRICS_PORT": str(worker_port),
         "TEMPORAL_SDK_METRICS_PORT": str(sdk_port),
     }
-    if mode == "tracing":
+    if mode in ("tracing", "sampled"):
         assert sink is not None
         env["OTEL_EXPORTER_OTLP_ENDPOINT"] = sink
+    if mode == "sampled":
+        env["OTEL_TRACES_SAMPLER"] = "parentbased_traceidratio"
+        env["OTEL_TRACES_SAMPLER_ARG"] = str(1 / SAMPLED)
     urls = [f"http://127.0.0.1:{port}/metrics" for port in (worker_port, sdk_port)]
     return env, urls
 
