@@ -85,7 +85,8 @@ async def call(
         row = await _on_driver(conn, function, params)
     else:
         row = await _through_sqlalchemy(conn, function, alongside, params)
-    if not row["replayed"]:  # a new ledger row: counted once its transaction commits
+    # A new ledger row (ledger_wallet posts none: no `replayed`), counted once it commits.
+    if row.get("replayed", True) is False:
         metrics.count_posting(conn, row["type"], row["amount"], row["held_delta"])
     return row
 
