@@ -109,3 +109,5 @@ def configure(log_format: str, level: int = logging.INFO) -> None:
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True
+    # A line per outgoing call (JWKS fetches, Stripe) at info would drown the service's own.
+    logging.getLogger("httpx").setLevel(max(level, logging.WARNING))
