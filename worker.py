@@ -5,6 +5,11 @@ activities.build_activities, on settings.temporal_task_queue.
 
 Reads the same settings as the API (DATABASE_URL, TEMPORAL_ADDRESS, ...). Exits non-zero with a
 one-line message when PostgreSQL or Temporal cannot be reached; SIGINT / SIGTERM stop it cleanly.
+
+Observability (loyalty.observability): its own Prometheus metrics on WORKER_METRICS_PORT, the
+Temporal SDK's on TEMPORAL_SDK_METRICS_PORT (a temporalio Runtime of this process's own: only
+`main` makes it, so workers built in other processes, the tests', bind no port), traces when
+OTEL_EXPORTER_OTLP_ENDPOINT is set, log lines as LOG_FORMAT says.
 """
 
 from __future__ import annotations
@@ -18,9 +23,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import prometheus_client
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from temporalio.client import Client
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
@@ -32,6 +39,7 @@ from loyalty.core.settings import Settings
 from loyalty.core.stripe_client import async_stripe_client
 from loyalty.core.temporal import connect, data_converter, precompile_for_sandbox
 from loyalty.ledger.schedule import ensure_invariants_schedule
+from loyalty.observability import logs, tracing
 from loyalty.tiers.schedule import ensure_tier_schedule
 from workflows import registry
 from workflows.registry import WORKFLOWS
@@ -96,7 +104,11 @@ async def run(settings: Settings) -> int:
             return 1
         try:
             async with asyncio.timeout(15):
-                client = await connect(settings)
+                client = await connect(
+                    settings,
+                    interceptors=tracing.temporal_interceptors(),
+                    runtime=sdk_runtime(settings),
+                )
         except (RuntimeError, TimeoutError) as exc:
             _say(
                 f"cannot reach Temporal at {temporal_target} "
@@ -136,6 +148,29 @@ async def run(settings: Settings) -> int:
         await engine.dispose()
 
 
+def sdk_runtime(settings: Settings) -> Runtime | None:
+    """A Runtime exporting the SDK's metrics (workflow task and activity latencies,
+    schedule-to-start, sticky cache ...) for Prometheus, or None (the SDK's default) when
+    TEMPORAL_SDK_METRICS_PORT is 0. Durations in seconds and `_total` counters, as
+    prometheus-client names them."""
+    if not settings.temporal_sdk_metrics_port:
+        return None
+    address = f"{settings.metrics_host}:{settings.temporal_sdk_metrics_port}"
+    prometheus = PrometheusConfig(
+        bind_address=address, counters_total_suffix=True, durations_as_seconds=True
+    )
+    return Runtime(telemetry=TelemetryConfig(metrics=prometheus))
+
+
+def start_metrics(settings: Settings) -> None:
+    """The worker's own metrics (business counters, process figures) for Prometheus."""
+    if settings.worker_metrics_port:
+        prometheus_client.start_http_server(
+            settings.worker_metrics_port, addr=settings.metrics_host
+        )
+        _say(f"metrics on {settings.metrics_host}:{settings.worker_metrics_port}/metrics")
+
+
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return "timed out"
@@ -143,16 +178,20 @@ def _reason(exc: BaseException) -> str:
 
 
 def main() -> None:
+    settings = Settings()
     # The SDK's and the workflows' and activities' warnings and errors (an invariant check that
     # found violations among them) on stderr beside the `worker:` lines, each with its level.
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logs.configure(settings.log_format, logging.WARNING)
     # A business refusal (not enough points, over the cap ...) is an expected outcome: one line
     # at info each (activities.support), no traceback.
     logging.getLogger("loyalty.activities").setLevel(logging.INFO)
+    start_metrics(settings)
+    tracing.configure(settings, "loyalty-worker")
     try:
-        status = event_loop.run(run(Settings()))
+        status = event_loop.run(run(settings))
     except KeyboardInterrupt:
         status = 130
+    tracing.shutdown()  # the spans still batched
     sys.stdout.flush()
     sys.stderr.flush()
     # The Temporal SDK can abort during interpreter shutdown (temporalio/sdk-python#300),

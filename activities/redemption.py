@@ -21,6 +21,7 @@ from temporalio.exceptions import ApplicationError
 from activities.support import autocommit, refusals_final, transaction
 from loyalty.core.settings import Settings
 from loyalty.notifications.models import Notification
+from loyalty.observability import metrics, tracing
 from loyalty.redemption import bookings, holds
 from loyalty.redemption.contracts import (
     PAYMENT_INTENT_MISSING,
@@ -45,6 +46,11 @@ class RedemptionActivities:
         activity: it is on the checkout's critical path)."""
         # Its one write is the hold's posting; the cap is read before it either way (a tier
         # change racing a checkout may land on either side), so no transaction is needed.
+        tracing.annotate(booking_id=command.request.booking_id)
+        with metrics.HOLD_LATENCY.time():
+            return await self._place_hold(command)
+
+    async def _place_hold(self, command: PlaceHold) -> HoldPlaced:
         async with autocommit(self._engine) as conn:
             booking_id = command.request.booking_id
             # Only a booking's later runs can meet a capture (one run at a time per booking).
@@ -59,12 +65,14 @@ class RedemptionActivities:
     @activity.defn(name="capture_redemption_hold")
     async def capture(self, command: SettleHold) -> Notification | None:
         """Post the held points as spent, with their currency equivalent."""
+        tracing.annotate(booking_id=command.booking_id)
         async with transaction(self._engine) as conn:
             return await holds.capture(conn, command)
 
     @activity.defn(name="release_redemption_hold")
     async def release(self, command: SettleHold) -> Notification | None:
         """Void the hold: the points become available again."""
+        tracing.annotate(booking_id=command.booking_id)
         async with transaction(self._engine) as conn:
             return await holds.release(conn, command)
 

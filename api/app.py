@@ -9,6 +9,7 @@ app.state.settings holds the settings, app.state.token_verifier the JWT verifier
 JWKS), app.state.temporal a Temporal client connected on first use (api.temporal), and
 app.state.payload_codec the codec that encrypts Temporal payloads (its keys are loaded here, so
 an API without usable keys refuses to start rather than fail on the first checkout).
+Metrics, traces, request ids and the probes: api.telemetry.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from api import errors, pages
+from api import errors, pages, telemetry
 from api.auth import SECURITY_SCHEME, TokenVerifier
 from api.body_limits import BodyLimits
 from api.routers import ROUTERS
@@ -46,9 +47,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if not settings.database_url:
             raise RuntimeError("DATABASE_URL is not set (the run command sets it for you)")
         app.state.engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
+        telemetry.start(app)
         try:
             yield
         finally:
+            telemetry.stop(app)
             await app.state.engine.dispose()
 
     app = FastAPI(
@@ -65,6 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     app.add_middleware(BodyLimits)
     app.add_middleware(CodecCors, origins=settings.codec_origins)
+    telemetry.install(app, settings)  # outermost: it times and counts what BodyLimits refuses
     for router in ROUTERS:
         app.include_router(router)
     pages.install(app)

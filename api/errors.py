@@ -65,6 +65,16 @@ def _render(status: int, body: dict[str, Any], headers: Mapping[str, str] | None
 
 async def _loyalty_error(request: Request, exc: Exception) -> Any:
     assert isinstance(exc, LoyaltyError)
+    # An expected refusal: one line at info (5xx: a dependency is down, at warning).
+    log.log(
+        logging.WARNING if exc.status_code >= 500 else logging.INFO,
+        "refused %s %s: %s %s: %s",
+        request.method,
+        request.url.path,
+        exc.status_code,
+        exc.code,
+        exc.message,
+    )
     # Auth errors carry a WWW-Authenticate header (api.auth sets `response_headers`).
     headers = getattr(exc, "response_headers", None)
     return _render(exc.status_code, exc.to_dict(), headers)
@@ -118,7 +128,7 @@ def _allow(request: Request) -> dict[str, str]:
     return {"Allow": ", ".join(methods)} if methods else {}
 
 
-async def _unexpected_error(request: Request, exc: Exception) -> Any:
+async def unexpected_error(request: Request, exc: Exception) -> Any:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return _render(500, {"code": "internal_error", "message": "internal server error"})
 
@@ -127,4 +137,4 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(LoyaltyError, _loyalty_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(Exception, _unexpected_error)
+    app.add_exception_handler(Exception, unexpected_error)

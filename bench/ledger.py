@@ -23,8 +23,13 @@ Wallets: by default each task posts to a wallet of its own (no row contention, l
 whose updates hit random rows of 100,000); `--wallets N` spreads every task over a shared pool of
 N wallets instead (fewer wallets than clients means row-lock contention).
 
-`--variant source=DIR,runtime=...,client=...,workers=N` (twice or more, with `--rounds`)
-alternates HTTP phases of several checkouts or settings in one run: old code against new.
+`--variant source=DIR,runtime=...,client=...,workers=N,telemetry=MODE` (twice or more, with
+`--rounds`) alternates HTTP phases of several checkouts or settings in one run: old code against
+new, or telemetry's cost (bench/telemetry.py: `telemetry=off`, `metrics`, scraped every 5 s,
+`tracing`, exported to a stand-in OTLP collector), e.g.
+
+    .venv/bin/python bench/ledger.py --seconds 10 --rounds 2 --variant telemetry=off \
+        --variant telemetry=metrics --variant telemetry=tracing
 
 The clients of phases 2 and 3 are in bench/ledger_clients.py. It starts embedded PostgreSQL in
 a temporary directory and deletes it at the end, unless DATABASE_URL is set: then it migrates
@@ -52,7 +57,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from bench import kit, server_profile
+from bench import kit, server_profile, telemetry
 from bench.ledger_clients import (
     HTTP_PHASE,
     MODULE_PHASE,
@@ -178,7 +183,13 @@ def api_runtime_name(runtime: str) -> str:
 
 
 async def http_phases(
-    args: argparse.Namespace, stack: kit.Stack, run: Run, groups: kit.Groups, profile: Path | None
+    args: argparse.Namespace,
+    stack: kit.Stack,
+    run: Run,
+    groups: kit.Groups,
+    profile: Path | None,
+    sink: str | None = None,
+    by_mode: dict[str, list[kit.Phase]] | None = None,
 ) -> list[kit.Phase]:
     """Without --variant, one HTTP phase against this checkout's API as configured (and the
     floor with --http-floor); with variants, each in turn for --rounds rounds (alternating, so
@@ -189,9 +200,11 @@ async def http_phases(
     for round_ in range(args.rounds if labelled else 1):
         for number, variant in enumerate(variants, 1):
             loop, http = API_RUNTIMES[variant.get("runtime", args.api_runtime)]
+            mode = variant.get("telemetry")
+            extra, _ = telemetry.env_for(mode, sink) if mode else ({}, [])
             with kit.Stack(stack.root) as server:
                 base_url = server.api(
-                    {"DATABASE_URL": run.url, "DB_POOL_SIZE": str(run.clients)},
+                    {"DATABASE_URL": run.url, "DB_POOL_SIZE": str(run.clients), **extra},
                     source=Path(variant.get("source", PROJECT_ROOT)),
                     loop=loop,
                     http=http,
@@ -206,7 +219,12 @@ async def http_phases(
                     {**groups, "API server": api},
                     http_client=variant.get("client", args.http_client),
                 )
-                phases.append(await earn(label=f" [{number}.{round_}]" if labelled else ""))
+                label = f" [{number}.{round_}]" if labelled else ""
+                scrape = [f"{base_url}/metrics"] if mode not in (None, "off") else []
+                async with telemetry.scraping(scrape):
+                    phases.append(await earn(label=label))
+                if mode and by_mode is not None:
+                    by_mode.setdefault(mode, []).append(phases[-1])
                 if args.http_floor and not labelled:
                     phases.append(await earn(refused=True))
     return phases
@@ -225,7 +243,11 @@ async def measure(args: argparse.Namespace, stack: kit.Stack, url: str) -> int:
         args.warmup,
     )
     processes = 1 if args.profile else args.module_processes or pgbench_threads(run.clients)
+    modes = [variant.get("telemetry") for variant in args.variant or []]
+    sink = telemetry.start_sink(stack) if {"tracing", "sampled"} & set(modes) else None
     groups = stack.cpu_groups()
+    groups.pop(telemetry.SINK, None)  # the collector's CPU is not the service's
+    by_mode: dict[str, list[kit.Phase]] = {}
     bench_url = prepare_pgbench(stack.admin_url)  # a database of its own: the administrator's
     pgbench = functools.partial(
         run_pgbench,
@@ -247,7 +269,7 @@ async def measure(args: argparse.Namespace, stack: kit.Stack, url: str) -> int:
             )
         else:
             phases.append(await run_module(engine, run, groups, profiler))
-        phases += await http_phases(args, stack, run, groups, api_profile)
+        phases += await http_phases(args, stack, run, groups, api_profile, sink, by_mode)
         phases.append(pgbench("pgbench -N (after)"))
         async with engine.connect() as conn:
             violations = await find_violations(conn)
@@ -273,6 +295,8 @@ async def measure(args: argparse.Namespace, stack: kit.Stack, url: str) -> int:
     for number, variant in enumerate(args.variant or [], 1):
         print(f"  [{number}.round] = {variant}")
     report(phases, baseline)
+    if by_mode:
+        telemetry.report(by_mode, "earn", service=("API server",))
     drift = phases[-1].rate / phases[0].rate - 1
     print(
         f"baseline = mean of both pgbench runs = {baseline:.1f} tps (drift {drift:+.1%}); "
@@ -296,8 +320,9 @@ async def measure(args: argparse.Namespace, stack: kit.Stack, url: str) -> int:
 def _variant(spec: str) -> dict[str, str]:
     variant = dict(part.split("=", 1) for part in spec.split(",") if part)
     if (
-        set(variant) - {"source", "runtime", "client", "workers"}
+        set(variant) - {"source", "runtime", "client", "workers", "telemetry"}
         or variant.get("runtime", "auto") not in API_RUNTIMES
+        or variant.get("telemetry", "off") not in telemetry.MODES
         or variant.get("client", "raw") not in ("raw", "httpx")
     ):
         raise argparse.ArgumentTypeError(f"bad variant {spec!r}")
@@ -346,7 +371,8 @@ def main() -> int:
         type=_variant,
         metavar="KEY=VALUE,...",
         help="HTTP phase variant (keys: source=DIR of another checkout, runtime, client, "
-        "workers); give two or more to run them alternately in one run",
+        "workers, telemetry=off|metrics|tracing); give two or more to run them alternately in "
+        "one run",
     )
     option("--rounds", type=int, default=2, help="rounds of the variants")
     option(

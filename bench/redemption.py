@@ -25,7 +25,15 @@ measure the codec), --sa-refresh-on-read (the dev server's own search-attribute
 handling; the bench caches them, as production servers do), --localstripe-pickle (localstripe
 as shipped), --profile (cProfile of the API and the worker), --perf (where the Temporal server's
 CPU goes, by area, and the worker's, by object and thread: bench/server_profile.py).
-LOYALTY_EVENT_LOOP=asyncio runs this process and both workers on asyncio's loop."""
+LOYALTY_EVENT_LOOP=asyncio runs this process and both workers on asyncio's loop.
+
+    .venv/bin/python bench/redemption.py --sagas 100 --telemetry off --telemetry metrics \
+        --telemetry tracing --rounds 2
+
+measures what telemetry costs instead (no bare saga): for each mode in turn (bench/telemetry.py:
+off, metrics scraped every 5 s, tracing exported over OTLP to a stand-in collector), the API and
+our worker are started afresh with that mode's settings on the same stack, and run the sagas;
+rounds alternate the order. It prints CPU ms per saga by mode and the cost against `off`."""
 
 from __future__ import annotations
 
@@ -42,7 +50,7 @@ import sys
 import httpx
 
 import devstack
-from bench import bare_saga, kit, server_profile
+from bench import bare_saga, kit, server_profile, telemetry
 from bench.redemption_clients import BARE_QUEUE, Checkouts, check_ledger, make_wallets
 from loyalty.core import db, event_loop
 from loyalty.core.payload_encryption import generate_key_line
@@ -60,6 +68,16 @@ def start_stack(stack: kit.Stack, args: argparse.Namespace) -> tuple[Settings, s
     """PostgreSQL, the dev server, localstripe, the API (as scripts/serve_api.py serves it:
     uvicorn, uvloop and httptools), our worker and the bare saga's; the settings they share and
     the API's URL."""
+    settings, env = start_shared(stack, args)
+    api = start_service(stack, settings, env, args)
+    bare = [bare_saga.__file__, "worker", "--address", settings.temporal_address or "",
+            "--task-queue", BARE_QUEUE]  # fmt: skip
+    stack.worker("bare worker", bare, env)
+    return settings, api
+
+
+def start_shared(stack: kit.Stack, args: argparse.Namespace) -> tuple[Settings, dict[str, str]]:
+    """PostgreSQL, the dev server and localstripe; the service's settings and environment."""
     database_url = stack.postgres()
     temporal = stack.temporal(
         queue_reads_per_second=None if args.dev_server_defaults else 1000,
@@ -74,14 +92,13 @@ def start_stack(stack: kit.Stack, args: argparse.Namespace) -> tuple[Settings, s
         port, log = devstack.free_port(), stack.root / "localstripe.log"
         proc = devstack.start_localstripe(port=port, log_file=log, webhook_delay=args.webhook_delay)
         stack.own("localstripe", proc)
-    stripe_base = f"http://127.0.0.1:{port}"
-    settings, env = kit.settings_and_env(
+    return kit.settings_and_env(
         environment="test",
         database_url=database_url,
         temporal_address=temporal,
         temporal_task_queue=OUR_QUEUE,
         stripe_api_key="sk_test_bench",
-        stripe_api_base=stripe_base,
+        stripe_api_base=f"http://127.0.0.1:{port}",
         db_pool_size=args.db_pool,
         redemption_saga_version=args.saga_version,
         workflow_sandbox=args.sandbox,  # both workers
@@ -90,17 +107,23 @@ def start_stack(stack: kit.Stack, args: argparse.Namespace) -> tuple[Settings, s
         temporal_payload_encryption=args.payload_encryption == "on",
         temporal_payload_keys=generate_key_line("bench"),
     )
+
+
+def start_service(
+    stack: kit.Stack, settings: Settings, env: dict[str, str], args: argparse.Namespace
+) -> str:
+    """The API (localstripe's webhooks pointed at it) and our worker; the API's URL."""
     api = stack.api(env, profile=stack.root / "api.prof" if args.profile else None)
     webhooks = devstack.localstripe_webhook_fields(
         f"{api}/webhooks/stripe", settings.stripe_webhook_secret
     )
-    httpx.post(f"{stripe_base}/_config/webhooks/bench", data=webhooks).raise_for_status()
+    httpx.post(
+        f"{settings.stripe_api_base}/_config/webhooks/bench", data=webhooks
+    ).raise_for_status()
     profile = {"BENCH_WORKER_PROFILE": str(stack.root / "worker.prof")} if args.profile else {}
     tune = json.dumps(dict(kv.split("=", 1) for kv in args.tune))
     stack.worker("worker", [__file__, "serve-worker", "--tune", tune], {**env, **profile})
-    bare = [bare_saga.__file__, "worker", "--address", temporal, "--task-queue", BARE_QUEUE]
-    stack.worker("bare worker", bare, env)
-    return settings, api
+    return api
 
 
 async def serve_worker(tune: dict[str, str], profile: str | None) -> None:
@@ -108,11 +131,17 @@ async def serve_worker(tune: dict[str, str], profile: str | None) -> None:
     under cProfile, until SIGINT or SIGTERM."""
     import activities
     from loyalty.core.stripe_client import async_stripe_client
-    from worker import build_worker
+    from loyalty.observability import tracing
+    from worker import build_worker, sdk_runtime, start_metrics
 
     settings = Settings()
     engine = db.make_engine(settings.database_url or "", pool_size=settings.db_pool_size)
-    client = await connect(settings)
+    # Telemetry as worker.py's main sets it up (all off unless the settings turn it on).
+    start_metrics(settings)
+    tracing.configure(settings, "loyalty-worker")
+    client = await connect(
+        settings, interceptors=tracing.temporal_interceptors(), runtime=sdk_runtime(settings)
+    )
     ratio = "nonsticky_to_sticky_poll_ratio"  # the one option that is not a count
     tuning = {k: float(v) if k == ratio else int(v) for k, v in tune.items()}
     stop = asyncio.Event()
@@ -223,6 +252,53 @@ async def bench(
     return 0 if not problems else 1
 
 
+async def bench_telemetry(
+    args: argparse.Namespace, stack: kit.Stack, settings: Settings, env: dict[str, str]
+) -> int:
+    """Our sagas under each telemetry mode in turn, the API and worker started afresh for each
+    run with the mode's settings; rounds alternate the order of the modes."""
+    assert settings.database_url
+    modes: list[str] = args.telemetry
+    sink = telemetry.start_sink(stack) if {"tracing", "sampled"} & set(modes) else None
+    n, c, warm = args.sagas, args.concurrency, max(2 * args.concurrency, 8)
+    users = await make_wallets(settings.database_url, (n + warm) * args.rounds * len(modes))
+    everyone = list(users)
+    kit.header(
+        "redemption benchmark: telemetry",
+        f"{n} sagas per run at concurrency {c}, {args.rounds} round(s) of {', '.join(modes)}",
+        f"metrics scraped every {telemetry.SCRAPE_SECONDS:g} s; spans exported over OTLP/HTTP "
+        f"to a stand-in collector (its CPU not counted)",
+        f"event loop {event_loop.chosen()}",
+    )
+    runs: dict[str, list[kit.Phase]] = {mode: [] for mode in modes}
+    for r in range(args.rounds):
+        for mode in modes if r % 2 == 0 else modes[::-1]:
+            mine, users = users[: n + warm], users[n + warm :]
+            extra, urls = telemetry.env_for(mode, sink)
+            with kit.Stack(stack.root) as service:
+                api = start_service(service, settings, {**env, **extra}, args)
+                scrape = [f"{api}/metrics", *urls] if urls else []
+                async with Checkouts.open(settings, api, c, bare_remote=False) as checkouts:
+                    await checkouts.ours(mine[:warm], f"warm-{mode}{r}")
+                    groups = {**service.cpu_groups(), **stack.cpu_groups()}
+                    groups.pop(telemetry.SINK, None)
+                    cpu = kit.CpuSampler(groups)
+                    async with telemetry.scraping(scrape):
+                        phase = await checkouts.ours(
+                            mine[warm:],
+                            f"{mode}{r}",
+                            window=functools.partial(server_profile.measuring, cpu, {}, {}),
+                        )
+                    phase.cpu = cpu.totals()
+                    phase.name = f"{mode} [{r + 1}]"
+                    print_run(phase)
+                    runs[mode].append(phase)
+    problems = await check_ledger(settings.database_url, everyone)
+    telemetry.report(runs, "saga", service=("API", "worker"))
+    print(f"ledger after the run: {'OK' if not problems else problems[:5]}")
+    return 0 if not problems else 1
+
+
 # The switches of the run: (option, help).
 LEVERS = [
     ("--bare-remote", "the bare saga's hold as a remote activity"),
@@ -279,6 +355,12 @@ def main() -> None:
         help="encrypt our API's and worker's Temporal payloads (as shipped: on)",
     )
     option("--profile-top", type=int, default=25, help="functions listed by --profile")
+    option(
+        "--telemetry",
+        action="append",
+        choices=telemetry.MODES,
+        help="measure telemetry's cost instead: run our sagas under each mode given, in turn",
+    )
     for lever, help_ in LEVERS:
         option(lever, action="store_true", help=help_)
     args = parser.parse_args()
@@ -292,8 +374,12 @@ def main() -> None:
     status = 130
     with kit.workdir("saga", keep=args.keep) as root:
         with contextlib.suppress(KeyboardInterrupt), kit.Stack(root) as stack:
-            settings, api_url = start_stack(stack, args)
-            status = event_loop.run(bench(args, stack, settings, api_url))
+            if args.telemetry:
+                settings, env = start_shared(stack, args)  # the migrations run their own loop
+                status = event_loop.run(bench_telemetry(args, stack, settings, env))
+            else:
+                settings, api_url = start_stack(stack, args)
+                status = event_loop.run(bench(args, stack, settings, api_url))
         for name, title in (("api.prof", "API (uvicorn)"), ("worker.prof", "worker")):
             if args.profile:
                 server_profile.print_profile(title, root / name, args.profile_top)

@@ -6,7 +6,9 @@
                                         unless TEMPORAL_ADDRESS is set
     localstripe + its webhook to the API unless STRIPE_API_KEY is set
     Alembic migrations as the owner role, then the worker and the API as child processes,
-    which log in as the application role.
+    which log in as the application role. The worker serves its Prometheus metrics on
+    WORKER_METRICS_PORT and the Temporal SDK's on TEMPORAL_SDK_METRICS_PORT (9464 and 9465
+    unless set); the API serves its own at /metrics.
 
 Every line a child prints is shown with its name in front (and kept in var/logs/<name>.log).
 Ctrl-C or SIGTERM stops everything it started, newest first. If a child dies, it says which
@@ -35,6 +37,8 @@ import devstack
 from loyalty.core.settings import DEV_STRIPE_API_KEY, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_WORKER_METRICS_PORT = 9464
+DEFAULT_SDK_METRICS_PORT = 9465
 warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
 
 NAME_WIDTH = 10
@@ -144,6 +148,13 @@ class Stack:
         self.children: list[Child] = []
         self.postgres: devstack.EmbeddedPostgres | None = None
         self.env: dict[str, str] = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        # Metrics on by default here (the settings' default, 0, is off: the tests' workers).
+        if not settings.worker_metrics_port:
+            settings.worker_metrics_port = DEFAULT_WORKER_METRICS_PORT
+        if not settings.temporal_sdk_metrics_port:
+            settings.temporal_sdk_metrics_port = DEFAULT_SDK_METRICS_PORT
+        self.env["WORKER_METRICS_PORT"] = str(settings.worker_metrics_port)
+        self.env["TEMPORAL_SDK_METRICS_PORT"] = str(settings.temporal_sdk_metrics_port)
         self.temporal_ui: str | None = None
         self.stripe_label = ""
         self.database_label = ""
@@ -172,6 +183,11 @@ class Stack:
             ("API docs", f"{api}/docs"),
             ("web pages", f"{api}/signin (then /wallet, /checkout/bk-1?amount=1200000, /admin)"),
             ("Temporal UI", self.temporal_ui or f"(external Temporal at {s.temporal_address})"),
+            (
+                "metrics",
+                f"{api}/metrics, worker http://127.0.0.1:{s.worker_metrics_port}/metrics, "
+                f"Temporal SDK http://127.0.0.1:{s.temporal_sdk_metrics_port}/metrics",
+            ),
             ("PostgreSQL", self.database_label),
             ("Stripe", self.stripe_label),
             ("logs", f"{self.log_dir}/<name>.log"),
@@ -182,7 +198,11 @@ class Stack:
 
     def _ports_to_bind(self) -> list[tuple[str, int]]:
         s = self.settings
-        ports = [("API_PORT", s.api_port)]
+        ports = [
+            ("API_PORT", s.api_port),
+            ("WORKER_METRICS_PORT", s.worker_metrics_port),
+            ("TEMPORAL_SDK_METRICS_PORT", s.temporal_sdk_metrics_port),
+        ]
         if not s.temporal_address:
             ports += [("TEMPORAL_PORT", s.temporal_port), ("TEMPORAL_UI_PORT", s.temporal_ui_port)]
         if not s.stripe_api_key:

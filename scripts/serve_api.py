@@ -17,12 +17,15 @@ import sys
 import uvicorn
 
 from loyalty.core.settings import Settings
+from loyalty.observability import logs, tracing
 
 
 def main() -> int:
     from api.app import create_app
 
     settings = Settings()
+    # Our log format for uvicorn's lines too (log_config=None: uvicorn leaves logging alone).
+    logs.configure(settings.log_format)
     workers = int(os.environ.get("WEB_CONCURRENCY") or 1)
     if workers > 1:  # a supervisor and its worker processes, each making the app itself
         uvicorn.run(
@@ -32,6 +35,7 @@ def main() -> int:
             host=settings.api_host,
             port=settings.api_port,
             log_level="info",
+            log_config=None,
             timeout_graceful_shutdown=10,
         )
         return 0
@@ -41,10 +45,12 @@ def main() -> int:
             host=settings.api_host,
             port=settings.api_port,
             log_level="info",
+            log_config=None,
             timeout_graceful_shutdown=10,
         )
     )
     server.run()
+    tracing.shutdown()  # the spans still batched
     # uvicorn sets should_exit on SIGINT/SIGTERM; started == False means it never served.
     return 0 if server.started else 1
 

@@ -104,3 +104,21 @@ def test_saga_benchmark_runs() -> None:
         assert out.count("visibility records (SQLite)") == 2, out
         assert "worker, " in out and "bare worker, " in out, out
         assert out.count("by thread: ") == 2, out
+
+
+def test_saga_benchmark_measures_telemetry() -> None:
+    out = _run(
+        "bench/redemption.py", "--sagas", "4", "--concurrency", "2", "--telemetry", "off",
+        "--telemetry", "tracing", timeout=300,
+    )  # fmt: skip
+    assert "off [1]         4 sagas in " in out and "tracing [1]     4 sagas in " in out, out
+    assert "vs off" in out and "ledger after the run: OK" in out, out
+
+
+def test_ledger_benchmark_measures_telemetry() -> None:
+    out = _run(
+        "bench/ledger.py", "--seconds", "1", "--clients", "1", "--warmup", "0.2", "--rounds", "1",
+        "--variant", "telemetry=off", "--variant", "telemetry=metrics", timeout=240,
+    )  # fmt: skip
+    assert "earns/s" in out and "vs off" in out, out
+    assert "invariants after the run: OK" in out, out

@@ -58,6 +58,8 @@ class RunCommand:
             "TEMPORAL_PORT": devstack.free_port(),
             "TEMPORAL_UI_PORT": devstack.free_port(),
             "LOCALSTRIPE_PORT": devstack.free_port(),
+            "WORKER_METRICS_PORT": devstack.free_port(),
+            "TEMPORAL_SDK_METRICS_PORT": devstack.free_port(),
         }
         base = {
             k: v
@@ -142,6 +144,14 @@ def test_run_command_serves_everything_and_sigint_stops_it(tmp_path: Path) -> No
         assert ui_settings["Codec"]["Endpoint"] == codec, ui_settings
         keys = tmp_path / "var" / "temporal-payload-keys"
         assert keys.stat().st_mode & 0o777 == 0o600
+        # Metrics on: the API's, the worker's and the Temporal SDK's of the worker.
+        for url in (
+            f"http://127.0.0.1:{ports['API_PORT']}/metrics",
+            f"http://127.0.0.1:{ports['WORKER_METRICS_PORT']}/metrics",
+            f"http://127.0.0.1:{ports['TEMPORAL_SDK_METRICS_PORT']}/metrics",
+        ):
+            assert _get(url) == 200, url
+        assert _get(f"http://127.0.0.1:{ports['API_PORT']}/health/ready") == 200
         assert "worker    | worker: started on task queue 'loyalty'" in run.output
         children = run.descendants()
         names = " ".join(" ".join(p.cmdline()) for p in children)

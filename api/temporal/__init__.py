@@ -14,6 +14,7 @@ from api.errors import ServiceUnavailable
 from api.temporal.transient import TransientRetries
 from loyalty.core.settings import Settings
 from loyalty.core.temporal import connect
+from loyalty.observability import tracing
 
 
 class LazyTemporalClient:
@@ -32,7 +33,9 @@ class LazyTemporalClient:
         async with self._lock:
             if self._client is None:
                 try:
-                    self._client = await connect(self._settings, interceptors=[TransientRetries()])
+                    # Tracing outermost: its span covers the retries of a passing refusal.
+                    interceptors = [*tracing.temporal_interceptors(), TransientRetries()]
+                    self._client = await connect(self._settings, interceptors=interceptors)
                 except Exception as exc:  # any connect failure means "not reachable now"
                     raise ServiceUnavailable("Temporal is not reachable") from exc
             return self._client

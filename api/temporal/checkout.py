@@ -45,6 +45,7 @@ from loyalty.core import search_attributes as sa
 from loyalty.core.errors import NotFound
 from loyalty.core.refusals import as_loyalty_error
 from loyalty.core.settings import Settings
+from loyalty.observability import tracing
 from loyalty.redemption.contracts import (
     BookingDecision,
     PaymentEvent,
@@ -90,6 +91,7 @@ async def redeem(
     """Place the hold (starting the booking's saga run if needed) and return it; LoyaltyError
     on refusal."""
     workflow_id = workflow_id_for(request.booking_id)
+    tracing.annotate(booking_id=request.booking_id, workflow_id=workflow_id)
     for look in range(1, LOOKS + 1):
         latest = await _latest_run(client, workflow_id)
         running = latest is not None and latest.status == WorkflowExecutionStatus.RUNNING
@@ -272,6 +274,7 @@ async def decide(
     """Send the booking service's confirm or release; answer with the saga's state (which may
     not show the decision's effect yet: the saga acts on it asynchronously). Accepted while no
     worker runs: the signal waits in the saga's history."""
+    tracing.annotate(booking_id=booking_id, workflow_id=workflow_id_for(booking_id))
     handle = client.get_workflow_handle(workflow_id_for(booking_id))
     signal = RedemptionWorkflow.confirm if decision == "confirm" else RedemptionWorkflow.release
     try:

@@ -113,6 +113,23 @@ class Settings(BaseSettings):
     oidc_discovery_url: str | None = None
     oidc_client_id: str | None = None
     oidc_client_secret: str | None = None
+    # Observability (loyalty.observability, docs/operations.md "Observability").
+    # false: the API records no request metrics and serves no /metrics (the benchmarks' baseline
+    # for what metrics cost; the business counters still count, at next to no cost).
+    metrics_enabled: bool = True
+    # Log lines as JSON objects (`json`) or plain text (`plain`, development).
+    log_format: Literal["plain", "json"] = "plain"
+    # OpenTelemetry traces over OTLP/HTTP to this collector (e.g. http://otel-collector:4318);
+    # unset: tracing is off and costs nothing.
+    otel_exporter_otlp_endpoint: str | None = None
+    otel_service_name: str | None = None  # unset: loyalty-api / loyalty-worker
+    # The worker's Prometheus endpoints (0: off). Its own metrics (business counters, process)
+    # on WORKER_METRICS_PORT; the Temporal SDK's (task latencies, schedule-to-start, sticky
+    # cache) on TEMPORAL_SDK_METRICS_PORT. The API serves its own at /metrics. `make run` and
+    # docker-compose.yml turn both on (9464 and 9465).
+    worker_metrics_port: int = Field(default=0, ge=0, le=65535)
+    temporal_sdk_metrics_port: int = Field(default=0, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"  # where the worker's endpoints listen (0.0.0.0 in containers)
 
     # Tier evaluation (a Temporal Schedule the worker creates or updates at start-up).
     tier_evaluation_time: str = Field(default="02:00", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")

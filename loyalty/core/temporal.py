@@ -10,6 +10,7 @@ from pathlib import Path
 from temporalio.client import Client, Interceptor
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter
+from temporalio.runtime import Runtime
 
 from loyalty.core.payload_encryption import encrypting
 from loyalty.core.settings import Settings
@@ -26,9 +27,11 @@ async def connect(
     *,
     address: str | None = None,
     interceptors: Sequence[Interceptor] = (),
+    runtime: Runtime | None = None,
 ) -> Client:
     """Connect with the service's data converter (the same on client, worker and Replayer)
-    and the caller's client interceptors."""
+    and the caller's client interceptors; `runtime`: the worker process's own (its SDK metrics
+    exporter), else the SDK's default."""
     target = address or settings.temporal_address or f"127.0.0.1:{settings.temporal_port}"
     return await Client.connect(
         target,
@@ -36,6 +39,7 @@ async def connect(
         data_converter=data_converter(settings),
         tls=settings.temporal_tls,
         interceptors=interceptors,
+        runtime=runtime,
     )
 
 

@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loyalty.core.errors import LoyaltyError, ValidationFailed
 from loyalty.ledger.types import MAX_POINTS, HoldState, Posting, PostingResult, WalletState
+from loyalty.observability import metrics
 
 REFUSAL_CLASS = "LW"  # SQLSTATE class of the posting functions' refusals
 
@@ -81,7 +82,18 @@ async def call(
     if "metadata" in params:  # jsonb travels as JSON text
         params["metadata"] = json.dumps(dict(params["metadata"] or {}), default=str)
     if alongside is None and _autocommits(conn):
-        return await _on_driver(conn, function, params)
+        row = await _on_driver(conn, function, params)
+    else:
+        row = await _through_sqlalchemy(conn, function, alongside, params)
+    # A new ledger row (ledger_wallet posts none: no `replayed`), counted once it commits.
+    if row.get("replayed", True) is False:
+        metrics.count_posting(conn, row["type"], row["amount"], row["held_delta"])
+    return row
+
+
+async def _through_sqlalchemy(
+    conn: AsyncConnection, function: str, alongside: Alongside | None, params: dict[str, Any]
+) -> RowMapping:
     statement = _statement(function, tuple(params), alongside.sql if alongside else None)
     try:
         result = await conn.execute(

@@ -19,9 +19,10 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loyalty import ledger
-from loyalty.core.errors import WalletNotFound
+from loyalty.core.errors import LoyaltyError, WalletNotFound
 from loyalty.notifications import outbox
 from loyalty.notifications.models import Notification, NotificationKind
+from loyalty.observability import metrics
 from loyalty.redemption.contracts import HoldPlaced, PlaceHold, SettleHold
 from loyalty.redemption.rules import plan_hold
 
@@ -34,6 +35,15 @@ _TIER_CAPS = text(
 async def place(conn: AsyncConnection, command: PlaceHold, *, point_value_minor: int) -> HoldPlaced:
     """Check the tier's cap for this booking and reserve the points; WalletNotFound,
     RedemptionCapExceeded or the ledger's refusal (InsufficientPoints ...) otherwise."""
+    try:
+        return await _place(conn, command, point_value_minor)
+    except LoyaltyError:
+        # A refusal is final (the activity does not retry it): the checkout's outcome.
+        metrics.count_checkout(None, "refused")
+        raise
+
+
+async def _place(conn: AsyncConnection, command: PlaceHold, point_value_minor: int) -> HoldPlaced:
     request = command.request
     row = (await conn.execute(_TIER_CAPS, {"u": request.user_id})).mappings().first()
     if row is None:
@@ -78,6 +88,8 @@ async def capture(conn: AsyncConnection, command: SettleHold) -> Notification:
         description=f"checkout {command.booking_id}: {command.reason}",
         metadata={"payment_intent_id": command.payment_intent_id},
     )
+    if not result.replayed:
+        metrics.count_checkout(conn, "captured")
     note = settled_notification(
         NotificationKind.POINTS_REDEEMED,
         command,
@@ -100,6 +112,8 @@ async def release(conn: AsyncConnection, command: SettleHold) -> Notification:
         description=f"checkout {command.booking_id}: {command.reason}",
         metadata={"payment_intent_id": command.payment_intent_id},
     )
+    if not result.replayed:
+        metrics.count_checkout(conn, "released")
     note = settled_notification(
         NotificationKind.HOLD_RELEASED,
         command,

@@ -18,6 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loyalty.notifications.models import Notification, NotificationKind
+from loyalty.observability import metrics
 from loyalty.tiers.contracts import (
     TierBatchInput,
     TierBatchResult,
@@ -133,7 +134,10 @@ cleared AS (
 )
 SELECT (SELECT count(*) FROM batch) AS evaluated,
        (SELECT wallet_id FROM batch ORDER BY wallet_id DESC LIMIT 1) AS last_wallet_id,
-       (SELECT count(*) FROM decided WHERE short AND new_tier = tier) AS in_grace
+       (SELECT count(*) FROM decided WHERE short AND new_tier = tier) AS in_grace,
+       -- moved by this statement only (a retried batch moves none again): for the metrics
+       (SELECT count(*) FROM moved WHERE direction = 'upgrade') AS moved_up,
+       (SELECT count(*) FROM moved WHERE direction = 'downgrade') AS moved_down
 """
 
 # Counted from the history rather than from this statement's changes, so a retried batch
@@ -201,6 +205,8 @@ async def evaluate_batch(conn: AsyncConnection, batch: TierBatchInput) -> TierBa
         "kind": NotificationKind.TIER_CHANGED.value,
     }
     row = (await conn.execute(text(_BATCH), params)).mappings().one()
+    metrics.count_tier_changes(conn, "upgrade", "evaluation", row["moved_up"])
+    metrics.count_tier_changes(conn, "downgrade", "evaluation", row["moved_down"])
     last = row["last_wallet_id"]
     upgraded = downgraded = 0
     if last is not None:

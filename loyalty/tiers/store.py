@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loyalty.notifications import outbox
 from loyalty.notifications.models import Notification, NotificationKind
+from loyalty.observability import metrics
 from loyalty.tiers.rules import (
     QUALIFYING_TYPES,
     TRAILING_MONTHS,
@@ -142,4 +143,5 @@ async def apply_realtime_upgrade(
         },
     )
     await outbox.enqueue(conn, [note])
+    metrics.count_tier_changes(conn, "upgrade", "realtime")
     return TierChange(wallet_id, wallet.user_id, wallet.tier, to_tier, history_id, note)

@@ -1,0 +1,131 @@
+"""The API's part of observability (loyalty.observability): a request id, a log line per
+refused or failed request, request metrics, /metrics, traces, and the liveness and readiness
+probes (api.routers.health).
+
+One pure ASGI middleware does the per-request work (cheaper than Starlette's
+BaseHTTPMiddleware): it takes the caller's X-Request-ID (or makes one), binds it to the log
+context and answers with it, and counts the request by route template (never the raw path, so
+a scan of random URLs adds one `unmatched` series, not one per URL) and status."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request, Response
+from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api import errors
+from loyalty.core.settings import Settings
+from loyalty.observability import logs, metrics, tracing
+from loyalty.observability.state import StateCollector
+
+REQUEST_ID = "x-request-id"
+_MAX_REQUEST_ID = 128
+
+
+class RequestTelemetry:
+    def __init__(self, app: ASGIApp, *, metrics_enabled: bool = True) -> None:
+        self.app = app
+        self.metrics_enabled = metrics_enabled
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = _request_id(scope)
+        token = logs.bind(request_id=request_id)
+        status = 500  # unless the app answers
+        started = time.perf_counter()
+        answered = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, answered
+            if message["type"] == "http.response.start":
+                status, answered = message["status"], True
+                headers = [*message.get("headers", ()), (b"x-request-id", request_id.encode())]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception as exc:
+            if answered:
+                raise
+            # Answered here rather than by Starlette's outermost error middleware, so the 500
+            # carries the request id and its log line (with the traceback) names the request.
+            response = await errors.unexpected_error(Request(scope), exc)
+            await response(scope, receive, send_with_id)
+        finally:
+            if self.metrics_enabled:
+                route = getattr(scope.get("route"), "path", None) or "unmatched"
+                method = scope["method"]
+                metrics.HTTP_REQUESTS.labels(method, route, str(status)).inc()
+                metrics.HTTP_LATENCY.labels(method, route).observe(time.perf_counter() - started)
+            logs.reset(token)
+
+
+def _request_id(scope: Scope) -> str:
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            given = value.decode("latin-1").strip()
+            # The caller's id, if it is a sane one (it goes into every log line).
+            if 0 < len(given) <= _MAX_REQUEST_ID and given.isprintable():
+                return given
+            break
+    return uuid.uuid4().hex
+
+
+metrics_router = APIRouter()
+
+
+@metrics_router.get("/metrics", include_in_schema=False)
+async def prometheus_metrics(request: Request) -> Response:
+    """Prometheus text format: the process's metrics and the ledger state (read now)."""
+    state: CollectorRegistry = request.app.state.metrics_state
+    # Rendered in a thread: the state collector waits for its query on this event loop.
+    body = await asyncio.to_thread(_render, state)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+
+def _render(state: CollectorRegistry) -> bytes:
+    return generate_latest(REGISTRY) + generate_latest(state)
+
+
+def install(app: FastAPI, settings: Settings) -> None:
+    """Wire the API's telemetry into `app` (the engine's state collector joins at start-up,
+    `start`)."""
+    if tracing.configure(settings, "loyalty-api"):
+        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+        # One span per request: without the ASGI receive and send spans (two or more more per
+        # request, which cost CPU and tell nothing the server span does not).
+        FastAPIInstrumentor.instrument_app(
+            app,
+            tracer_provider=tracing.provider(),
+            excluded_urls="/metrics,/health/live",
+            exclude_spans=["receive", "send"],
+        )
+    app.add_middleware(RequestTelemetry, metrics_enabled=settings.metrics_enabled)
+    if settings.metrics_enabled:
+        app.include_router(metrics_router)
+    app.state.metrics_state = CollectorRegistry(auto_describe=False)
+
+
+def start(app: FastAPI) -> None:
+    """At start-up, once the engine exists: the ledger state collector reads through it."""
+    state: CollectorRegistry = app.state.metrics_state
+    collector = StateCollector(app.state.engine, asyncio.get_running_loop())
+    app.state.metrics_collector = collector
+    state.register(collector)
+
+
+def stop(app: FastAPI) -> None:
+    collector: Any = getattr(app.state, "metrics_collector", None)
+    if collector is not None:
+        app.state.metrics_state.unregister(collector)
+        app.state.metrics_collector = None

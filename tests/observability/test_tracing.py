@@ -1,0 +1,99 @@
+"""One checkout is one trace: from the HTTP request through the Temporal client call, the
+workflow and its activities to the capture, with the SQL and Stripe calls inside, the booking
+and workflow ids on the spans. An in-memory exporter collects what would go over OTLP."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import stripe
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.client import Client
+
+from loyalty.core.settings import Settings
+from loyalty.core.temporal import connect
+from loyalty.observability import tracing
+from tests.harness import api as harness_api
+from tests.harness import workers
+from tests.redemption.helpers import pay, redeem, wait_for_end
+
+
+@pytest.fixture
+def spans(settings: Settings) -> Iterator[InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    assert tracing.configure(settings, "loyalty-test", exporter=exporter)
+    yield exporter
+    tracing.disable()
+
+
+@pytest.fixture
+async def traced(
+    spans: InMemorySpanExporter, settings: Settings, engine: AsyncEngine
+) -> AsyncIterator[tuple[harness_api.Api, Client]]:
+    """The API (served, for localstripe's webhooks) and a worker, both built with tracing on."""
+    client = await connect(settings, interceptors=tracing.temporal_interceptors())
+    async with (
+        workers.in_process(client, engine, settings),
+        harness_api.served(settings) as served,
+    ):
+        assert served.url is not None
+        await harness_api.point_webhooks(settings, served.url)
+        yield served, client
+
+
+async def test_one_trace_from_the_http_request_to_the_capture(
+    traced: tuple[harness_api.Api, Client],
+    spans: InMemorySpanExporter,
+    stripe_client: stripe.StripeClient,
+    make_wallet,
+    booking_id: str,
+) -> None:
+    api, client = traced
+    shopper = await make_wallet(50_000)
+    answer = await redeem(api, shopper, booking_id, points=30_000)
+    assert answer.status_code == 200, answer.text
+    await pay(stripe_client, answer.json()["payment_intent_id"])
+    assert (await wait_for_end(client, booking_id)).status == "captured"
+
+    finished = spans.get_finished_spans()
+    request = next(
+        s for s in finished if s.kind.name == "SERVER" and s.name == "POST /wallets/{userId}/redeem"
+    )
+    trace_id = request.context.trace_id
+    in_trace = [s for s in finished if s.context.trace_id == trace_id]
+    names = [s.name for s in in_trace]
+    workflow_id = answer.json()["workflow_id"]
+    # The client call, the workflow, the hold and the capture (local activities), the Stripe
+    # PaymentIntent and the SQL, all under the request.
+    for expected in (
+        "StartUpdateWithStartWorkflow:RedemptionWorkflow",
+        "RunWorkflow:RedemptionWorkflow",
+        "RunActivity:place_redemption_hold",
+        "RunActivity:capture_redemption_hold",
+    ):
+        assert expected in names, (expected, sorted(set(names)))
+    sql = [s for s in in_trace if (s.attributes or {}).get("db.system") == "postgresql"]
+    assert any("ledger_capture" in str(s.attributes.get("db.statement")) for s in sql), names
+    stripe_calls = [
+        s
+        for s in in_trace
+        if s.kind.name == "CLIENT"
+        and "/v1/payment_intents"
+        in str(s.attributes.get("http.url") or s.attributes.get("url.full"))
+    ]
+    assert stripe_calls, names
+    # The booking and workflow ids name the request and the activities.
+    assert request.attributes.get(tracing.BOOKING_ID) == booking_id
+    assert request.attributes.get(tracing.WORKFLOW_ID) == workflow_id
+    capture = next(s for s in in_trace if s.name == "RunActivity:capture_redemption_hold")
+    assert capture.attributes.get(tracing.BOOKING_ID) == booking_id
+    assert capture.attributes.get("temporalWorkflowID") == workflow_id
+    # One trace: every span of it descends from the request.
+    by_id = {s.context.span_id: s for s in in_trace}
+    for span in in_trace:
+        top = span
+        while top.parent is not None and top.parent.span_id in by_id:
+            top = by_id[top.parent.span_id]
+        assert top is request, (span.name, top.name)
