@@ -5,6 +5,7 @@
     Temporal dev server + UI (var/temporal.db, search attributes registered)
                                         unless TEMPORAL_ADDRESS is set
     localstripe + its webhook to the API unless STRIPE_API_KEY is set
+    the Tansu Kafka broker (in memory)  unless KAFKA_BOOTSTRAP_SERVERS is set
     Alembic migrations as the owner role, then the worker and the API as child processes,
     which log in as the application role.
 
@@ -147,6 +148,7 @@ class Stack:
         self.temporal_ui: str | None = None
         self.stripe_label = ""
         self.database_label = ""
+        self.kafka_label = ""
 
     # --- starting -----------------------------------------------------------------------------
 
@@ -163,8 +165,10 @@ class Stack:
         self._start_postgres()
         self._start_temporal()
         self._start_stripe()
+        self._start_kafka()
         self._migrate()
         self._start_worker()
+        self._start_streams()
         self._start_api()
         api = f"http://{_client_host(s.api_host)}:{s.api_port}"
         say("ready")
@@ -173,6 +177,7 @@ class Stack:
             ("Temporal UI", self.temporal_ui or f"(external Temporal at {s.temporal_address})"),
             ("PostgreSQL", self.database_label),
             ("Stripe", self.stripe_label),
+            ("Kafka", self.kafka_label),
             ("logs", f"{self.log_dir}/<name>.log"),
             ("dev token", f"{TOKEN_HINT}"),
         ]:
@@ -186,6 +191,8 @@ class Stack:
             ports += [("TEMPORAL_PORT", s.temporal_port), ("TEMPORAL_UI_PORT", s.temporal_ui_port)]
         if not s.stripe_api_key:
             ports.append(("LOCALSTRIPE_PORT", s.localstripe_port))
+        if not s.kafka_bootstrap_servers:
+            ports.append(("KAFKA_PORT", s.kafka_port))
         return ports
 
     def _start_postgres(self) -> None:
@@ -255,6 +262,26 @@ class Stack:
         self.env.update(STRIPE_API_KEY=DEV_STRIPE_API_KEY, STRIPE_API_BASE=base)
         self.stripe_label = f"localstripe at {base}, webhooks to {hook}"
         say(f"Stripe: ready, webhooks go to {hook}")
+
+    def _start_kafka(self) -> None:
+        s = self.settings
+        if s.kafka_bootstrap_servers:
+            say(f"Kafka: using KAFKA_BOOTSTRAP_SERVERS={s.kafka_bootstrap_servers}")
+            self.kafka_label = s.kafka_bootstrap_servers
+            return
+        say(f"Kafka: starting the embedded Tansu broker on 127.0.0.1:{s.kafka_port} (in memory)")
+        child = self.spawn("kafka", devstack.kafka_command(s.kafka_port))
+        devstack.wait_for_port("127.0.0.1", s.kafka_port, timeout=30, proc=child.proc, name="tansu")
+        self.env["KAFKA_BOOTSTRAP_SERVERS"] = f"127.0.0.1:{s.kafka_port}"
+        self.kafka_label = f"127.0.0.1:{s.kafka_port} (Tansu, topics in memory)"
+        say("Kafka: ready")
+
+    def _start_streams(self) -> None:
+        """The booking and payment event consumer and the outbox relay."""
+        consumer = self.spawn(
+            "consumer", [sys.executable, "-m", "streams.consumer"], ready_text="consuming"
+        )
+        _wait(lambda: consumer.ready.is_set(), consumer, "consumer", timeout=60)
 
     def _migrate(self) -> None:
         say("migrations: alembic upgrade head")
