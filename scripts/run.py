@@ -6,8 +6,8 @@
                                         unless TEMPORAL_ADDRESS is set
     localstripe + its webhook to the API unless STRIPE_API_KEY is set
     the Tansu Kafka broker (in memory)  unless KAFKA_BOOTSTRAP_SERVERS is set
-    Alembic migrations as the owner role, then the worker and the API as child processes,
-    which log in as the application role.
+    Alembic migrations as the owner role, then the worker, the Kafka consumer, the outbox relay
+    and the API as child processes, which log in as the application role.
 
 Every line a child prints is shown with its name in front (and kept in var/logs/<name>.log).
 Ctrl-C or SIGTERM stops everything it started, newest first. If a child dies, it says which
@@ -144,7 +144,12 @@ class Stack:
         self.log_dir = self.var_dir / "logs"
         self.children: list[Child] = []
         self.postgres: devstack.EmbeddedPostgres | None = None
-        self.env: dict[str, str] = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        # The relay sends every notification (streams.relay); the activities only record them.
+        self.env: dict[str, str] = {
+            "OUTBOX_RELAY": "true",
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+        }
         self.temporal_ui: str | None = None
         self.stripe_label = ""
         self.database_label = ""
@@ -282,6 +287,8 @@ class Stack:
             "consumer", [sys.executable, "-m", "streams.consumer"], ready_text="consuming"
         )
         _wait(lambda: consumer.ready.is_set(), consumer, "consumer", timeout=60)
+        relay = self.spawn("relay", [sys.executable, "-m", "streams.relay"], ready_text="relaying")
+        _wait(lambda: relay.ready.is_set(), relay, "relay", timeout=60)
 
     def _migrate(self) -> None:
         say("migrations: alembic upgrade head")

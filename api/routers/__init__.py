@@ -11,6 +11,7 @@ from api.routers import (
     campaigns,
     customers,
     health,
+    outbox,
     redemption,
     tiers,
     vouchers,
@@ -28,4 +29,5 @@ ROUTERS: list[APIRouter] = [
     customers.router,
     campaigns.router,
     booking_events.router,
+    outbox.router,
 ]

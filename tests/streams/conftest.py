@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -103,9 +103,15 @@ async def consuming(
 
 
 async def read_all(
-    settings: Settings, topic: str, expect: int, within: float = 30
+    settings: Settings,
+    topic: str,
+    expect: int = 0,
+    within: float = 30,
+    until: Callable[[list[ConsumerRecord]], bool] | None = None,
 ) -> list[ConsumerRecord]:
-    """The first `expect` messages of `topic` (all partitions), read without a group."""
+    """The messages of `topic` (all partitions, read without a group) until there are `expect`
+    of them or `until(messages)` holds."""
+    done = until or (lambda got: len(got) >= expect)
     reader = AIOKafkaConsumer(
         topic, bootstrap_servers=settings.kafka_bootstrap_servers, auto_offset_reset="earliest"
     )
@@ -113,7 +119,7 @@ async def read_all(
     records: list[ConsumerRecord] = []
     try:
         async with asyncio.timeout(within):
-            while len(records) < expect:
+            while not done(records):
                 for batch in (await reader.getmany(timeout_ms=500)).values():
                     records.extend(batch)
     finally:
