@@ -49,6 +49,10 @@ CONCURRENCY = 64  # bookings of one batch handled at once
 LAG_LOG_SECONDS = 30.0
 
 
+class _Stopped(Exception):
+    """The consumer was told to stop while a message still waited to be accepted."""
+
+
 class Unacceptable(Exception):
     """This message can never be accepted: it goes to the dead-letter topic."""
 
@@ -101,9 +105,12 @@ class IntakeConsumer:
         return ack.outcome
 
     async def handle(self, record: ConsumerRecord, dead_letters: _DeadLetters) -> None:
-        """Accept or dead-letter the message, retrying anything else until it passes."""
+        """Accept or dead-letter the message, retrying anything else until it passes (or the
+        consumer stops: then _Stopped, and the batch is not committed)."""
         delay = 0.1
         while True:
+            if self._stopping.is_set():
+                raise _Stopped
             try:
                 try:
                     outcome = await self.accept(record)
@@ -178,7 +185,8 @@ class IntakeConsumer:
                 batch = await consumer.getmany(timeout_ms=500)
                 records = [r for rs in batch.values() for r in rs]
                 if records:
-                    await self.handle_batch(records, dead_letters)
+                    if not await self._handled(records, dead_letters):
+                        break  # stopped while retrying: nothing of this batch is committed
                     await self._commit(consumer, batch)
                     log.info(
                         "handled %d events from %s; so far accepted %d, duplicates %d, "
@@ -196,6 +204,15 @@ class IntakeConsumer:
             self._consumer = None
             await consumer.stop()
             await producer.stop()
+
+    async def _handled(self, records: Sequence[ConsumerRecord], dead_letters: _DeadLetters) -> bool:
+        """Whether the whole batch was handled (False: the consumer stopped first)."""
+        stopped = False
+        try:
+            await self.handle_batch(records, dead_letters)
+        except* _Stopped:
+            stopped = True
+        return not stopped
 
     async def _commit(
         self, consumer: AIOKafkaConsumer, batch: dict[TopicPartition, list[ConsumerRecord]]
