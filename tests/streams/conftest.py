@@ -39,7 +39,7 @@ def settings_overrides(kafka_bootstrap: str, receiver: Receiver) -> dict[str, An
         "kafka_dead_letter_topic": f"dead-{run}",
         "kafka_events_topic": f"events-{run}",
         "kafka_consumer_group": f"intake-{run}",
-        "kafka_session_timeout_ms": 6000,
+        "kafka_session_timeout_ms": 3000,
         "notify_url": receiver.url,
         "accrual_wait_for_payment_seconds": 120,
     }

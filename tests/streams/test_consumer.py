@@ -144,8 +144,7 @@ async def test_two_consumers_share_the_partitions_and_one_is_killed(
     producer: Producer,
     consumer_processes: ConsumerProcesses,
 ) -> None:
-    first = await consumer_processes.start()
-    await consumer_processes.start()
+    first, _ = await asyncio.gather(consumer_processes.start(), consumer_processes.start())
     users = [_new("user") for _ in range(24)]
     bookings = [_new("bk") for _ in range(24)]
     for user, booking in zip(users[:12], bookings[:12], strict=True):
