@@ -286,8 +286,9 @@ class Stack:
         consumer = self.spawn(
             "consumer", [sys.executable, "-m", "streams.consumer"], ready_text="consuming"
         )
-        _wait(lambda: consumer.ready.is_set(), consumer, "consumer", timeout=60)
         relay = self.spawn("relay", [sys.executable, "-m", "streams.relay"], ready_text="relaying")
+        # Started together: each takes a few seconds to import and reach Kafka.
+        _wait(lambda: consumer.ready.is_set(), consumer, "consumer", timeout=60)
         _wait(lambda: relay.ready.is_set(), relay, "relay", timeout=60)
 
     def _migrate(self) -> None:
