@@ -1,4 +1,5 @@
-# One image for the API, the worker and the migrate job (docker-compose.yml picks the command).
+# One image for the API, the worker, the Kafka consumer, the outbox relay and the migrate job
+# (docker-compose.yml picks the command).
 FROM python:3.11-slim
 
 # The project itself is not installed (--no-install-project below): its code runs from /app as
@@ -24,11 +25,12 @@ COPY loyalty ./loyalty
 COPY api ./api
 COPY workflows ./workflows
 COPY activities ./activities
+COPY streams ./streams
 COPY migrations ./migrations
 COPY scripts ./scripts
 # Bytecode in the image: the app user cannot write it (faster starts; and with WORKFLOW_SANDBOX=true
 # the sandbox imports each workflow's module afresh for every run, compiling it each time without).
-RUN python -m compileall -q loyalty api workflows activities worker.py
+RUN python -m compileall -q loyalty api workflows activities streams worker.py
 
 RUN useradd --system --uid 10001 loyalty
 USER loyalty

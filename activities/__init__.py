@@ -35,9 +35,11 @@ def build_activities(deps: Dependencies) -> list[Callable[..., Any]]:
     ledger = LedgerActivities(deps)
     redemption = RedemptionActivities(deps.engine, deps.settings)
     payments = StripePaymentActivities(deps.stripe or make_stripe_client(deps.settings))
-    notifications = NotificationActivities(deps.engine, deps.settings.notify_url)
+    # With the outbox relay on, the activities only record notifications; the relay sends.
+    notify_url = None if deps.settings.outbox_relay else deps.settings.notify_url
+    notifications = NotificationActivities(deps.engine, notify_url)
     vouchers = VoucherActivities(deps.engine)
-    tiers = TierActivities(deps.engine, deps.settings.notify_url)
+    tiers = TierActivities(deps.engine, notify_url)
     earning = EarningActivities(deps.engine, deps.settings)
     return [
         ledger.check_invariants,

@@ -18,6 +18,7 @@ from loyalty.earning.contracts import (
     RefundInput,
     RefundOutcome,
 )
+from loyalty.notifications import outbox
 
 
 class EarningActivities:
@@ -41,10 +42,15 @@ class EarningActivities:
     async def return_burned(self, cmd: RefundInput) -> RefundOutcome:
         """Give back the points spent on the booking, pro rata to the money refunded."""
         async with transaction(self._engine) as conn:
-            return await refunds.return_burned_points(conn, cmd)
+            outcome = await refunds.return_burned_points(conn, cmd)
+            # In the posting's transaction, so the notification and its event exist with it.
+            await outbox.enqueue(conn, outcome.notifications)
+            return outcome
 
     @activity.defn(name="claw_back_earned_points")
     async def claw_back(self, cmd: RefundInput) -> RefundOutcome:
         """Take back the points earned on the refunded money (debt for what is not there)."""
         async with transaction(self._engine) as conn:
-            return await refunds.claw_back_earned_points(conn, cmd)
+            outcome = await refunds.claw_back_earned_points(conn, cmd)
+            await outbox.enqueue(conn, outcome.notifications)
+            return outcome

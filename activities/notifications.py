@@ -1,5 +1,6 @@
 """The notification activity. Retries come from the calling workflow's retry policy; the outbox
-makes each event's delivery happen once however often the activity runs."""
+makes each event's delivery happen once however often the activity runs. With OUTBOX_RELAY on it
+is given no URL and only records: the relay (streams.relay) delivers."""
 
 from __future__ import annotations
 
@@ -23,6 +24,12 @@ class NotificationActivities:
     @activity.defn(name="send_notification")
     async def send(self, note: Notification) -> str:
         """Record the notification, then deliver it if a notification service is configured.
-        Returns `delivered`, `already_delivered` or `queued` (outbox only)."""
+        Returns `delivered`, `already_delivered`, `queued` (outbox only: the relay sends it) or
+        `refused`: the service refused it for good, the row is parked for an operator, and the
+        workflow that announced a change already made goes on (it must not fail for it)."""
         async with refusals_final():
-            return await delivery.deliver(self._engine, self._http, self._url, note)
+            try:
+                return await delivery.deliver(self._engine, self._http, self._url, note)
+            except delivery.NotificationRefused as exc:
+                activity.logger.warning("notification %s parked: %s", note.idempotency_key, exc)
+                return "refused"

@@ -10,6 +10,7 @@ from temporalio import activity
 
 from activities.support import transaction
 from loyalty import ledger
+from loyalty.notifications import outbox
 from loyalty.vouchers import purchases
 from loyalty.vouchers.contracts import (
     BurnPoints,
@@ -20,6 +21,7 @@ from loyalty.vouchers.contracts import (
     Reservation,
     ReserveVoucher,
     VoucherOut,
+    delivery_notification,
 )
 from loyalty.vouchers.rules import VOUCHER_SALES_ACCOUNT, burn_key, refund_key
 
@@ -62,9 +64,12 @@ class VoucherActivities:
 
     @activity.defn(name=ISSUE)
     async def issue(self, command: IssueVoucher) -> VoucherOut:
-        """Issue the voucher code (one per purchase, however often this runs)."""
+        """Issue the voucher code (one per purchase, however often this runs). Its
+        notification (and so its voucher.issued event) is written in the same transaction."""
         async with transaction(self._engine) as conn:
-            return await purchases.issue(conn, command.purchase_id)
+            voucher = await purchases.issue(conn, command.purchase_id)
+            await outbox.enqueue(conn, [delivery_notification(voucher)])
+            return voucher
 
     @activity.defn(name=REFUND)
     async def refund(self, command: RefundPoints) -> PointsBurned:

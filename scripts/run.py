@@ -5,10 +5,11 @@
     Temporal dev server + UI (var/temporal.db, search attributes registered)
                                         unless TEMPORAL_ADDRESS is set
     localstripe + its webhook to the API unless STRIPE_API_KEY is set
-    Alembic migrations as the owner role, then the worker and the API as child processes,
-    which log in as the application role. The worker serves its Prometheus metrics on
-    WORKER_METRICS_PORT and the Temporal SDK's on TEMPORAL_SDK_METRICS_PORT (9464 and 9465
-    unless set); the API serves its own at /metrics.
+    the Tansu Kafka broker (in memory)  unless KAFKA_BOOTSTRAP_SERVERS is set
+    Alembic migrations as the owner role, then the worker, the Kafka consumer, the outbox relay
+    and the API as child processes, which log in as the application role. The worker serves its
+    Prometheus metrics on WORKER_METRICS_PORT and the Temporal SDK's on TEMPORAL_SDK_METRICS_PORT
+    (9464 and 9465 unless set); the API serves its own at /metrics.
 
 Every line a child prints is shown with its name in front (and kept in var/logs/<name>.log).
 Ctrl-C or SIGTERM stops everything it started, newest first. If a child dies, it says which
@@ -147,7 +148,12 @@ class Stack:
         self.log_dir = self.var_dir / "logs"
         self.children: list[Child] = []
         self.postgres: devstack.EmbeddedPostgres | None = None
-        self.env: dict[str, str] = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        # The relay sends every notification (streams.relay); the activities only record them.
+        self.env: dict[str, str] = {
+            "OUTBOX_RELAY": "true",
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+        }
         # Metrics on by default here (the settings' default, 0, is off: the tests' workers).
         if not settings.worker_metrics_port:
             settings.worker_metrics_port = DEFAULT_WORKER_METRICS_PORT
@@ -158,6 +164,7 @@ class Stack:
         self.temporal_ui: str | None = None
         self.stripe_label = ""
         self.database_label = ""
+        self.kafka_label = ""
 
     # --- starting -----------------------------------------------------------------------------
 
@@ -174,8 +181,10 @@ class Stack:
         self._start_postgres()
         self._start_temporal()
         self._start_stripe()
+        self._start_kafka()
         self._migrate()
         self._start_worker()
+        self._start_streams()
         self._start_api()
         api = f"http://{_client_host(s.api_host)}:{s.api_port}"
         say("ready")
@@ -190,6 +199,7 @@ class Stack:
             ),
             ("PostgreSQL", self.database_label),
             ("Stripe", self.stripe_label),
+            ("Kafka", self.kafka_label),
             ("logs", f"{self.log_dir}/<name>.log"),
             ("dev token", f"{TOKEN_HINT}"),
         ]:
@@ -207,6 +217,8 @@ class Stack:
             ports += [("TEMPORAL_PORT", s.temporal_port), ("TEMPORAL_UI_PORT", s.temporal_ui_port)]
         if not s.stripe_api_key:
             ports.append(("LOCALSTRIPE_PORT", s.localstripe_port))
+        if not s.kafka_bootstrap_servers:
+            ports.append(("KAFKA_PORT", s.kafka_port))
         return ports
 
     def _start_postgres(self) -> None:
@@ -278,6 +290,29 @@ class Stack:
         self.env.update(STRIPE_API_KEY=DEV_STRIPE_API_KEY, STRIPE_API_BASE=base)
         self.stripe_label = f"localstripe at {base}, webhooks to {hook}"
         say(f"Stripe: ready, webhooks go to {hook}")
+
+    def _start_kafka(self) -> None:
+        s = self.settings
+        if s.kafka_bootstrap_servers:
+            say(f"Kafka: using KAFKA_BOOTSTRAP_SERVERS={s.kafka_bootstrap_servers}")
+            self.kafka_label = s.kafka_bootstrap_servers
+            return
+        say(f"Kafka: starting the embedded Tansu broker on 127.0.0.1:{s.kafka_port} (in memory)")
+        child = self.spawn("kafka", devstack.kafka_command(s.kafka_port))
+        devstack.wait_for_port("127.0.0.1", s.kafka_port, timeout=30, proc=child.proc, name="tansu")
+        self.env["KAFKA_BOOTSTRAP_SERVERS"] = f"127.0.0.1:{s.kafka_port}"
+        self.kafka_label = f"127.0.0.1:{s.kafka_port} (Tansu, topics in memory)"
+        say("Kafka: ready")
+
+    def _start_streams(self) -> None:
+        """The booking and payment event consumer and the outbox relay."""
+        consumer = self.spawn(
+            "consumer", [sys.executable, "-m", "streams.consumer"], ready_text="consuming"
+        )
+        relay = self.spawn("relay", [sys.executable, "-m", "streams.relay"], ready_text="relaying")
+        # Started together: each takes a few seconds to import and reach Kafka.
+        _wait(lambda: consumer.ready.is_set(), consumer, "consumer", timeout=60)
+        _wait(lambda: relay.ready.is_set(), relay, "relay", timeout=60)
 
     def _migrate(self) -> None:
         say("migrations: alembic upgrade head")

@@ -1,9 +1,10 @@
 """The shared harness's fixtures (tests/harness has the parts).
 
-Real parts: embedded PostgreSQL, the Temporal dev server (and its time-skipping test server)
-and localstripe are started once per test session, only when a test asks for them, and stopped
-afterwards. Per test: settings naming them with the test's own task queue (a package or test
-adjusts them by overriding `settings_overrides`), the API, a worker, tokens, wallets.
+Real parts: embedded PostgreSQL, the Temporal dev server (and its time-skipping test server),
+localstripe and the Tansu Kafka broker are started once per test session, only when a test asks
+for them, and stopped afterwards. Per test: settings naming them with the test's own task queue
+(a package or test adjusts them by overriding `settings_overrides`), the API, a worker, tokens,
+wallets.
 
 Isolation: every test works on its own users (uuid ids) and its own task queue, so tests never
 share a wallet; the append-only ledger is never truncated. After every test that touched the
@@ -114,6 +115,20 @@ def localstripe_url(stack_dir: Path) -> Iterator[str]:
     port = devstack.free_port()
     proc = devstack.start_localstripe(port=port, log_file=stack_dir / "localstripe.log")
     yield f"http://127.0.0.1:{port}"
+    devstack.stop_process(proc)
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(stack_dir: Path) -> Iterator[str]:
+    """The embedded Tansu broker (in memory), started for the tests that ask for it; with
+    KAFKA_BOOTSTRAP_SERVERS set, that cluster instead."""
+    external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if external:
+        yield external
+        return
+    port = devstack.free_port()
+    proc = devstack.start_kafka(port=port, log_file=stack_dir / "kafka.log")
+    yield f"127.0.0.1:{port}"
     devstack.stop_process(proc)
 
 

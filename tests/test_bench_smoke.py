@@ -19,7 +19,11 @@ pytestmark = pytest.mark.slow
 
 def _run(*args: str, timeout: float) -> str:
     # Their own embedded stack, not the tests' database or Temporal.
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "TEMPORAL_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DATABASE_", "TEMPORAL_", "KAFKA_"))
+    }
     result = subprocess.run(
         [sys.executable, *args],
         cwd=PROJECT_ROOT,
@@ -122,3 +126,13 @@ def test_ledger_benchmark_measures_telemetry() -> None:
     )  # fmt: skip
     assert "earns/s" in out and "vs off" in out, out
     assert "invariants after the run: OK" in out, out
+
+
+def test_streams_benchmark_runs() -> None:
+    out = _run(
+        "bench/streams.py", "--events", "20", "--clients", "4", "--relay-rate", "20",
+        "--relay-seconds", "1", timeout=240,
+    )  # fmt: skip
+    for line in ("HTTP POST /booking-events", "Kafka consumer (1 process)"):
+        assert line in out, out
+    assert "relay commit-to-publish at 20/s: 20 events" in out, out

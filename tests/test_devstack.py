@@ -60,11 +60,12 @@ class RunCommand:
             "LOCALSTRIPE_PORT": devstack.free_port(),
             "WORKER_METRICS_PORT": devstack.free_port(),
             "TEMPORAL_SDK_METRICS_PORT": devstack.free_port(),
+            "KAFKA_PORT": devstack.free_port(),
         }
         base = {
             k: v
             for k, v in os.environ.items()
-            if not k.startswith(("DATABASE_", "TEMPORAL_", "STRIPE_", "API_"))
+            if not k.startswith(("DATABASE_", "TEMPORAL_", "STRIPE_", "API_", "KAFKA_"))
         }
         self.proc = subprocess.Popen(
             [sys.executable, "scripts/run.py"],
@@ -153,9 +154,20 @@ def test_run_command_serves_everything_and_sigint_stops_it(tmp_path: Path) -> No
             assert _get(url) == 200, url
         assert _get(f"http://127.0.0.1:{ports['API_PORT']}/health/ready") == 200
         assert "worker    | worker: started on task queue 'loyalty'" in run.output
+        assert f"Kafka:        127.0.0.1:{ports['KAFKA_PORT']} (Tansu" in run.output
+        assert "consuming booking.events, payment.events as group loyalty-intake" in run.output
+        assert "relaying the outbox to loyalty.events" in run.output
         children = run.descendants()
         names = " ".join(" ".join(p.cmdline()) for p in children)
-        for part in ("temporal", "localstripe", "worker.py", "serve_api.py"):
+        for part in (
+            "temporal",
+            "localstripe",
+            "worker.py",
+            "serve_api.py",
+            "tansu",
+            "streams.consumer",
+            "streams.relay",
+        ):
             assert part in names, names
         run.proc.send_signal(signal.SIGINT)
         assert run.finish() == 0, run.output

@@ -12,6 +12,7 @@ from api.routers import (
     codec,
     customers,
     health,
+    outbox,
     redemption,
     tiers,
     vouchers,
@@ -30,4 +31,5 @@ ROUTERS: list[APIRouter] = [
     campaigns.router,
     booking_events.router,
     codec.router,
+    outbox.router,
 ]

@@ -130,6 +130,25 @@ class Settings(BaseSettings):
     worker_metrics_port: int = Field(default=0, ge=0, le=65535)
     temporal_sdk_metrics_port: int = Field(default=0, ge=0, le=65535)
     metrics_host: str = "127.0.0.1"  # where the worker's endpoints listen (0.0.0.0 in containers)
+    # Kafka. Unset: the run command (and the tests) start the embedded Tansu broker. Booking and
+    # payment events come in on two topics (one consumer group reads both, keyed by booking id);
+    # what can never be accepted goes to the dead-letter topic; the outbox relay publishes the
+    # service's own events to the events topic (docs/events/).
+    kafka_bootstrap_servers: str | None = None
+    kafka_port: int = 9092  # the embedded broker's port under the run command
+    kafka_booking_topic: str = "booking.events"
+    kafka_payment_topic: str = "payment.events"
+    kafka_dead_letter_topic: str = "loyalty.dead-letter"
+    kafka_events_topic: str = "loyalty.events"
+    kafka_consumer_group: str = "loyalty-intake"
+    # Partitions of the topics the service creates when they are missing (a real cluster's
+    # operators may create them first, with more).
+    kafka_topic_partitions: int = Field(default=4, ge=1, le=1000)
+    # How long a consumer that died keeps its partitions before the group hands them on.
+    kafka_session_timeout_ms: int = Field(default=10_000, ge=1000, le=300_000)
+    # On: the outbox relay (python -m streams.relay) delivers every notification, and the
+    # send_notification activity only records it. Off: the activity delivers, as before.
+    outbox_relay: bool = False
 
     # Tier evaluation (a Temporal Schedule the worker creates or updates at start-up).
     tier_evaluation_time: str = Field(default="02:00", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")

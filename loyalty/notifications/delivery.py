@@ -53,10 +53,11 @@ async def deliver(
             error = f"HTTP {status}"
     except httpx.HTTPError as exc:
         error = f"{type(exc).__name__}: {exc}"
+    refused = status in PERMANENT_STATUSES
     async with db.transaction(engine) as conn:
-        await outbox.mark_attempt(conn, note.idempotency_key, error=error)
+        await outbox.mark_attempt(conn, note.idempotency_key, error=error, park=refused)
     if error is None:
         return "delivered"
-    if status in PERMANENT_STATUSES:
+    if refused:
         raise NotificationRefused(f"notification service refused {note.kind}: {error}")
     raise DeliveryFailed(f"notification delivery failed: {error}")

@@ -18,7 +18,8 @@ _DELIVERED = text(
 )
 _MARK = text(
     "UPDATE notification_outbox SET attempts = attempts + 1, last_error = CAST(:e AS text), "
-    "delivered_at = CASE WHEN CAST(:e AS text) IS NULL THEN now() ELSE delivered_at END "
+    "delivered_at = CASE WHEN CAST(:e AS text) IS NULL THEN now() ELSE delivered_at END, "
+    "parked_at = CASE WHEN CAST(:park AS boolean) THEN now() ELSE parked_at END "
     "WHERE idempotency_key = :k"
 )
 
@@ -63,6 +64,9 @@ async def record(conn: AsyncConnection, note: Notification) -> bool:
     return bool((await conn.execute(_DELIVERED, {"k": note.idempotency_key})).scalar_one())
 
 
-async def mark_attempt(conn: AsyncConnection, key: str, *, error: str | None) -> None:
-    """Record a delivery attempt: delivered when `error` is None."""
-    await conn.execute(_MARK, {"k": key, "e": error})
+async def mark_attempt(
+    conn: AsyncConnection, key: str, *, error: str | None, park: bool = False
+) -> None:
+    """Record a delivery attempt: delivered when `error` is None; `park`: refused for good, the
+    row waits for an operator (loyalty.notifications.relay)."""
+    await conn.execute(_MARK, {"k": key, "e": error, "park": park})

@@ -39,9 +39,14 @@ async def in_process(
             yield
 
 
-def _revealed(value: object) -> object:
-    """A secret setting's value (model_dump leaves it masked)."""
-    return value.get_secret_value() if isinstance(value, SecretStr) else value
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The settings as a child process's environment: every field that is set becomes its
+    variable, secrets revealed (model_dump leaves them masked)."""
+    return {
+        name.upper(): str(value.get_secret_value() if isinstance(value, SecretStr) else value)
+        for name, value in settings.model_dump().items()
+        if value is not None
+    }
 
 
 class WorkerProcess:
@@ -49,11 +54,7 @@ class WorkerProcess:
     settings (every field that is set becomes its environment variable), killable at will."""
 
     def __init__(self, settings: Settings, log_dir: Path) -> None:
-        self.env = {
-            name.upper(): str(_revealed(value))
-            for name, value in settings.model_dump().items()
-            if value is not None
-        }
+        self.env = settings_env(settings)
         self.env["WORKFLOW_SANDBOX"] = "false"  # as shipped
         self.log_dir = log_dir
         self.procs: list[subprocess.Popen[bytes]] = []

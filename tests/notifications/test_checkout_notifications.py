@@ -32,12 +32,14 @@ from tests.harness.waits import workflow_result
 MakeWallet = Callable[..., Awaitable[str]]
 
 _OUTBOX = text(
-    "SELECT idempotency_key, kind, payload FROM notification_outbox WHERE user_id = :u "
+    "SELECT idempotency_key, kind, payload FROM notification_outbox "
+    "WHERE user_id = :u AND channel = 'notify' "
     "ORDER BY notification_id"
 )
 
 _UNDELIVERED = text(
-    "SELECT count(*) FROM notification_outbox WHERE user_id = :u AND delivered_at IS NULL"
+    "SELECT count(*) FROM notification_outbox "
+    "WHERE user_id = :u AND channel = 'notify' AND delivered_at IS NULL"
 )
 
 

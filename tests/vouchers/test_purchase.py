@@ -75,7 +75,10 @@ async def test_purchase_end_to_end(
     async with engine.connect() as conn:
         notes = (
             await conn.execute(
-                text("SELECT kind, payload->>'code' FROM notification_outbox WHERE user_id = :u"),
+                text(
+                    "SELECT kind, payload->>'code' FROM notification_outbox "
+                    "WHERE user_id = :u AND channel = 'notify'"
+                ),
                 {"u": user},
             )
         ).all()

@@ -1,5 +1,6 @@
 """Events in and out: Stripe webhook events, recorded by event id so a redelivered event acts once
-(migration 0002), and the notification outbox, delivered at most once by key (0003)."""
+(migration 0002), and the notification outbox, delivered at most once by key (0003), with its
+outbound events and the relay's bookkeeping (0011)."""
 
 from __future__ import annotations
 
@@ -48,6 +49,19 @@ notification_outbox = Table(
     Column("last_error", Text),
     now_column("created_at"),
     Column("delivered_at", TIMESTAMPTZ),
+    # The relay (0011): `notify` rows go to NOTIFY_URL, `event` rows (written by a trigger beside
+    # each notification) to the events topic; backoff, and rows a receiver refused for good.
+    Column("channel", Text, nullable=False, server_default=text("'notify'")),
+    now_column("next_attempt_at"),
+    Column("parked_at", TIMESTAMPTZ),
     PrimaryKeyConstraint("notification_id", name="notification_outbox_pkey"),
+    CheckConstraint("channel IN ('notify', 'event')", name="channel_known"),
     Index("ix_notification_outbox_user", "user_id"),
+    Index(
+        "ix_notification_outbox_pending",
+        "channel",
+        "user_id",
+        "notification_id",
+        postgresql_where=text("delivered_at IS NULL AND parked_at IS NULL"),
+    ),
 )
