@@ -9,8 +9,8 @@ change it announces:
 
 At least once, in order per wallet and channel (loyalty.notifications.relay), with backoff. A
 receiver's refusal for good (a 4xx other than 408 and 429, a message Kafka will never take) is
-recorded on the row and the row parked for an operator (GET /admin/outbox, then
-POST /admin/outbox/{id}/retry); the business workflow that wrote it never hears of it.
+recorded on the row and the row parked for an operator (GET /outbox, then
+POST /outbox/{id}/retry); the business workflow that wrote it never hears of it.
 
 With OUTBOX_RELAY=true the send_notification activity only records the notification, so this
 relay is the one sender."""

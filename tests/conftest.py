@@ -202,6 +202,9 @@ def settings(
             "stripe_api_key": "sk_test_tests",
             "stripe_api_base": localstripe_url,
             "temporal_task_queue": task_queue,
+            # The workflows' own delivery (no relay runs beside most tests); tests/streams
+            # turns the relay on.
+            "outbox_relay": False,
             **settings_overrides,
         }
     )

@@ -130,7 +130,7 @@ def test_ledger_benchmark_measures_telemetry() -> None:
 
 def test_streams_benchmark_runs() -> None:
     out = _run(
-        "bench/streams.py", "--events", "20", "--clients", "4", "--relay-rate", "20",
+        "bench/event_streams.py", "--events", "20", "--clients", "4", "--relay-rate", "20",
         "--relay-seconds", "1", timeout=240,
     )  # fmt: skip
     for line in ("HTTP POST /booking-events", "Kafka consumer (1 process)"):

@@ -16,7 +16,7 @@ from loyalty.core.errors import NotFound
 from loyalty.notifications import relay as outbox_relay
 from streams import kafka
 
-router = APIRouter(prefix="/admin/outbox", tags=["operations"])
+router = APIRouter(prefix="/outbox", tags=["operations"])
 
 LAG_TIMEOUT_SECONDS = 5.0
 

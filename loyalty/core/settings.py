@@ -146,9 +146,10 @@ class Settings(BaseSettings):
     kafka_topic_partitions: int = Field(default=4, ge=1, le=1000)
     # How long a consumer that died keeps its partitions before the group hands them on.
     kafka_session_timeout_ms: int = Field(default=10_000, ge=1000, le=300_000)
-    # On: the outbox relay (python -m streams.relay) delivers every notification, and the
-    # send_notification activity only records it. Off: the activity delivers, as before.
-    outbox_relay: bool = False
+    # On (as shipped): the outbox relay (python -m streams.relay) is the one sender of every
+    # notification, and the send_notification activity only records it. Off: a deployment
+    # without the relay, where the activity delivers (the test suite's default, bar tests/streams).
+    outbox_relay: bool = True
 
     # Tier evaluation (a Temporal Schedule the worker creates or updates at start-up).
     tier_evaluation_time: str = Field(default="02:00", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")

@@ -6,7 +6,7 @@ transaction that writes the notification, whichever statement does it (an earn's
 the nightly tier batch, a checkout's capture ...). A voucher's event leaves its code out: the
 code is the customer's alone. The relay (streams.relay) delivers the rows in order per wallet
 and channel; `next_attempt_at` is its backoff, `parked_at` marks a row a receiver refused for
-good (an operator's to look at, GET /admin/outbox/parked).
+good (an operator's to look at, GET /outbox).
 
 Revision ID: 0011
 Revises: 0010

@@ -125,7 +125,7 @@ async def test_a_refusal_parks_the_row_and_the_accrual_still_completes(
         assert row["last_error"].startswith("HTTP 422")
         assert receiver.received == []
 
-        status = await api.http.get("/admin/outbox", headers=api.admin)
+        status = await api.http.get("/outbox", headers=api.admin)
         assert status.status_code == 200, status.text
         body = status.json()
         assert row["notification_id"] in [p["notification_id"] for p in body["parked"]]
@@ -135,12 +135,10 @@ async def test_a_refusal_parks_the_row_and_the_accrual_still_completes(
 
         # The operator fixed the cause: requeued, it goes out once.
         receiver.fail_first = 0
-        again = await api.http.post(
-            f"/admin/outbox/{row['notification_id']}/retry", headers=api.admin
-        )
+        again = await api.http.post(f"/outbox/{row['notification_id']}/retry", headers=api.admin)
         assert again.status_code == 200, again.text
         await eventually(_now(lambda: receiver.keys(user) == [row["idempotency_key"]]))
-    missing = await api.http.post(f"/admin/outbox/{2**62}/retry", headers=api.admin)
+    missing = await api.http.post(f"/outbox/{2**62}/retry", headers=api.admin)
     assert missing.status_code == 404
 
 

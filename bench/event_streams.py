@@ -1,6 +1,6 @@
 """Booking events through Kafka against the HTTP intake, and the outbox relay's latency.
 
-    .venv/bin/python bench/streams.py [--events 1000] [--clients 32] [--relay-rate 200]
+    .venv/bin/python bench/event_streams.py [--events 1000] [--clients 32] [--relay-rate 200]
                                       [--relay-seconds 10]
 
 One run, one stack of its own (embedded PostgreSQL, Temporal dev server, Tansu, the API, a
