@@ -87,7 +87,7 @@ async def run(settings: Settings) -> int:
         _say("DATABASE_URL is not set (`make run` sets it; see README)")
         return 2
     try:
-        data_converter(settings)  # the payload keys: unusable ones stop the worker here
+        converter = data_converter(settings)  # unusable payload keys stop the worker here
     except PayloadKeyError as exc:
         _say(f"cannot encrypt Temporal payloads: {exc}")
         return 2
@@ -106,6 +106,7 @@ async def run(settings: Settings) -> int:
             async with asyncio.timeout(15):
                 client = await connect(
                     settings,
+                    converter=converter,
                     interceptors=tracing.temporal_interceptors(),
                     runtime=sdk_runtime(settings),
                 )

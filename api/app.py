@@ -7,8 +7,8 @@ Run it with the factory (no work at import time):
 The lifespan makes the database engine once (app.state.engine) and disposes it on exit;
 app.state.settings holds the settings, app.state.token_verifier the JWT verifier (it caches the
 JWKS), app.state.temporal a Temporal client connected on first use (api.temporal), and
-app.state.payload_codec the codec that encrypts Temporal payloads (its keys are loaded here, so
-an API without usable keys refuses to start rather than fail on the first checkout).
+app.state.payload_codec the codec of that client's data converter, which the codec server uses
+(the keys are loaded when the app is made, so an API without usable keys refuses to start).
 Metrics, traces, request ids and the probes: api.telemetry.
 """
 
@@ -28,7 +28,6 @@ from api.routers import ROUTERS
 from api.routers.codec import CodecCors
 from api.temporal import LazyTemporalClient
 from loyalty.core.db import make_engine
-from loyalty.core.payload_encryption import EncryptionCodec, load_keys
 from loyalty.core.settings import Settings
 
 DESCRIPTION = """Points wallet and loyalty service.
@@ -63,8 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.token_verifier = TokenVerifier(settings)
     app.state.temporal = LazyTemporalClient(settings)
-    encrypting = settings.temporal_payload_encryption
-    app.state.payload_codec = EncryptionCodec(load_keys(settings)) if encrypting else None
+    app.state.payload_codec = app.state.temporal.converter.payload_codec
     errors.install(app)
     app.add_middleware(BodyLimits)
     app.add_middleware(CodecCors, origins=settings.codec_origins)

@@ -84,8 +84,8 @@ def _to_json(payloads: list[Payload]) -> PayloadsJson:
 
 
 def _codec(request: Request) -> EncryptionCodec:
-    codec: EncryptionCodec | None = request.app.state.payload_codec
-    if codec is None:
+    codec = request.app.state.payload_codec
+    if not isinstance(codec, EncryptionCodec):
         raise PayloadUndecryptable("payload encryption is off in this service")
     return codec
 

@@ -13,13 +13,16 @@ from temporalio.client import Client
 from api.errors import ServiceUnavailable
 from api.temporal.transient import TransientRetries
 from loyalty.core.settings import Settings
-from loyalty.core.temporal import connect
+from loyalty.core.temporal import connect, data_converter
 from loyalty.observability import tracing
 
 
 class LazyTemporalClient:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
+        # Made now, not at the first connect: unusable payload keys stop the process at start
+        # instead of answering every call with a 503 that no retry can change.
+        self.converter = data_converter(settings)
         self._client: Client | None = None
         self._lock = asyncio.Lock()
 
@@ -35,7 +38,9 @@ class LazyTemporalClient:
                 try:
                     # Tracing outermost: its span covers the retries of a passing refusal.
                     interceptors = [*tracing.temporal_interceptors(), TransientRetries()]
-                    self._client = await connect(self._settings, interceptors=interceptors)
+                    self._client = await connect(
+                        self._settings, interceptors=interceptors, converter=self.converter
+                    )
                 except Exception as exc:  # any connect failure means "not reachable now"
                     raise ServiceUnavailable("Temporal is not reachable") from exc
             return self._client

@@ -28,15 +28,16 @@ async def connect(
     address: str | None = None,
     interceptors: Sequence[Interceptor] = (),
     runtime: Runtime | None = None,
+    converter: DataConverter | None = None,
 ) -> Client:
     """Connect with the service's data converter (the same on client, worker and Replayer)
     and the caller's client interceptors; `runtime`: the worker process's own (its SDK metrics
-    exporter), else the SDK's default."""
+    exporter), else the SDK's default; `converter`: one made already by `data_converter`."""
     target = address or settings.temporal_address or f"127.0.0.1:{settings.temporal_port}"
     return await Client.connect(
         target,
         namespace=settings.temporal_namespace,
-        data_converter=data_converter(settings),
+        data_converter=converter or data_converter(settings),
         tls=settings.temporal_tls,
         interceptors=interceptors,
         runtime=runtime,
