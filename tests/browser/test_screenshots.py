@@ -62,7 +62,7 @@ async def test_screenshots_of_the_three_pages(
     await page.get_by_label("Points to use", exact=True).fill("4000")
     await expect(page.get_by_test_id("final")).to_have_text("1,196,000 VND")
     await page.get_by_role("button", name="Apply points and continue").click()
-    await expect(page.get_by_text("To pay by card")).to_be_visible()
+    await expect(page.locator("#pay-what")).to_contain_text("To pay by card")  # the card step
     await page.locator("#card").get_by_placeholder("number").fill("4242424242424242")
     await _shot(page, "checkout")
     await page.get_by_role("button", name="Cancel and give my points back").click()
