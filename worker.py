@@ -94,7 +94,11 @@ async def run(settings: Settings) -> int:
     db_label = make_url(settings.database_url).render_as_string(hide_password=True)
     temporal_target = settings.temporal_address or f"127.0.0.1:{settings.temporal_port}"
 
-    engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
+    engine = make_engine(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        points_validity_months=settings.points_validity_months,
+    )
     try:
         try:
             async with asyncio.timeout(10), engine.connect() as conn:

@@ -45,7 +45,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if not settings.database_url:
             raise RuntimeError("DATABASE_URL is not set (the run command sets it for you)")
-        app.state.engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
+        app.state.engine = make_engine(
+            settings.database_url,
+            pool_size=settings.db_pool_size,
+            points_validity_months=settings.points_validity_months,
+        )
         telemetry.start(app)
         try:
             yield

@@ -19,7 +19,11 @@ def _only_comments(statement: str) -> bool:
     return all(not line.strip() or line.lstrip().startswith("--") for line in lines)
 
 
+def read(name: str) -> str:
+    return (SQL_DIR / name).read_text()
+
+
 def run(name: str) -> None:
     """Execute migrations/sql/<name> statement by statement."""
-    for statement in statements((SQL_DIR / name).read_text()):
+    for statement in statements(read(name)):
         op.execute(statement)

@@ -264,7 +264,11 @@ async def main() -> None:
     settings = Settings()
     if not settings.database_url:
         raise SystemExit("DATABASE_URL is not set (the run command sets it)")
-    engine = db.make_engine(settings.database_url, pool_size=settings.db_pool_size)
+    engine = db.make_engine(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        points_validity_months=settings.points_validity_months,
+    )
     consumer = IntakeConsumer(settings, engine, LazyTemporalClient(settings))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

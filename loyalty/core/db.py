@@ -48,12 +48,27 @@ def _discard_closed(dbapi_connection: Any, connection_record: Any, connection_pr
             raise DisconnectionError("the database closed this pooled connection")
 
 
-def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+# The ledger's policy each connection carries to the posting functions (migration 0012 reads it
+# with current_setting): how many months a lot of points lasts when the posting names none.
+POINTS_VALIDITY_SETTING = "loyalty.points_validity_months"
+
+
+def make_engine(
+    url: str, *, pool_size: int = 10, points_validity_months: int | None = None
+) -> AsyncEngine:
+    """`points_validity_months`: the POINTS_VALIDITY_MONTHS setting (0: points never expire);
+    None leaves the functions' own default, 24."""
+    server_settings = (
+        {}
+        if points_validity_months is None
+        else {POINTS_VALIDITY_SETTING: str(int(points_validity_months))}
+    )
     engine = create_async_engine(
         async_url(url),
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=False,  # see the module docstring: _discard_closed instead
+        connect_args={"server_settings": server_settings} if server_settings else {},
     )
     event.listen(engine.sync_engine.pool, "checkout", _discard_closed)
     return engine

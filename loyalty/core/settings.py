@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     currency: str = "VND"
     earn_rate_currency_per_point: int = Field(default=1000, gt=0)  # 1 point per 1,000 VND paid
     point_value_minor: int = Field(default=1, gt=0)  # 1 point = 1 VND at redemption
+    # How long a lot of points lasts from its posting, when a campaign or an adjustment sets no
+    # validity of its own; 0: points never expire (loyalty.ledger.lots).
+    points_validity_months: int = Field(default=24, ge=0, le=1200)
     hold_ttl_seconds: int = Field(default=900, gt=0)  # redemption hold expiry (15 minutes)
     # A hold still open this long after its expiry is stuck money: the invariant check reports
     # it, and a checkout still `held` this long after the ledger resolved its hold.

@@ -91,9 +91,25 @@ async def call(
     return row
 
 
+async def call_optional(conn: AsyncConnection, function: str, **params: Any) -> RowMapping | None:
+    """`SELECT * FROM function(...)` of a function that may return no row (SETOF)."""
+    if _autocommits(conn):
+        row = await _on_driver(conn, function, params)
+    else:
+        row = await _through_sqlalchemy(conn, function, None, params, optional=True)
+    if row is not None and row.get("replayed", True) is False:
+        metrics.count_posting(conn, row["type"], row["amount"], row["held_delta"])
+    return row
+
+
 async def _through_sqlalchemy(
-    conn: AsyncConnection, function: str, alongside: Alongside | None, params: dict[str, Any]
-) -> RowMapping:
+    conn: AsyncConnection,
+    function: str,
+    alongside: Alongside | None,
+    params: dict[str, Any],
+    *,
+    optional: bool = False,
+) -> Any:
     statement = _statement(function, tuple(params), alongside.sql if alongside else None)
     try:
         result = await conn.execute(
@@ -104,7 +120,7 @@ async def _through_sqlalchemy(
         if refused is None:
             raise
         raise refused from None
-    return result.mappings().one()
+    return result.mappings().one_or_none() if optional else result.mappings().one()
 
 
 def _autocommits(conn: AsyncConnection) -> bool:

@@ -38,6 +38,17 @@ CHECKS: dict[str, str] = {
     "available is never negative": """
         SELECT user_id, balance - held AS actual, 0 AS expected
         FROM wallets WHERE balance - held < 0 OR held < 0""",
+    "available equals the points left in lots": """
+        SELECT w.user_id, COALESCE(l.remaining, 0) AS actual, w.balance - w.held AS expected
+        FROM wallets w LEFT JOIN (
+            SELECT wallet_id, SUM(remaining) AS remaining FROM point_lots GROUP BY wallet_id
+        ) l ON l.wallet_id = w.wallet_id
+        WHERE COALESCE(l.remaining, 0) <> w.balance - w.held""",
+    "each lot holds its points less what moved out of it": """
+        SELECT l.lot_id::text AS user_id, l.remaining AS actual,
+               l.points + COALESCE(SUM(m.points), 0) AS expected
+        FROM point_lots l LEFT JOIN lot_movements m ON m.lot_id = l.lot_id
+        GROUP BY l.lot_id HAVING l.remaining <> l.points + COALESCE(SUM(m.points), 0)""",
     "every hold is resolved by exactly the row its status says": """
         SELECT h.hold_id::text AS user_id, h.status AS actual,
                string_agg(t.type, ',') AS expected

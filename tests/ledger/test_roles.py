@@ -31,6 +31,8 @@ EXPECTED_TABLE_PRIVILEGES: dict[str, set[str]] = {
     "alembic_version": {"SELECT"},  # /health/ready reads the revision (0010)
     "wallet_transactions": {"SELECT"},
     "holds": {"SELECT"},
+    "point_lots": {"SELECT"},
+    "lot_movements": {"SELECT"},
     "wallets": {"SELECT", "UPDATE (tier)", "UPDATE (updated_at)"},
     "loyalty_tiers": {"SELECT", "INSERT", "UPDATE"},
     "tier_history": {"SELECT", "INSERT"},
@@ -57,7 +59,7 @@ POSTING_FUNCTIONS = {
     "ledger_burn",
     "ledger_refund",
     "ledger_clawback",
-    "ledger_expire",
+    "ledger_expire_lot",
     "ledger_hold",
     "ledger_capture",
     "ledger_release",
@@ -145,6 +147,13 @@ ATTACKS: dict[str, str] = {
     "truncate the wallets": "TRUNCATE wallets CASCADE",
     "truncate the holds": "TRUNCATE holds CASCADE",
     "delete a hold": "DELETE FROM holds WHERE hold_id = :h",
+    "refill a lot": "UPDATE point_lots SET remaining = points WHERE wallet_id = :w",
+    "push a lot's expiry out": "UPDATE point_lots SET expires_at = NULL WHERE wallet_id = :w",
+    "open a lot": (
+        "INSERT INTO point_lots (wallet_id, points, remaining) VALUES (:w, 1000000, 1000000)"
+    ),
+    "forget which lots a spending drew from": "DELETE FROM lot_movements",
+    "draw from lots through the protocol's helper": ("SELECT ledger_lots_draw(1, :w, 1)"),
     "make a posting function run as the caller": "ALTER FUNCTION ledger_earn SECURITY INVOKER",
     "create a table": "CREATE TABLE intruder (x int)",
     "create a temporary table that hides the wallets": "CREATE TEMPORARY TABLE wallets (x int)",
@@ -331,10 +340,23 @@ async def test_postings_work_as_the_application_role(
             idempotency_key=f"{user_id}:rf2",
         )
         await ledger.clawback(conn, user_id=user_id, points=10, idempotency_key=f"{user_id}:cb")
-        await ledger.expire(conn, user_id=user_id, points=5, idempotency_key=f"{user_id}:ex")
         adjusted = await ledger.adjust(
             conn, user_id=user_id, points=-15, reason="goodwill", idempotency_key=f"{user_id}:a"
         )
+        await ledger.adjust(
+            conn,
+            user_id=user_id,
+            points=5,
+            reason="short-lived",
+            idempotency_key=f"{user_id}:a2",
+            validity_months=1,
+        )
+        lots = await ledger.lots_of(conn, opened.wallet_id)
+        lot = min((lot for lot in lots if lot.remaining), key=lambda lot: lot.expires_at or later)
+        expired = await ledger.expire_lot(
+            conn, lot_id=lot.lot_id, as_of=datetime.now(UTC) + timedelta(days=40)
+        )
+        assert expired is not None and expired.posting.amount == -5
         # the earn's read locks the wallet (SELECT ... FOR UPDATE) and opens a new one
         wallet, earn_facts = await facts.lock_and_read(
             conn, user_id, "bk-roles", f"{user_id}:next", datetime.now(UTC)
@@ -347,8 +369,8 @@ async def test_postings_work_as_the_application_role(
             text("UPDATE wallets SET tier = 'silver', updated_at = now() WHERE user_id = :u"),
             {"u": user_id},
         )
-    # 1000 - 300 + 0 - 50 + 50 + 100 - 10 - 5 - 15
-    assert adjusted.wallet.balance == wallet.balance == locked.balance == 770
+    # 1000 - 300 + 0 - 50 + 50 + 100 - 10 - 15 + 5 - 5
+    assert adjusted.wallet.balance + 5 - 5 == wallet.balance == locked.balance == 775
     assert (adjusted.wallet.held, adjusted.wallet.lifetime_points) == (0, 1000)
     assert newcomer.balance == 0 and not earn_facts.earn_exists
     async with engine.connect() as conn:
@@ -356,6 +378,6 @@ async def test_postings_work_as_the_application_role(
         replayed = await ledger.earn(
             conn, user_id=user_id, points=1000, idempotency_key=f"{user_id}:earn"
         )
-    assert (final.balance, final.tier) == (770, "silver")
-    assert replayed.replayed and replayed.wallet.balance == 770
+    assert (final.balance, final.tier) == (775, "silver")
+    assert replayed.replayed and replayed.wallet.balance == 775
     assert await make_wallet(500, spent=100, held=50)  # the tests' own seeding, as the app role

@@ -112,3 +112,52 @@ wallet_transactions = Table(
         postgresql_where=text("type IN ('earn', 'clawback')"),
     ),
 )
+
+# Point lots (migration 0012): what is left of each credit and when it expires; written only by
+# the posting functions. Names follow the metadata's naming convention.
+point_lots = Table(
+    "point_lots",
+    metadata,
+    Column("lot_id", BigInteger, Identity(always=True), primary_key=True),
+    Column("wallet_id", UUID(as_uuid=True), ForeignKey("wallets.wallet_id"), nullable=False),
+    Column("opened_by_tx_id", BigInteger, ForeignKey("wallet_transactions.tx_id")),
+    Column("points", BigInteger, nullable=False),
+    Column("remaining", BigInteger, nullable=False),
+    Column("expires_at", TIMESTAMPTZ),  # NULL: never
+    Column("expired_tx_id", BigInteger, ForeignKey("wallet_transactions.tx_id")),
+    now_column("created_at"),
+    CheckConstraint("points > 0", name="points_positive"),
+    CheckConstraint("remaining >= 0 AND remaining <= points", name="remaining_within"),
+    Index(
+        "ix_point_lots_draw",
+        "wallet_id",
+        "expires_at",
+        "lot_id",
+        postgresql_where=text("remaining > 0"),
+    ),
+    Index(
+        "ix_point_lots_due",
+        "expires_at",
+        "lot_id",
+        postgresql_where=text("remaining > 0 AND expires_at IS NOT NULL"),
+    ),
+)
+
+# Append-only, like the ledger: which lots each posting drew from (negative) or gave back to.
+lot_movements = Table(
+    "lot_movements",
+    metadata,
+    Column("tx_id", BigInteger, ForeignKey("wallet_transactions.tx_id"), nullable=False),
+    Column("lot_id", BigInteger, ForeignKey("point_lots.lot_id"), nullable=False),
+    Column("points", BigInteger, nullable=False),
+    Column("source_tx_id", BigInteger, ForeignKey("wallet_transactions.tx_id")),
+    now_column("created_at"),
+    PrimaryKeyConstraint("tx_id", "lot_id"),
+    CheckConstraint("points <> 0", name="points_nonzero"),
+    Index("ix_lot_movements_lot", "lot_id"),
+    Index(
+        "ix_lot_movements_source",
+        "source_tx_id",
+        postgresql_where=text("source_tx_id IS NOT NULL"),
+    ),
+)
