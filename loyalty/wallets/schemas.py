@@ -11,9 +11,10 @@ import uuid
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from loyalty.core.fields import MAX_POINTS, ExternalId, Instant, Reason
+from loyalty.ledger.postings import MAX_VALIDITY_MONTHS
 from loyalty.ledger.schemas import BalanceOut, TransactionOut
 from loyalty.ledger.types import TxType
 from loyalty.tiers.schemas import TierCode, TierStatusOut
@@ -44,6 +45,11 @@ class NextTierOut(BaseModel):
     points_to_go: int = Field(description="points still to earn to reach the tier (>= 0)")
 
 
+class NextExpiryOut(BaseModel):
+    points: int = Field(description="available points that expire on that day")
+    expires_at: datetime = Field(description="when the first of them expires")
+
+
 class WalletOut(BalanceOut):
     wallet_id: uuid.UUID
     pending_points: int = Field(
@@ -51,6 +57,9 @@ class WalletOut(BalanceOut):
     )
     debt_points: int = Field(
         default=0, description="points owed after a refund's clawback; later earns repay it first"
+    )
+    next_expiry: NextExpiryOut | None = Field(
+        default=None, description="the next points to expire, null when none ever do"
     )
     tier_details: TierDetailsOut
     next_tier: NextTierOut | None = Field(description="null at the top tier")
@@ -90,6 +99,13 @@ class AdjustmentIn(_Input):
         json_schema_extra={"not": {"const": 0}},
     )
     reason: Reason
+    validity_months: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_VALIDITY_MONTHS,
+        description="a credit's points expire this many months later (0: never); "
+        "default: the service's POINTS_VALIDITY_MONTHS. Not allowed on a debit.",
+    )
 
     @field_validator("points")
     @classmethod
@@ -97,6 +113,12 @@ class AdjustmentIn(_Input):
         if value == 0:
             raise ValueError("points must not be zero")
         return value
+
+    @model_validator(mode="after")
+    def _validity_on_credits(self) -> AdjustmentIn:
+        if self.validity_months is not None and self.points < 0:
+            raise ValueError("validity_months applies to a credit only: a debit opens no lot")
+        return self
 
 
 # --- customers (backoffice) ------------------------------------------------------------------

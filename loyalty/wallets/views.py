@@ -24,6 +24,7 @@ from loyalty.tiers.schemas import PendingDowngradeOut, TierStatusOut
 from loyalty.wallets.cursors import TRANSACTIONS
 from loyalty.wallets.schemas import (
     AdjustmentIn,
+    NextExpiryOut,
     NextTierOut,
     TierDetailsOut,
     TransactionPage,
@@ -63,9 +64,13 @@ async def wallet_view(conn: AsyncConnection, user_id: str, settings: Settings) -
     upcoming = ahead.next_tier
     grace = timedelta(days=settings.tier_downgrade_grace_days)
     since = row["downgrade_pending_since"]
+    expiring = await ledger.next_expiring(conn, wallet.wallet_id)
     return WalletOut(
         **BalanceOut.of(wallet).model_dump(),
         wallet_id=wallet.wallet_id,
+        next_expiry=NextExpiryOut(points=expiring.points, expires_at=expiring.expires_at)
+        if expiring is not None
+        else None,
         pending_points=int(row["pending_points"]),
         debt_points=int(row["debt_points"]),
         tier_details=TierDetailsOut(
@@ -147,6 +152,7 @@ async def adjust(
         reason=body.reason,
         idempotency_key=f"adjustment:{idempotency_key}",
         actor=actor,
+        validity_months=body.validity_months,
     )
     return PostingOut(
         transaction=TransactionOut.model_validate(result.posting),

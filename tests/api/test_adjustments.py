@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 from sqlalchemy import text
 
 from tests.api.snapshots import snapshot
@@ -103,3 +105,49 @@ async def test_unknown_wallet_is_404(api, auth, engine, new_user_id):
         "details": {"user_id": user},
     }
     assert await snapshot(engine) == before
+
+
+async def test_a_credit_sets_its_own_validity_and_the_wallet_shows_the_next_expiry(
+    api, auth, make_wallet
+):
+    user = await make_wallet(100)  # its lot lasts the default 24 months
+    url = f"/wallets/{user}/transactions"
+    never = await api.http.post(
+        url,
+        headers=auth.admin("adj-n-" + user),
+        json={"points": 40, "reason": "lifetime gift", "validity_months": 0},
+    )
+    soon = await api.http.post(
+        url,
+        headers=auth.admin("adj-s-" + user),
+        json={"points": 30, "reason": "one-month bonus", "validity_months": 1},
+    )
+    assert (never.status_code, soon.status_code) == (201, 201), soon.text
+    wallet = (await api.http.get(f"/wallets/{user}", headers=auth.admin())).json()
+    assert wallet["next_expiry"]["points"] == 30
+    created = datetime.fromisoformat(soon.json()["transaction"]["created_at"])
+    expires = datetime.fromisoformat(wallet["next_expiry"]["expires_at"])
+    assert timedelta(days=28) <= expires - created <= timedelta(days=31)
+    # A debit draws the one-month lot first: the next expiry is then the 100 of the default lot.
+    debit = await api.http.post(
+        url, headers=auth.admin("adj-d-" + user), json={"points": -30, "reason": "correction"}
+    )
+    assert debit.status_code == 201
+    wallet = (await api.http.get(f"/wallets/{user}", headers=auth.admin())).json()
+    assert wallet["next_expiry"]["points"] == 100
+    assert datetime.fromisoformat(wallet["next_expiry"]["expires_at"]) - created > timedelta(
+        days=700
+    )
+
+
+async def test_a_debit_with_a_validity_is_refused(api, auth, engine, make_wallet):
+    user = await make_wallet(100)
+    before = await snapshot(engine, user)
+    answer = await api.http.post(
+        f"/wallets/{user}/transactions",
+        headers=auth.admin("adj-v-" + user),
+        json={"points": -10, "reason": "x", "validity_months": 3},
+    )
+    assert answer.status_code == 422
+    assert "validity_months applies to a credit only" in answer.text
+    assert await snapshot(engine, user) == before

@@ -22,6 +22,10 @@ async def test_customer_sees_their_wallet_as_the_api_answers(
     for key in ("balance", "held", "available"):
         await expect(page.get_by_test_id(key)).to_have_text(f"{api_wallet[key]:,}")
     await expect(page.get_by_test_id("tier")).to_have_text(api_wallet["tier_details"]["name"])
+    expiry = api_wallet["next_expiry"]
+    await expect(page.get_by_test_id("next-expiry")).to_contain_text(
+        f"{expiry['points']:,} points expire on {expiry['expires_at'][:10]}"
+    )
     await expect(page.get_by_role("progressbar")).to_be_visible()
     rows = page.get_by_test_id("transactions").locator("tbody tr")
     assert await rows.count() >= 2
