@@ -11,6 +11,13 @@ should be; after every step the wallet's balance, held, available and lifetime p
 booking's holds, must match them and the ledger-wide invariants (loyalty.ledger.invariants) must
 hold. Every example gets a wallet of its own.
 
+Point lots are modelled too (migration 0012): each credit opens a lot with its validity, each
+debit draws from the lots that expire first, a release or refund gives points back to the lots
+they came from (or to a new lot where those expired), and an expiry step expires every lot due at
+a moment months ahead. After every step the lots (points, remaining, expired) must be the
+model's, the available points must be the sum of what the lots hold, and an expiry must have
+taken only what was left in due lots, never a spent or held point.
+
 The ledger is async and Hypothesis is not: the machine runs each step to completion on an event
 loop of its own (with an engine of its own, since asyncpg connections belong to one loop), from
 a synchronous test, so pytest-asyncio's session loop is never involved.
@@ -57,6 +64,11 @@ T = TypeVar("T")
 Call = Callable[[AsyncConnection], Awaitable[Any]]
 
 POINTS = st.integers(min_value=1, max_value=300)
+# A credit's validity in months: None is the default (24), 0 never expires. Expiry steps look at
+# most 9 months (of 31 days) ahead, when a lot of one month more is never due yet.
+VALIDITIES = st.sampled_from([None, 0, 1, 2, 3, 12])
+DEFAULT_VALIDITY = 24
+NOW_DUE = -1  # a lot given back by a release from an expired lot: due at once
 
 
 def around(limit: int) -> st.SearchStrategy[int]:
@@ -124,6 +136,8 @@ class Hold:
     amount: int
     status: str = "open"
     booking: Booking | None = None
+    draws: dict[int, int] = field(default_factory=dict)  # model lot index -> points drawn
+    returned: dict[int, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -131,6 +145,32 @@ class Spending:
     tx_id: int
     spent: int
     refunded: int = 0
+    draws: dict[int, int] = field(default_factory=dict)
+    returned: dict[int, int] = field(default_factory=dict)
+
+
+@dataclass
+class ModelLot:
+    index: int  # creation order, as lot_id orders them
+    points: int
+    months: int  # validity; 0 never; NOW_DUE due at once
+    remaining: int
+    expired: bool = False
+
+    def draw_order(self) -> tuple[int, int, int]:
+        """Soonest expiry first (all lots are opened within seconds of one another)."""
+        if self.months == NOW_DUE:
+            return (0, 0, self.index)
+        if self.months == 0:
+            return (2, 0, self.index)
+        return (1, self.months, self.index)
+
+    def due_within(self, months: int) -> bool:
+        return self.months == NOW_DUE or 0 < self.months <= months
+
+    @property
+    def takes_points_back(self) -> bool:
+        return not self.expired and self.months != NOW_DUE
 
 
 def _later() -> datetime:
@@ -152,6 +192,43 @@ class LedgerMachine(RuleBasedStateMachine):
         self.lifetime = 0
         self.replayable: list[Posted] = []
         self.booked: list[Booking] = []
+        self.lots: list[ModelLot] = []
+
+    # --- the lots' rules, as the model sees them -------------------------------------------------
+
+    def _open_lot(self, points: int, months: int | None) -> None:
+        months = DEFAULT_VALIDITY if months is None else months
+        self.lots.append(ModelLot(len(self.lots), points, months, points))
+
+    def _draw(self, points: int) -> dict[int, int]:
+        draws: dict[int, int] = {}
+        for lot in sorted((x for x in self.lots if x.remaining), key=ModelLot.draw_order):
+            take = min(lot.remaining, points)
+            lot.remaining -= take
+            draws[lot.index] = take
+            points -= take
+            if points == 0:
+                break
+        assert points == 0, "the model's lots hold less than its available points"
+        return draws
+
+    def _give_back(
+        self, draws: dict[int, int], returned: dict[int, int], points: int, *, renew: bool
+    ) -> None:
+        closed = 0
+        for lot in sorted((self.lots[i] for i in draws), key=ModelLot.draw_order, reverse=True):
+            back = min(draws[lot.index] - returned.get(lot.index, 0), points)
+            if back <= 0:
+                continue
+            returned[lot.index] = returned.get(lot.index, 0) + back
+            points -= back
+            if lot.takes_points_back:
+                lot.remaining += back
+            else:
+                closed += back
+        assert points == 0, "gave back more than was drawn"
+        if closed:
+            self._open_lot(closed, None if renew else NOW_DUE)
 
     # --- plumbing ------------------------------------------------------------------------------
 
@@ -202,28 +279,40 @@ class LedgerMachine(RuleBasedStateMachine):
         if points:
             self.earn(points)
 
-    @rule(points=POINTS)
-    def earn(self, points: int) -> None:
+    @rule(points=POINTS, validity=VALIDITIES)
+    def earn(self, points: int, validity: int | None = None) -> None:
         key = self._key("earn")
 
         def call(n: int) -> Call:
             return lambda conn: ledger.earn(
-                conn, user_id=self.user, points=n, idempotency_key=key, booking_id="b-1"
+                conn,
+                user_id=self.user,
+                points=n,
+                idempotency_key=key,
+                booking_id="b-1",
+                validity_months=validity,
             )
 
         result = self._expect_posting(self._post(call(points)))
         self.balance += points
         self.lifetime += points
+        self._open_lot(points, validity)
         self._remember(result, call(points), call(points + 1))
 
-    @rule(data=st.data(), debit=st.booleans())
-    def adjust(self, data: st.DataObject, debit: bool) -> None:
+    @rule(data=st.data(), debit=st.booleans(), validity=VALIDITIES)
+    def adjust(self, data: st.DataObject, debit: bool, validity: int | None) -> None:
         points = data.draw(around(self.available)) * (-1 if debit else 1)
+        validity = None if debit else validity
         key = self._key("adjust")
 
         def call(reason: str) -> Call:
             return lambda conn: ledger.adjust(
-                conn, user_id=self.user, points=points, reason=reason, idempotency_key=key
+                conn,
+                user_id=self.user,
+                points=points,
+                reason=reason,
+                idempotency_key=key,
+                validity_months=validity,
             )
 
         outcome = self._post(call("model"))
@@ -232,6 +321,10 @@ class LedgerMachine(RuleBasedStateMachine):
             return
         result = self._expect_posting(outcome)
         self.balance += points
+        if debit:
+            self._draw(-points)
+        else:
+            self._open_lot(points, validity)
         self._remember(result, call("model"), call("another reason"))
 
     @rule(target=spendings, data=st.data())
@@ -251,7 +344,7 @@ class LedgerMachine(RuleBasedStateMachine):
         result = self._expect_posting(outcome)
         self.balance -= points
         self._remember(result, call(points), call(points + 1))
-        return Spending(result.posting.tx_id, points)
+        return Spending(result.posting.tx_id, points, draws=self._draw(points))
 
     @rule(target=holds, data=st.data())
     def hold(self, data: st.DataObject) -> Any:
@@ -272,7 +365,7 @@ class LedgerMachine(RuleBasedStateMachine):
         assert (the_hold.amount, the_hold.status) == (points, "open")
         self.held += points
         self._remember(result, call(points), call(points + 1))
-        return Hold(the_hold.hold_id, points)
+        return Hold(the_hold.hold_id, points, draws=self._draw(points))
 
     @rule(target=bookings)
     def new_booking(self) -> Booking:
@@ -316,7 +409,7 @@ class LedgerMachine(RuleBasedStateMachine):
             self._expect_refusal(outcome, InsufficientPoints)
             return multiple()
         result = self._expect_posting(outcome)
-        the_hold = Hold(outcome[0].hold_id, points, booking=booking)
+        the_hold = Hold(outcome[0].hold_id, points, booking=booking, draws=self._draw(points))
         booking.holds.append(the_hold)
         self.held += points
         # A retry of this run's hold, whenever it comes, is the same posting.
@@ -358,12 +451,13 @@ class LedgerMachine(RuleBasedStateMachine):
             return multiple()
         self.held -= the_hold.amount
         self.balance -= the_hold.amount
-        return Spending(result.posting.tx_id, the_hold.amount)
+        return Spending(result.posting.tx_id, the_hold.amount, draws=the_hold.draws)
 
     @rule(the_hold=holds)
     def release(self, the_hold: Hold) -> None:
         if self._resolve(the_hold, "released") is not None:
             self.held -= the_hold.amount
+            self._give_back(the_hold.draws, the_hold.returned, the_hold.amount, renew=False)
 
     @rule(spending=spendings, data=st.data())
     def refund(self, spending: Spending, data: st.DataObject) -> None:
@@ -382,7 +476,35 @@ class LedgerMachine(RuleBasedStateMachine):
         result = self._expect_posting(outcome)
         spending.refunded += points
         self.balance += points
+        self._give_back(spending.draws, spending.returned, points, renew=True)
         self._remember(result, call(points), call(points + 1))
+
+    @rule(months=st.integers(min_value=1, max_value=9))
+    def expire(self, months: int) -> None:
+        """The expiry run `months` (of 31 days) from now: every lot of the wallet is offered."""
+        as_of = datetime.now(UTC) + timedelta(days=31 * months)
+
+        async def lot_ids() -> list[int]:
+            async with self.runner.engine.connect() as conn:
+                wallet = await ledger.get_wallet(conn, self.user)
+                return [lot.lot_id for lot in await ledger.lots_of(conn, wallet.wallet_id)]
+
+        ids = self.runner.run(lot_ids())
+        assert len(ids) == len(self.lots)
+        for lot, lot_id in zip(self.lots, ids, strict=True):
+            outcome = self._post(
+                lambda conn, lot_id=lot_id: ledger.expire_lot(conn, lot_id=lot_id, as_of=as_of)
+            )
+            assert not isinstance(outcome, LoyaltyError), f"refused: {outcome!r}"
+            if lot.expired:
+                assert outcome is not None and outcome.replayed
+            elif lot.due_within(months) and lot.remaining:
+                assert outcome is not None and not outcome.replayed
+                assert outcome.posting.amount == -lot.remaining
+                self.balance -= lot.remaining
+                lot.remaining, lot.expired = 0, True
+            else:
+                assert outcome is None, f"lot {lot} expired: {outcome!r}"
 
     @precondition(lambda self: self.replayable)
     @rule(data=st.data())
@@ -429,6 +551,20 @@ class LedgerMachine(RuleBasedStateMachine):
         for statuses in expected.values():
             outcomes = list(statuses.values())
             assert outcomes.count("open") <= 1 and outcomes.count("captured") <= 1
+
+    @invariant()
+    def lots_match_the_model(self) -> None:
+        async def read() -> list[ledger.Lot]:
+            async with self.runner.engine.connect() as conn:
+                wallet = await ledger.get_wallet(conn, self.user)
+                return await ledger.lots_of(conn, wallet.wallet_id)
+
+        lots = self.runner.run(read())
+        found = [(lot.points, lot.remaining, lot.expired_tx_id is not None) for lot in lots]
+        expected = [(lot.points, lot.remaining, lot.expired) for lot in self.lots]
+        assert found == expected
+        assert all(0 <= lot.remaining <= lot.points for lot in lots)
+        assert sum(lot.remaining for lot in self.lots) == self.available
 
     @invariant()
     def wallet_matches_the_model(self) -> None:
