@@ -24,6 +24,7 @@ class Lot:
     remaining: int
     expires_at: datetime | None  # None: never
     expired_tx_id: int | None
+    closed_at: datetime | None  # due and visited by the expiry (with or without a posting)
     created_at: datetime
 
 
@@ -36,25 +37,26 @@ class Expiring:
 
 
 _COLUMNS = (
-    "lot_id, wallet_id, opened_by_tx_id, points, remaining, expires_at, expired_tx_id, created_at"
+    "lot_id, wallet_id, opened_by_tx_id, points, remaining, expires_at, expired_tx_id, "
+    "closed_at, created_at"
 )
 _LOTS = text(f"SELECT {_COLUMNS} FROM point_lots WHERE wallet_id = :w ORDER BY lot_id")
 # The wallet's lots that still hold points, by due date (the draw index serves it).
 _NEXT_EXPIRING = text("""
     WITH first AS (
         SELECT expires_at FROM point_lots
-        WHERE wallet_id = :w AND remaining > 0 AND expires_at IS NOT NULL
+        WHERE wallet_id = :w AND closed_at IS NULL AND remaining > 0 AND expires_at IS NOT NULL
         ORDER BY expires_at LIMIT 1
     )
     SELECT SUM(l.remaining) AS points, MIN(l.expires_at) AS expires_at
     FROM point_lots l, first f
-    WHERE l.wallet_id = :w AND l.remaining > 0
+    WHERE l.wallet_id = :w AND l.closed_at IS NULL AND l.remaining > 0
       AND l.expires_at >= f.expires_at
       AND l.expires_at < date_trunc('day', f.expires_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
                          + interval '1 day'""")
 _DUE = text(f"""
     SELECT {_COLUMNS} FROM point_lots
-    WHERE remaining > 0 AND expires_at IS NOT NULL AND expires_at <= :as_of
+    WHERE closed_at IS NULL AND expires_at IS NOT NULL AND expires_at <= :as_of
       AND (expires_at, lot_id) > (CAST(:after_at AS timestamptz), CAST(:after_id AS bigint))
     ORDER BY expires_at, lot_id LIMIT :limit""")
 _EPOCH = datetime.fromisoformat("0001-01-01T00:00:00+00:00")
@@ -79,8 +81,8 @@ async def due_lots(
     after: tuple[datetime, int] | None = None,
     limit: int = 1000,
 ) -> Sequence[Lot]:
-    """Lots due at `as_of` that still hold points, in (expires_at, lot_id) order after the
-    keyset `after` (the last lot of the previous page)."""
+    """Lots due at `as_of` not closed yet (some hold nothing: expire_lot closes them), in
+    (expires_at, lot_id) order after the keyset `after` (the last lot of the previous page)."""
     after_at, after_id = after if after is not None else (_EPOCH, 0)
     rows = await conn.execute(
         _DUE, {"as_of": as_of, "after_at": after_at, "after_id": after_id, "limit": limit}

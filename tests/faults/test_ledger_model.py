@@ -156,6 +156,7 @@ class ModelLot:
     months: int  # validity; 0 never; NOW_DUE due at once
     remaining: int
     expired: bool = False
+    closed: bool = False  # due and visited by an expiry: takes no points back
 
     def draw_order(self) -> tuple[int, int, int]:
         """Soonest expiry first (all lots are opened within seconds of one another)."""
@@ -170,7 +171,7 @@ class ModelLot:
 
     @property
     def takes_points_back(self) -> bool:
-        return not self.expired and self.months != NOW_DUE
+        return not self.closed and self.months != NOW_DUE
 
 
 def _later() -> datetime:
@@ -498,13 +499,14 @@ class LedgerMachine(RuleBasedStateMachine):
             assert not isinstance(outcome, LoyaltyError), f"refused: {outcome!r}"
             if lot.expired:
                 assert outcome is not None and outcome.replayed
-            elif lot.due_within(months) and lot.remaining:
+            elif lot.due_within(months) and lot.remaining and not lot.closed:
                 assert outcome is not None and not outcome.replayed
                 assert outcome.posting.amount == -lot.remaining
                 self.balance -= lot.remaining
-                lot.remaining, lot.expired = 0, True
+                lot.remaining, lot.expired, lot.closed = 0, True, True
             else:
                 assert outcome is None, f"lot {lot} expired: {outcome!r}"
+                lot.closed = lot.closed or lot.due_within(months)
 
     @precondition(lambda self: self.replayable)
     @rule(data=st.data())
@@ -560,8 +562,11 @@ class LedgerMachine(RuleBasedStateMachine):
                 return await ledger.lots_of(conn, wallet.wallet_id)
 
         lots = self.runner.run(read())
-        found = [(lot.points, lot.remaining, lot.expired_tx_id is not None) for lot in lots]
-        expected = [(lot.points, lot.remaining, lot.expired) for lot in self.lots]
+        found = [
+            (lot.points, lot.remaining, lot.expired_tx_id is not None, lot.closed_at is not None)
+            for lot in lots
+        ]
+        expected = [(lot.points, lot.remaining, lot.expired, lot.closed) for lot in self.lots]
         assert found == expected
         assert all(0 <= lot.remaining <= lot.points for lot in lots)
         assert sum(lot.remaining for lot in self.lots) == self.available

@@ -239,6 +239,9 @@ async def test_an_expiry_takes_only_what_is_left_of_a_due_lot_once(
             conn, user_id=user_id, points=100, idempotency_key=f"{user_id}:b2", counter_account="v"
         )
         assert await ledger.expire_lot(conn, lot_id=twelve.lot_id, as_of=_months(13)) is None
+        # ... and closes, so no later run visits it again.
+        closed = {lot.lot_id: lot.closed_at for lot in await _lots(conn, user_id)}
+        assert closed[twelve.lot_id] is not None and closed[three.lot_id] is not None
 
 
 async def test_a_release_after_its_lot_expired_is_due_at_once(

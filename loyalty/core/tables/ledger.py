@@ -120,11 +120,12 @@ point_lots = Table(
     metadata,
     Column("lot_id", BigInteger, Identity(always=True), primary_key=True),
     Column("wallet_id", UUID(as_uuid=True), ForeignKey("wallets.wallet_id"), nullable=False),
-    Column("opened_by_tx_id", BigInteger, ForeignKey("wallet_transactions.tx_id")),
+    Column("opened_by_tx_id", BigInteger),  # tx ids without keys: see migration 0012
     Column("points", BigInteger, nullable=False),
     Column("remaining", BigInteger, nullable=False),
     Column("expires_at", TIMESTAMPTZ),  # NULL: never
-    Column("expired_tx_id", BigInteger, ForeignKey("wallet_transactions.tx_id")),
+    Column("expired_tx_id", BigInteger),
+    Column("closed_at", TIMESTAMPTZ),  # due and visited by the expiry: takes nothing back
     now_column("created_at"),
     CheckConstraint("points > 0", name="points_positive"),
     CheckConstraint("remaining >= 0 AND remaining <= points", name="remaining_within"),
@@ -133,28 +134,28 @@ point_lots = Table(
         "wallet_id",
         "expires_at",
         "lot_id",
-        postgresql_where=text("remaining > 0"),
+        postgresql_where=text("closed_at IS NULL"),
     ),
     Index(
         "ix_point_lots_due",
         "expires_at",
         "lot_id",
-        postgresql_where=text("remaining > 0 AND expires_at IS NOT NULL"),
+        postgresql_where=text("expires_at IS NOT NULL AND closed_at IS NULL"),
     ),
+    postgresql_with={"fillfactor": 90},
 )
 
 # Append-only, like the ledger: which lots each posting drew from (negative) or gave back to.
 lot_movements = Table(
     "lot_movements",
     metadata,
-    Column("tx_id", BigInteger, ForeignKey("wallet_transactions.tx_id"), nullable=False),
+    Column("tx_id", BigInteger, nullable=False),
     Column("lot_id", BigInteger, ForeignKey("point_lots.lot_id"), nullable=False),
     Column("points", BigInteger, nullable=False),
-    Column("source_tx_id", BigInteger, ForeignKey("wallet_transactions.tx_id")),
+    Column("source_tx_id", BigInteger),
     now_column("created_at"),
     PrimaryKeyConstraint("tx_id", "lot_id"),
     CheckConstraint("points <> 0", name="points_nonzero"),
-    Index("ix_lot_movements_lot", "lot_id"),
     Index(
         "ix_lot_movements_source",
         "source_tx_id",
