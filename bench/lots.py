@@ -1,13 +1,14 @@
 """The ledger's posting rate with point lots against the same ledger without them, in one run.
 
     .venv/bin/python bench/lots.py [--wallets 1000000] [--transactions 10000000]
-                                   [--clients 8] [--seconds 10] [--rounds 2]
+                                   [--clients 8] [--seconds 10] [--rounds 2] [--with 0012]
 
 1. Starts embedded PostgreSQL in a temporary directory (deleted at the end) with two service
    databases: `lots_off` at migration 0011 (the posting functions before lots) and `lots_on` at
-   the head. Both are seeded alike with `--wallets` wallets and `--transactions` backdated earns
-   among them (a few generate_series statements at 0011); `lots_on` is then migrated to the head,
-   which opens each wallet's lot as migration 0012 does in production.
+   `--with` (0012: the same with lots and nothing else; `head` measures everything since). Both
+   are seeded alike with `--wallets` wallets and `--transactions` backdated earns among them (a
+   few generate_series statements at 0011); `lots_on` is then migrated on, which opens each
+   wallet's lot as migration 0012 does in production.
 2. Alternates the two databases, `--rounds` times each, for `--seconds` each: `--clients`
    asyncio tasks, each on seeded wallets of its own, post a checkout-like mix through
    loyalty.ledger in db.autocommit (one call, one round trip per posting): earn 100, hold 60,
@@ -127,11 +128,13 @@ async def measure(pg: devstack.EmbeddedPostgres, args: argparse.Namespace) -> in
     off_url = await seed(pg, "lots_off", args.wallets, args.transactions)
     on_url = await seed(pg, "lots_on", args.wallets, args.transactions)
     on_db = await asyncio.to_thread(pg.service_database, "lots_on", migrate=False)
-    await asyncio.to_thread(devstack.run_migrations, on_db.owner_url, app_role=on_db.app_role)
+    cfg = devstack.alembic_config(on_db.owner_url, app_role=on_db.app_role)
+    await asyncio.to_thread(command.upgrade, cfg, args.with_)
     print(f"seeded two ledgers in {time.monotonic() - started:.0f} s", flush=True)
-    rates: dict[str, list[float]] = {"lots off (0011)": [], "lots on (head)": []}
+    off_name, on_name = f"lots off ({BEFORE_LOTS})", f"lots on ({args.with_})"
+    rates: dict[str, list[float]] = {off_name: [], on_name: []}
     for number in range(args.rounds):
-        for name, url in (("lots off (0011)", off_url), ("lots on (head)", on_url)):
+        for name, url in ((off_name, off_url), (on_name, on_url)):
             rate = await round_of(url, args.clients, args.seconds, args.wallets, number * 97)
             rates[name].append(rate)
             print(f"  round {number + 1}, {name}: {rate:,.0f} postings/s", flush=True)
@@ -145,8 +148,8 @@ async def measure(pg: devstack.EmbeddedPostgres, args: argparse.Namespace) -> in
     kit.table(
         ["database", "postings/s", "share of lots off"],
         [
-            ["lots off (0011)", f"{off:,.0f}", "100%"],
-            ["lots on (head)", f"{on:,.0f}", f"{on / off:.0%}"],
+            [off_name, f"{off:,.0f}", "100%"],
+            [on_name, f"{on:,.0f}", f"{on / off:.0%}"],
         ],
     )
     verdict = "met" if on / off >= TARGET else "MISSED"
@@ -163,6 +166,9 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--with", dest="with_", default="0012", help="revision of the ledger with lots"
+    )
     args = parser.parse_args()
     with kit.workdir("lots", keep=args.keep) as root:
         pg = devstack.EmbeddedPostgres(root / "pg", delete_on_stop=True)
