@@ -5,10 +5,10 @@
 
 1. Starts embedded PostgreSQL in a temporary directory (deleted at the end) with two service
    databases: `lots_off` at migration 0011 (the posting functions before lots) and `lots_on` at
-   `--with` (0012: the same with lots and nothing else; `head` measures everything since). Both
-   are seeded alike with `--wallets` wallets and `--transactions` backdated earns among them (a
-   few generate_series statements at 0011); `lots_on` is then migrated on, which opens each
-   wallet's lot as migration 0012 does in production.
+   `--with` (0012: the same with lots and nothing else; `head` measures everything since).
+   `lots_off` is seeded with `--wallets` wallets and `--transactions` backdated earns among them
+   (a few generate_series statements at 0011), `lots_on` is a copy of it (CREATE DATABASE ...
+   TEMPLATE) migrated on, which opens each wallet's lot as migration 0012 does in production.
 2. Alternates the two databases, `--rounds` times each, for `--seconds` each: `--clients`
    asyncio tasks, each on seeded wallets of its own, post a checkout-like mix through
    loyalty.ledger in db.autocommit (one call, one round trip per posting): earn 100, hold 60,
@@ -126,8 +126,10 @@ async def invariants(url: str) -> list[str]:
 async def measure(pg: devstack.EmbeddedPostgres, args: argparse.Namespace) -> int:
     started = time.monotonic()
     off_url = await seed(pg, "lots_off", args.wallets, args.transactions)
-    on_url = await seed(pg, "lots_on", args.wallets, args.transactions)
+    # The same seeded ledger, copied by the server (no second seed), then migrated on.
+    await asyncio.to_thread(pg._server.psql, 'CREATE DATABASE "lots_on" TEMPLATE "lots_off";')
     on_db = await asyncio.to_thread(pg.service_database, "lots_on", migrate=False)
+    on_url = on_db.app_url
     cfg = devstack.alembic_config(on_db.owner_url, app_role=on_db.app_role)
     await asyncio.to_thread(command.upgrade, cfg, args.with_)
     print(f"seeded two ledgers in {time.monotonic() - started:.0f} s", flush=True)

@@ -55,6 +55,11 @@ class EmbeddedPostgres:
             self._server.psql(f'CREATE DATABASE "{name}";')
         return self.uri(name)
 
+    def copy_database(self, source: str, target: str) -> None:
+        """`CREATE DATABASE target TEMPLATE source`: a file copy, roles and grants included (the
+        source must have no connections)."""
+        self._server.psql(f'CREATE DATABASE "{target}" TEMPLATE "{source}";')
+
     def service_database(
         self,
         name: str,
