@@ -13,6 +13,7 @@ from datetime import timedelta
 import stripe
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities.support import transaction
 from loyalty.core.settings import Settings
@@ -42,7 +43,16 @@ class ReconciliationActivities:
                 conn, after=batch.after, as_of=batch.as_of, limit=batch.limit
             )
         ids = [c.payment_intent_id for c in settled if c.payment_intent_id]
-        intents = await payments.payment_intents(self._stripe, ids)
+        try:
+            intents = await payments.payment_intents(self._stripe, ids)
+        except (stripe.AuthenticationError, stripe.PermissionError) as err:
+            # A wrong key: no retry fixes it, and a run retrying for hours would hold every
+            # later scheduled run off (overlap skip). The run fails, where operators look.
+            raise ApplicationError(
+                f"Stripe refused the reconciliation's reads: {err.user_message or err}",
+                type="stripe_refused",
+                non_retryable=True,
+            ) from err
         found = [
             f
             for c in settled
