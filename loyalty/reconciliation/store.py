@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from loyalty.observability import metrics
 from loyalty.reconciliation.rules import Finding
 from loyalty.wallets.cursors import KeysetCursor
 
@@ -26,13 +27,15 @@ _RECORD = text("""
     FROM jsonb_to_recordset(CAST(:findings AS jsonb)) AS f(
         kind text, subject text, booking_id text, hold_id text, payment_intent_id text,
         purchase_id text, details jsonb)
-    ON CONFLICT (reconciliation_id, kind, subject) DO NOTHING""")
+    ON CONFLICT (reconciliation_id, kind, subject) DO NOTHING
+    RETURNING kind""")
 
 
 async def record(
     conn: AsyncConnection, reconciliation_id: str, workflow_id: str, findings: Sequence[Finding]
 ) -> int:
-    """Record the findings (each once per run); how many rows were new."""
+    """Record the findings (each once per run); how many rows were new (those are counted in
+    loyalty_reconciliation_findings_total once the transaction commits)."""
     if not findings:
         return 0
     rows = [
@@ -52,8 +55,9 @@ async def record(
         "workflow_id": workflow_id,
         "findings": json.dumps(rows, default=str),
     }
-    result = await conn.execute(_RECORD, params)
-    return int(result.rowcount)
+    new = list((await conn.execute(_RECORD, params)).scalars())
+    metrics.count_findings(conn, new)
+    return len(new)
 
 
 class FindingOut(BaseModel):

@@ -11,13 +11,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 import stripe
+from prometheus_client import REGISTRY
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from temporalio.testing import ActivityEnvironment
 
 from activities.reconciliation import ReconciliationActivities
+from api.temporal import checkout
 from loyalty.core.settings import Settings
+from loyalty.reconciliation import sagas
 from loyalty.reconciliation.contracts import (
     ReconcileBatch,
     ReconciliationProgress,
@@ -29,6 +32,7 @@ from tests.harness.histories import SaveHistory
 from tests.harness.waits import within
 from tests.reconciliation.helpers import (
     decided_checkout,
+    ended,
     findings_of,
     hold_for,
     new_booking,
@@ -59,6 +63,12 @@ async def buy_voucher(api: Api, user: str) -> None:
         headers=api.auth.customer(user, f"key-{uuid.uuid4().hex}"),
     )
     assert bought.status_code == 201, bought.text
+
+
+def _counted() -> dict[str, float]:
+    """loyalty_reconciliation_findings_total per kind, in this process."""
+    [family] = [m for m in REGISTRY.collect() if m.name == "loyalty_reconciliation_findings"]
+    return {s.labels["kind"]: s.value for s in family.samples if s.name.endswith("_total")}
 
 
 @pytest.fixture
@@ -153,6 +163,7 @@ async def test_planted_mismatches_are_found_once_each_even_when_batches_rerun(
         )
 
     # Small batches: the walks page through several of them.
+    counted_before = _counted()
     workflow_id, result = await reconcile(temporal_client, settings, batch_size=2)
 
     expected = sorted(
@@ -171,6 +182,9 @@ async def test_planted_mismatches_are_found_once_each_even_when_batches_rerun(
     assert not result.ok
     for kind, _ in expected:
         assert result.findings[kind] >= 1, kind
+    # The worker (this process) counted each recorded finding once, by kind.
+    counted = {k: n - counted_before.get(k, 0) for k, n in _counted().items()}
+    assert {k: n for k, n in counted.items() if n} == result.findings
     await save_history("findings", workflow_id)
 
     # The same batches again (a retried activity): the same findings, recorded once.
@@ -197,6 +211,9 @@ async def test_planted_mismatches_are_found_once_each_even_when_batches_rerun(
         for kind, n in rerun.findings.items():
             again[kind] = again.get(kind, 0) + n
     assert again == result.findings  # a rerun finds what the run found, no more
+    assert {k: n - counted_before.get(k, 0) for k, n in _counted().items() if n} == {
+        k: n for k, n in counted.items() if n
+    }  # and records (and counts) nothing new
     async with engine.connect() as conn:
         assert (await conn.execute(count, {"r": result.reconciliation_id})).scalar_one() == before
     assert await findings_of(engine, result.reconciliation_id, subjects) == expected
@@ -284,3 +301,23 @@ async def test_an_operator_starts_a_run_over_the_api(
     assert {f["reconciliation_id"] for f in listed.json()["findings"]} <= {body["run_id"]}
     refused = await api.http.post("/reconciliation/runs", headers=api.service)
     assert refused.status_code == 403
+
+
+async def test_running_sagas_are_told_from_ended_and_unknown_ones(
+    temporal_client: Client, settings: Settings, make_wallet: MakeWallet
+) -> None:
+    user = await make_wallet(100_000)
+    waiting, done = new_booking(), new_booking()
+    await hold_for(temporal_client, settings, user, waiting)
+    await decided_checkout(temporal_client, settings, user, done, "release")
+    ids = [
+        workflow_id_for(waiting),
+        workflow_id_for(done),
+        workflow_id_for(new_booking()),  # never started
+        'redemption-it\'s "quoted"',  # not put in a visibility query; described instead
+    ]
+    try:
+        assert await sagas.running(temporal_client, ids) == {workflow_id_for(waiting)}
+    finally:
+        await checkout.decide(temporal_client, waiting, "release", "test over")
+        await ended(temporal_client, waiting)
