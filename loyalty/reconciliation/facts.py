@@ -15,6 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loyalty.reconciliation.rules import OpenHold, PurchaseFacts, SettledCheckout
+from loyalty.redemption.contracts import workflow_id_for
 
 _SETTLED = text("""
     SELECT r.tx_id, r.type, r.hold_id::text AS hold_id, r.booking_id,
@@ -84,7 +85,7 @@ async def open_holds(
         OpenHold(
             hold_id=r["hold_id"],
             booking_id=r["booking_id"],
-            workflow_id=r["workflow_id"] or f"redemption-{r['booking_id']}",
+            workflow_id=r["workflow_id"] or workflow_id_for(r["booking_id"]),
             created_at=r["created_at"],
             expires_at=r["expires_at"],
         )

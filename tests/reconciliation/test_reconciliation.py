@@ -6,6 +6,7 @@ the findings over the API."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -22,6 +23,7 @@ from api.temporal import checkout
 from loyalty.core.settings import Settings
 from loyalty.reconciliation import sagas
 from loyalty.reconciliation.contracts import (
+    FINDING_KINDS,
     ReconcileBatch,
     ReconciliationProgress,
     ReconciliationResult,
@@ -321,3 +323,16 @@ async def test_running_sagas_are_told_from_ended_and_unknown_ones(
     finally:
         await checkout.decide(temporal_client, waiting, "release", "test over")
         await ended(temporal_client, waiting)
+
+
+async def test_the_database_knows_every_finding_kind_and_no_other(engine: AsyncEngine) -> None:
+    async with engine.connect() as conn:
+        definition = (
+            await conn.execute(
+                text(
+                    "SELECT pg_get_constraintdef(oid) FROM pg_constraint "
+                    "WHERE conname = 'ck_reconciliation_findings_kind_known'"
+                )
+            )
+        ).scalar_one()
+    assert sorted(re.findall(r"'(\w+)'", definition)) == sorted(FINDING_KINDS)
