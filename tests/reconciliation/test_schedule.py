@@ -36,7 +36,7 @@ async def test_worker_start_creates_the_schedule_and_a_redeploy_keeps_its_pause(
     worker_process: WorkerProcess,
     no_schedule: None,
 ) -> None:
-    await worker_process.start()
+    await worker_process.start(within=120)
 
     handle = temporal_client.get_schedule_handle(SCHEDULE_ID)
     desc = await handle.describe()
