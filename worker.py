@@ -40,6 +40,7 @@ from loyalty.core.stripe_client import async_stripe_client
 from loyalty.core.temporal import connect, data_converter, precompile_for_sandbox
 from loyalty.ledger.schedule import ensure_invariants_schedule
 from loyalty.observability import logs, tracing
+from loyalty.reconciliation.schedule import ensure_reconciliation_schedule
 from loyalty.tiers.schedule import ensure_tier_schedule
 from workflows import registry
 from workflows.registry import WORKFLOWS
@@ -130,6 +131,11 @@ async def run(settings: Settings) -> int:
         _say(
             f"schedule ledger-invariants {outcome} "
             f"(every {settings.ledger_invariants_interval_seconds}s)"
+        )
+        outcome = await ensure_reconciliation_schedule(client, settings)
+        _say(
+            f"schedule ledger-reconciliation {outcome} "
+            f"(every {settings.reconciliation_interval_seconds}s)"
         )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -27,6 +27,7 @@ def build_activities(deps: Dependencies) -> list[Callable[..., Any]]:
     from activities.earning import EarningActivities
     from activities.ledger import LedgerActivities
     from activities.notifications import NotificationActivities
+    from activities.reconciliation import ReconciliationActivities
     from activities.redemption import RedemptionActivities, StripePaymentActivities
     from activities.tiers import TierActivities
     from activities.vouchers import VoucherActivities
@@ -34,13 +35,15 @@ def build_activities(deps: Dependencies) -> list[Callable[..., Any]]:
 
     ledger = LedgerActivities(deps)
     redemption = RedemptionActivities(deps.engine, deps.settings)
-    payments = StripePaymentActivities(deps.stripe or make_stripe_client(deps.settings))
+    stripe_client = deps.stripe or make_stripe_client(deps.settings)
+    payments = StripePaymentActivities(stripe_client)
     # With the outbox relay on, the activities only record notifications; the relay sends.
     notify_url = None if deps.settings.outbox_relay else deps.settings.notify_url
     notifications = NotificationActivities(deps.engine, notify_url)
     vouchers = VoucherActivities(deps.engine)
     tiers = TierActivities(deps.engine, notify_url)
     earning = EarningActivities(deps.engine, deps.settings)
+    reconciliation = ReconciliationActivities(deps.engine, deps.settings, stripe_client)
     return [
         ledger.check_invariants,
         redemption.place_hold,
@@ -61,4 +64,7 @@ def build_activities(deps: Dependencies) -> list[Callable[..., Any]]:
         earning.activate,
         earning.return_burned,
         earning.claw_back,
+        reconciliation.reconcile_payments,
+        reconciliation.reconcile_holds,
+        reconciliation.reconcile_vouchers,
     ]

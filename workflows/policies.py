@@ -77,3 +77,7 @@ BATCH_NOTIFY_TIMEOUT = timedelta(minutes=2)
 # The invariant check reads the whole ledger; a failing one is worth a few tries, not more.
 INVARIANT_CHECK = RetryPolicy(maximum_attempts=3)
 INVARIANT_CHECK_TIMEOUT = timedelta(minutes=5)
+
+# Reconciliation: each batch reads the ledger, asks Stripe (or Temporal) about up to a batch of
+# rows and records its findings; retried until it passes (BATCH_RETRY), like tier batches.
+RECONCILE_BATCH_TIMEOUT = timedelta(minutes=5)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from workflows.earning import AccrualWorkflow, RefundWorkflow
 from workflows.ledger import InvariantCheckWorkflow
+from workflows.reconciliation import ReconciliationWorkflow
 from workflows.redemption import RedemptionWorkflow
 from workflows.tiers import TierEvaluationWorkflow
 from workflows.vouchers import VoucherPurchaseWorkflow
@@ -15,4 +16,5 @@ WORKFLOWS: list[type] = [
     TierEvaluationWorkflow,
     AccrualWorkflow,
     RefundWorkflow,
+    ReconciliationWorkflow,
 ]

@@ -13,6 +13,7 @@ from api.routers import (
     customers,
     health,
     outbox,
+    reconciliation,
     redemption,
     tiers,
     vouchers,
@@ -32,4 +33,5 @@ ROUTERS: list[APIRouter] = [
     booking_events.router,
     codec.router,
     outbox.router,
+    reconciliation.router,
 ]

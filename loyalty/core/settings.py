@@ -162,6 +162,13 @@ class Settings(BaseSettings):
 
     # How often the `ledger-invariants` Schedule (created by the worker) runs the invariant check.
     ledger_invariants_interval_seconds: int = Field(default=300, ge=60, le=86400)
+    # How often the `ledger-reconciliation` Schedule (created by the worker) compares the ledger
+    # with Stripe, the running checkout sagas and the issued vouchers, and how many rows each of
+    # its batches reads. Holds placed and voucher purchases changed within the grace are in
+    # flight and left to the next run.
+    reconciliation_interval_seconds: int = Field(default=3600, ge=60, le=7 * 86400)
+    reconciliation_batch_size: int = Field(default=200, ge=1, le=5000)
+    reconciliation_grace_seconds: int = Field(default=300, ge=0, le=7 * 86400)
 
     @model_validator(mode="after")
     def _no_dev_secrets_in_production(self) -> Settings:

@@ -58,6 +58,11 @@ TIER_CHANGES = Counter(
     "Wallets moved to another tier, by direction (upgrade or downgrade) and reason",
     ["direction", "reason"],
 )
+RECONCILIATION_FINDINGS = Counter(
+    "loyalty_reconciliation_findings",
+    "Reconciliation findings newly recorded (a rerun batch records none), by kind",
+    ["kind"],
+)
 
 # Series that exist from the start (at 0), so a dashboard's rate() shows 0 rather than nothing.
 for _outcome in ("captured", "released", "refused"):
@@ -127,6 +132,17 @@ def count_checkout(conn: AsyncConnection | None, outcome: str) -> None:
         CHECKOUTS.labels(outcome).inc()
     else:
         on_commit(conn, CHECKOUTS.labels(outcome).inc)
+
+
+def count_findings(conn: AsyncConnection, kinds: list[str]) -> None:
+    """Newly recorded reconciliation findings, one kind per row (on commit of `conn`)."""
+
+    def count() -> None:
+        for kind in kinds:
+            RECONCILIATION_FINDINGS.labels(kind).inc()
+
+    if kinds:
+        on_commit(conn, count)
 
 
 def count_tier_changes(conn: AsyncConnection, direction: str, reason: str, n: int = 1) -> None:

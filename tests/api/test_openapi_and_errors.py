@@ -18,6 +18,8 @@ ENDPOINTS = {
     ("get", "/campaigns"): ["loyalty:admin", "loyalty:service"],
     ("get", "/campaigns/{campaignId}"): ["loyalty:admin", "loyalty:service"],
     ("post", "/booking-events"): ["loyalty:service"],
+    ("get", "/reconciliation/findings"): ["loyalty:admin"],
+    ("post", "/reconciliation/runs"): ["loyalty:admin"],
 }
 # Callable without a bearer token (webhooks authenticate by signature).
 PUBLIC_PATHS = {"/health"}

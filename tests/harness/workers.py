@@ -59,13 +59,15 @@ class WorkerProcess:
         self.log_dir = log_dir
         self.procs: list[subprocess.Popen[bytes]] = []
 
-    async def start(self) -> subprocess.Popen[bytes]:
+    async def start(self, within: float = 30) -> subprocess.Popen[bytes]:
+        """Start one and wait until it says it has started (`within` seconds: its imports alone
+        take most of 30 on a 2-core machine that other test runs keep busy)."""
         log = self.log_dir / f"worker-{len(self.procs)}.log"
         proc = devstack.start_process(
             [sys.executable, str(PROJECT_ROOT / "worker.py")], log_file=log, env=self.env
         )
         self.procs.append(proc)
-        async with asyncio.timeout(30):
+        async with asyncio.timeout(within):
             while "started on task queue" not in (log.read_text() if log.exists() else ""):
                 assert proc.poll() is None, log.read_text()
                 await asyncio.sleep(0.1)
