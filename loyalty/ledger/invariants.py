@@ -53,12 +53,17 @@ CHECKS: dict[str, str] = {
         FROM wallet_transactions s JOIN wallet_transactions r
             ON r.reverses_tx_id = s.tx_id AND r.type = 'refund'
         GROUP BY s.tx_id, s.amount HAVING SUM(r.amount) > -s.amount""",
-    "lifetime points equal the points earned": """
-        SELECT w.user_id, w.lifetime_points AS actual,
-               COALESCE(SUM(t.amount) FILTER (WHERE t.type = 'earn'), 0) AS expected
-        FROM wallets w LEFT JOIN wallet_transactions t ON t.wallet_id = w.wallet_id
-        GROUP BY w.wallet_id
-        HAVING w.lifetime_points <> COALESCE(SUM(t.amount) FILTER (WHERE t.type = 'earn'), 0)""",
+    # Points kept (loyalty.tiers.rules): earned, less clawed back, less owed after a refund (a
+    # repayment's clawback and its negative debt entry cancel); never below zero.
+    "lifetime points equal the points kept": """
+        SELECT w.user_id, w.lifetime_points AS actual, k.points AS expected
+        FROM wallets w
+        CROSS JOIN LATERAL (SELECT GREATEST(0,
+            (SELECT COALESCE(SUM(t.amount), 0) FROM wallet_transactions t
+             WHERE t.wallet_id = w.wallet_id AND t.type IN ('earn', 'clawback'))
+            - (SELECT COALESCE(SUM(d.points), 0) FROM points_debt_entries d
+               WHERE d.user_id = w.user_id)) AS points) k
+        WHERE w.lifetime_points <> k.points""",
 }
 
 # Stuck money: every hold has an owner (a checkout saga) that resolves it by its expiry, so one
