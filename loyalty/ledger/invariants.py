@@ -58,11 +58,13 @@ CHECKS: dict[str, str] = {
     "lifetime points equal the points kept": """
         SELECT w.user_id, w.lifetime_points AS actual, k.points AS expected
         FROM wallets w
-        CROSS JOIN LATERAL (SELECT GREATEST(0,
-            (SELECT COALESCE(SUM(t.amount), 0) FROM wallet_transactions t
-             WHERE t.wallet_id = w.wallet_id AND t.type IN ('earn', 'clawback'))
-            - (SELECT COALESCE(SUM(d.points), 0) FROM points_debt_entries d
-               WHERE d.user_id = w.user_id)) AS points) k
+        LEFT JOIN (SELECT wallet_id, SUM(amount) AS points FROM wallet_transactions
+                   WHERE type IN ('earn', 'clawback') GROUP BY wallet_id) t
+            ON t.wallet_id = w.wallet_id
+        LEFT JOIN (SELECT user_id, SUM(points) AS points FROM points_debt_entries
+                   GROUP BY user_id) d ON d.user_id = w.user_id
+        CROSS JOIN LATERAL (
+            SELECT GREATEST(0, COALESCE(t.points, 0) - COALESCE(d.points, 0)) AS points) k
         WHERE w.lifetime_points <> k.points""",
 }
 

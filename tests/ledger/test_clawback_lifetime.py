@@ -10,11 +10,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from loyalty import ledger
 from loyalty.core.errors import ValidationFailed
 from loyalty.earning import debt
+from loyalty.ledger.invariants import find_violations
 
 MakeWallet = Callable[..., Awaitable[str]]
 
@@ -121,3 +123,25 @@ async def test_lifetime_points_never_go_below_zero(
         result = await ledger.clawback(conn, user_id=user, points=500, idempotency_key=f"{user}:c")
     assert (result.wallet.balance, result.wallet.lifetime_points) == (600, 0)
     assert result.posting.metadata["lifetime_points_taken"] == 100
+
+
+async def test_the_invariant_finds_lifetime_points_that_kept_a_clawback(
+    engine: AsyncEngine, owner_engine: AsyncEngine, make_wallet: MakeWallet
+) -> None:
+    """Lifetime points counted the old way (every point earned) are a violation."""
+    user = await make_wallet(1_000)
+    async with engine.begin() as conn:
+        await ledger.clawback(conn, user_id=user, points=300, idempotency_key=f"{user}:cb")
+    # Only the owner may write a wallet directly.
+    corrupt = "UPDATE wallets SET lifetime_points = lifetime_points + :d WHERE user_id = :u"
+    async with owner_engine.begin() as conn:
+        await conn.execute(text(corrupt), {"d": 300, "u": user})
+    try:
+        async with engine.connect() as conn:
+            found = [v for v in await find_violations(conn) if v.subject == user]
+    finally:
+        async with owner_engine.begin() as conn:
+            await conn.execute(text(corrupt), {"d": -300, "u": user})
+    assert [(v.check, v.actual, v.expected) for v in found] == [
+        ("lifetime points equal the points kept", 1_000, 700)
+    ]
