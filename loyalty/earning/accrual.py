@@ -241,7 +241,8 @@ async def _post(
     notes = [
         earned_notification(accrual.user_id, accrual.idempotency_key, accrual.booking_id, points)
     ]
-    # The wallet is locked: its lifetime and trailing points after this earn are known now.
+    # The wallet is locked: its lifetime and trailing points after this earn are known now (a
+    # debt repayment below moves points, not tier credit: loyalty.earning.debt).
     tier = tier_rules.realtime(
         facts.ladder,
         wallet.tier,

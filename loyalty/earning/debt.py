@@ -4,7 +4,9 @@ already spent them), and their repayment out of later earns.
 `points_debt_entries` is append-only: a positive entry records a debt, a negative one a
 repayment; what is owed is the sum. Every later earn repays first, in its own transaction: the
 earn is posted in full (lifetime points count it) and a `clawback` row of the repaid points
-follows it."""
+follows it. That clawback leaves lifetime points alone: the refund that recorded the debt took
+its tier credit back already (loyalty.earning.refunds), and the tiers' count of points kept
+subtracts debt entries, in which the repayment's row and its negative entry cancel."""
 
 from __future__ import annotations
 
@@ -44,6 +46,7 @@ async def repay(
         conn,
         user_id=user_id,
         points=points,
+        lifetime_points=0,  # taken off at the refund already: never twice
         idempotency_key=key,
         reverses_tx_id=earn.tx_id,
         counter_account=REPAYMENT_ACCOUNT,

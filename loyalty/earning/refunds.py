@@ -17,6 +17,10 @@ refund (flag, cancellation, or refunds reaching the amount paid) moves everythin
   available (the customer already spent the points), the available points are taken and the
   rest is recorded as a debt (`points_debt_entries`); the wallet shows it, and every later earn
   repays it first (loyalty.earning.debt). Points on hold for a checkout are not taken.
+- Tier credit: the refund takes back the tier credit of every point due at once, taken or owed
+  (lifetime points and the trailing basis drop by the points due; loyalty.tiers.rules). So the
+  clawback row is posted whenever points are due, with 0 points when none are available: it
+  carries the tier credit taken back. A later repayment moves points, not tier credit.
 """
 
 from __future__ import annotations
@@ -216,11 +220,12 @@ async def claw_back_earned_points(conn: AsyncConnection, cmd: RefundInput) -> Re
             clawed = min(due, wallet.available)
             owed = due - clawed
             tx_id: int | None = None
-            if clawed:
+            if due:  # the tier credit of every point due goes now, owed ones included
                 posted = await ledger.clawback(
                     conn,
                     user_id=cmd.user_id,
                     points=clawed,
+                    lifetime_points=due,
                     idempotency_key=f"clawback:{cmd.booking_id}:{cmd.refund_id}",
                     reverses_tx_id=int(accrual["earn_tx_id"]),
                     booking_id=cmd.booking_id,

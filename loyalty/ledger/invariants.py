@@ -64,12 +64,19 @@ CHECKS: dict[str, str] = {
         FROM wallet_transactions s JOIN wallet_transactions r
             ON r.reverses_tx_id = s.tx_id AND r.type = 'refund'
         GROUP BY s.tx_id, s.amount HAVING SUM(r.amount) > -s.amount""",
-    "lifetime points equal the points earned": """
-        SELECT w.user_id, w.lifetime_points AS actual,
-               COALESCE(SUM(t.amount) FILTER (WHERE t.type = 'earn'), 0) AS expected
-        FROM wallets w LEFT JOIN wallet_transactions t ON t.wallet_id = w.wallet_id
-        GROUP BY w.wallet_id
-        HAVING w.lifetime_points <> COALESCE(SUM(t.amount) FILTER (WHERE t.type = 'earn'), 0)""",
+    # Points kept (loyalty.tiers.rules): earned, less clawed back, less owed after a refund (a
+    # repayment's clawback and its negative debt entry cancel); never below zero.
+    "lifetime points equal the points kept": """
+        SELECT w.user_id, w.lifetime_points AS actual, k.points AS expected
+        FROM wallets w
+        LEFT JOIN (SELECT wallet_id, SUM(amount) AS points FROM wallet_transactions
+                   WHERE type IN ('earn', 'clawback') GROUP BY wallet_id) t
+            ON t.wallet_id = w.wallet_id
+        LEFT JOIN (SELECT user_id, SUM(points) AS points FROM points_debt_entries
+                   GROUP BY user_id) d ON d.user_id = w.user_id
+        CROSS JOIN LATERAL (
+            SELECT GREATEST(0, COALESCE(t.points, 0) - COALESCE(d.points, 0)) AS points) k
+        WHERE w.lifetime_points <> k.points""",
 }
 
 # Stuck money: every hold has an owner (a checkout saga) that resolves it by its expiry, so one

@@ -187,18 +187,26 @@ async def clawback(
     counter_account: str = "issuance:clawback",
     description: str | None = None,
     metadata: Mapping[str, Any] | None = None,
+    lifetime_points: int | None = None,
 ) -> PostingResult:
-    """Take back earned points (a refunded booking). Like any debit it cannot take available
-    points below zero: the caller decides what to do with a shortfall (loyalty.earning.refunds
-    records it as a debt). Lifetime points stay: they count every point ever earned."""
+    """Take back earned points (a refunded booking, a debt repaid), and the tier credit they
+    gave: lifetime points drop by `lifetime_points` (default: the points taken), never below
+    zero. Like any debit it cannot take available points below zero: the caller decides what to
+    do with a shortfall (loyalty.earning.refunds records it as a debt, and passes the points
+    due as `lifetime_points`, so the tier credit goes at once). `points` may be 0 only when
+    `lifetime_points` is positive: the customer spent everything the refund is due."""
     check_points(points)
-    request = {
+    request: dict[str, Any] = {
         "type": "clawback",
         "user_id": user_id,
         "points": points,
         "reverses_tx_id": reverses_tx_id,
         "booking_id": booking_id,
     }
+    params: dict[str, Any] = {}
+    if lifetime_points is not None:  # left out otherwise: earlier requests keep their hash
+        check_points(lifetime_points)
+        request["lifetime_points"] = params["lifetime_points"] = lifetime_points
     row = await call(
         conn,
         "ledger_clawback",
@@ -211,6 +219,7 @@ async def clawback(
         counter_account=counter_account,
         description=description,
         metadata=metadata,
+        **params,
     )
     return posting_result(row)
 

@@ -33,7 +33,7 @@ class WalletState:
     balance: int  # posted points
     held: int  # reserved by open holds
     tier: str
-    lifetime_points: int  # every point ever earned
+    lifetime_points: int  # points kept: earned, less what refunds took back (owed included)
     version: int  # moves with every posting
     created_at: datetime
     updated_at: datetime

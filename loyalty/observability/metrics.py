@@ -116,8 +116,10 @@ def count_posting(conn: AsyncConnection, tx_type: str, amount: int, held_delta: 
         direction, points = "credit", amount
     elif amount < 0:
         direction, points = "debit", -amount
-    else:
+    elif held_delta:
         direction, points = "hold", abs(held_delta)
+    else:  # a clawback of 0 points: a refund taking back tier credit only
+        direction, points = "debit", 0
 
     def count() -> None:
         POSTINGS.labels(tx_type).inc()

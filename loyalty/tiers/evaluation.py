@@ -25,7 +25,7 @@ from loyalty.tiers.contracts import (
     TierEvaluationStart,
     TierNotifyInput,
 )
-from loyalty.tiers.rules import Ladder, trailing_window_start
+from loyalty.tiers.rules import DEBT_TABLE, Ladder, trailing_window_start
 from loyalty.tiers.store import QUALIFYING_SQL, load_ladder
 
 NIL_UUID = uuid.UUID(int=0)  # below every wallet id: the first batch's cursor
@@ -52,19 +52,32 @@ window_points AS (
       AND t.created_at <= CAST(:as_of AS timestamptz)
     GROUP BY t.wallet_id
 ),
+window_debts AS (  -- owed points count as taken back (loyalty.tiers.rules: points kept)
+    SELECT b.wallet_id, SUM(d.points) AS points
+    FROM {DEBT_TABLE} d JOIN batch b ON b.user_id = d.user_id
+    WHERE d.created_at > CAST(:window_start AS timestamptz)
+      AND d.created_at <= CAST(:as_of AS timestamptz)
+    GROUP BY b.wallet_id
+),
+trailing_kept AS (
+    SELECT b.wallet_id, COALESCE(tr.points, 0) - COALESCE(td.points, 0) AS points
+    FROM batch b
+    LEFT JOIN window_points tr ON tr.wallet_id = b.wallet_id
+    LEFT JOIN window_debts td ON td.wallet_id = b.wallet_id
+),
 scored AS (
     SELECT b.wallet_id, b.user_id, b.tier, b.lifetime_points,
-           COALESCE(tr.points, 0) AS trailing_points,
+           tr.points AS trailing_points,
            cur.rank AS current_rank, earned.code AS earned_tier, earned.rank AS earned_rank,
            s.downgrade_pending_since AS pending_since
     FROM batch b
-    LEFT JOIN window_points tr ON tr.wallet_id = b.wallet_id
+    JOIN trailing_kept tr ON tr.wallet_id = b.wallet_id
     LEFT JOIN ladder cur ON cur.code = b.tier
     LEFT JOIN wallet_tier_status s ON s.wallet_id = b.wallet_id
     CROSS JOIN LATERAL (
         SELECT l.code, l.rank FROM ladder l
         WHERE l.code = CAST(:lowest AS text) OR l.threshold <= CASE l.basis
-            WHEN 'lifetime' THEN b.lifetime_points ELSE COALESCE(tr.points, 0) END
+            WHEN 'lifetime' THEN b.lifetime_points ELSE tr.points END
         ORDER BY l.rank DESC LIMIT 1
     ) earned
 ),

@@ -2,9 +2,16 @@
 
 - A ladder is a list of tiers ordered by rank. The lowest tier has threshold 0 (every wallet
   has a tier); each higher tier needs strictly more points than the one below it, so no two
-  tiers overlap. Each tier counts points on its own basis: `lifetime` (every point ever
-  earned, `wallets.lifetime_points`) or `trailing_12m` (earns minus clawbacks posted in the
-  trailing window).
+  tiers overlap. Each tier counts points on its own basis: `lifetime` (`wallets.lifetime_points`)
+  or `trailing_12m` (the same count over the trailing window).
+- Both bases count the points kept, not the points touched: earn rows plus clawback rows (which
+  are negative) minus debt entries (`points_debt_entries`). A refund takes back the tier credit
+  of every point it is due at once, from the balance or owed as a debt (a debt counts when it
+  is recorded); a later repayment moves points, not tier credit (its clawback row and its
+  negative debt entry cancel). So book, earn, refund, repeat climbs nothing. Lifetime points
+  never go below zero; the posting functions keep the column (migration 0015).
+- A refund never downgrades at once: a wallet it leaves short of its tier is found by the next
+  evaluation, which starts the grace below.
 - A wallet earns the highest tier whose threshold its points on that tier's basis reach.
 - The trailing window of an evaluation at `as_of` is `(as_of - 12 months, as_of]`: an earn
   counts for exactly one calendar year after it was posted (so one posted 366 days ago never
@@ -30,9 +37,12 @@ from loyalty.core.errors import ValidationFailed
 
 Basis = Literal["lifetime", "trailing_12m"]
 BASES: tuple[Basis, ...] = ("lifetime", "trailing_12m")
-# Ledger rows that count towards a trailing-window basis: points earned, less points clawed
-# back on refunds (a refund must not leave the customer the tier its money paid for).
+# Ledger rows that count towards either basis: points earned, less points clawed back (a
+# refund must not leave the customer the tier its money paid for) ...
 QUALIFYING_TYPES = ("earn", "clawback")
+# ... less the entries of this table: points a refund could not take, owed (positive), and
+# their repayments (negative, cancelling the repayment's clawback row).
+DEBT_TABLE = "points_debt_entries"
 TRAILING_MONTHS = 12
 
 

@@ -69,7 +69,7 @@ class TierOut(BaseModel):
     name: str
     rank: int = Field(description="position in the ladder, lowest first")
     threshold: int = Field(description="points needed on the basis to reach the tier")
-    basis: Basis = Field(description="lifetime points, or points earned in the trailing 12 months")
+    basis: Basis = Field(description="lifetime points kept, or those of the trailing 12 months")
     earn_multiplier_pct: int = Field(description="earn multiplier in percent (150 = 1.5x)")
     redemption_cap_pct: int | None = Field(description="max share of an order paid in points")
     redemption_cap_points: int | None = Field(description="max points per booking")
@@ -125,8 +125,10 @@ class TierStatusOut(BaseModel):
 
     tier: str
     basis: Basis = Field(description="what the current tier counts")
-    lifetime_points: int
-    trailing_12m_points: int = Field(description="earned minus clawed back in the last 12 months")
+    lifetime_points: int = Field(
+        description="points kept: earned, less what refunds took back (owed points included)"
+    )
+    trailing_12m_points: int = Field(description="the same count over the last 12 months")
     next_tier: str | None = Field(description="null at the top")
     next_tier_basis: Basis | None
     points_to_next_tier: int = Field(description="0 at the top or once reached")

@@ -20,6 +20,7 @@ from loyalty.notifications import outbox
 from loyalty.notifications.models import Notification, NotificationKind
 from loyalty.observability import metrics
 from loyalty.tiers.rules import (
+    DEBT_TABLE,
     QUALIFYING_TYPES,
     TRAILING_MONTHS,
     Ladder,
@@ -32,12 +33,24 @@ from loyalty.tiers.rules import (
 # The ledger rows that count towards a trailing-window basis, as an SQL list.
 QUALIFYING_SQL = ", ".join(f"'{kind}'" for kind in QUALIFYING_TYPES)
 
+
+def kept_points_sql(wallet: str, user: str, start: str, end: str) -> str:
+    """A scalar expression: the points kept (loyalty.tiers.rules) in `(start, end]` by the
+    wallet and user named by the SQL expressions `wallet` and `user`: its earn and clawback
+    rows, less its debt entries (a refund's debt counts as taken back when it is recorded; a
+    repayment's clawback row and its negative entry cancel)."""
+    return (
+        "((SELECT COALESCE(SUM(amount), 0) FROM wallet_transactions "
+        f"WHERE wallet_id = {wallet} AND type IN ({QUALIFYING_SQL}) "
+        f"AND created_at > {start} AND created_at <= {end}) - "
+        f"(SELECT COALESCE(SUM(points), 0) FROM {DEBT_TABLE} "
+        f"WHERE user_id = {user} AND created_at > {start} AND created_at <= {end}))"
+    )
+
+
 _LADDER = text("SELECT code, rank, threshold, basis FROM loyalty_tiers")
-_TRAILING = text(
-    "SELECT COALESCE(SUM(amount), 0) FROM wallet_transactions "
-    f"WHERE wallet_id = :w AND type IN ({QUALIFYING_SQL}) "
-    "AND created_at > :start AND created_at <= :as_of"
-)
+_USER_OF = "(SELECT user_id FROM wallets WHERE wallet_id = {})"
+_TRAILING = text("SELECT " + kept_points_sql(":w", _USER_OF.format(":w"), ":start", ":as_of"))
 _PENDING = text(
     "SELECT downgrade_pending_since, downgrade_to FROM wallet_tier_status WHERE wallet_id = :w"
 )
@@ -64,11 +77,11 @@ def trailing_points_sql(wallet: str) -> str:
     """A scalar subquery: the trailing-window points of the wallet named by the SQL expression
     `wallet`, at the statement's now(). The window is loyalty.tiers.rules.trailing_window_start
     in SQL (UTC calendar months), for statements that read it among other facts."""
-    return (
-        "(SELECT COALESCE(SUM(amount), 0) FROM wallet_transactions "
-        f"WHERE wallet_id = {wallet} AND type IN ({QUALIFYING_SQL}) AND created_at <= now() "
-        f"AND created_at > (now() AT TIME ZONE 'UTC' - interval '{TRAILING_MONTHS} months') "
-        "AT TIME ZONE 'UTC')"
+    return kept_points_sql(
+        wallet,
+        _USER_OF.format(wallet),
+        f"((now() AT TIME ZONE 'UTC' - interval '{TRAILING_MONTHS} months') AT TIME ZONE 'UTC')",
+        "now()",
     )
 
 

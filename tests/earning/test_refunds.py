@@ -1,5 +1,6 @@
 """Refund compensation end to end: points paid with are returned and points earned are clawed
-back, pro rata and cumulatively, once per refund; a clawback beyond the balance is a debt."""
+back, pro rata and cumulatively, once per refund; a clawback beyond the balance is a debt. The
+tier credit (lifetime and trailing points) goes with every point due, taken or owed."""
 
 from __future__ import annotations
 
@@ -58,9 +59,10 @@ async def test_full_refund_after_redemption_returns_burn_and_claws_back_earn(
         ("clawback", -700, booking_id),
     ]
     wallet = await api.wallet(user)
+    # The refund takes back the tier credit with the points: lifetime drops by the 700 earned.
     assert (wallet["balance"], wallet["lifetime_points"], wallet["debt_points"]) == (
         1_000,
-        1_700,
+        1_000,
         0,
     )
     kinds = sorted(r["kind"] for r in receiver.received if r["user_id"] == user)
@@ -80,11 +82,14 @@ async def test_partial_refunds_are_pro_rata_and_add_up_to_the_full_refund(
     first = await refund_result(temporal_client, booking_id, "r1")
     # earned 700 * 233,333 / 700,000 = 233.33 -> 233; burned 300 * ... = 99.99 -> 99
     assert (first.points_returned, first.points_clawed_back) == (99, 233)
+    # lifetime points drop pro rata with the points clawed back: 1,000 + 700 - 233
+    assert (await api.wallet(user))["lifetime_points"] == 1_467
 
     await refunded(api, user, booking_id, "r2", 233_333)
     second = await refund_result(temporal_client, booking_id, "r2")
     # cumulative: 466,666 refunded -> 466 clawed and 199 returned in all
     assert (second.points_returned, second.points_clawed_back) == (100, 233)
+    assert (await api.wallet(user))["lifetime_points"] == 1_234
 
     await refunded(api, user, booking_id, "r3", 233_334)  # the rest: everything is back
     third = await refund_result(temporal_client, booking_id, "r3")
@@ -93,7 +98,8 @@ async def test_partial_refunds_are_pro_rata_and_add_up_to_the_full_refund(
     moves = await postings(engine, user)
     assert sum(a for t, a, _ in moves if t == "refund") == 300
     assert sum(a for t, a, _ in moves if t == "clawback") == -700
-    assert (await api.wallet(user))["balance"] == 1_000
+    wallet = await api.wallet(user)
+    assert (wallet["balance"], wallet["lifetime_points"]) == (1_000, 1_000)
 
 
 async def test_redelivered_refund_does_nothing_new(
@@ -136,17 +142,45 @@ async def test_clawback_beyond_the_balance_becomes_a_debt_repaid_by_later_earns(
     assert (outcome.points_clawed_back, outcome.debt_recorded) == (50, 450)
     wallet = await api.wallet(user)
     assert (wallet["balance"], wallet["available"], wallet["debt_points"]) == (0, 0, 450)
+    # The tier credit goes at the refund, owed points included: 500 - 50 taken - 450 owed.
+    assert (wallet["lifetime_points"], wallet["tier_status"]["trailing_12m_points"]) == (0, 0)
 
-    # The next earn (600 points) repays the debt first.
+    # The next earn (600 points) repays the debt first; the repayment moves points, not tier
+    # credit (the refund took it already): lifetime and trailing points are the 600 kept.
     other = f"bk-{uuid.uuid4().hex[:12]}"
     await paid(api, user, other, 600_000)
     state = await accrual_result(temporal_client, other)
     assert state.outcome is not None and state.outcome.debt_repaid == 450
     wallet = await api.wallet(user)
-    assert (wallet["balance"], wallet["debt_points"], wallet["lifetime_points"]) == (150, 0, 1_100)
+    assert (wallet["balance"], wallet["debt_points"], wallet["lifetime_points"]) == (150, 0, 600)
+    assert wallet["tier_status"]["trailing_12m_points"] == 600
     assert (await postings(engine, user))[-2:] == [("earn", 600, other), ("clawback", -450, None)]
     await save_history("refund_debt", f"refund-{booking_id}-r1")
     await save_history("accrual_repays_debt", f"accrual-{other}")
+
+
+async def test_a_refund_whose_points_were_all_spent_still_takes_the_tier_credit_back(
+    api, worker, temporal_client, engine, new_user_id, booking_id
+):
+    user = new_user_id()
+    await paid(api, user, booking_id, 800_000)
+    await accrual_result(temporal_client, booking_id)
+    async with engine.begin() as conn:  # every point spent before the refund
+        await ledger.burn(
+            conn,
+            user_id=user,
+            points=800,
+            idempotency_key=f"test-voucher:{user}",
+            counter_account="voucher_sales",
+        )
+    await refunded(api, user, booking_id, "r1", 800_000)
+    outcome = await refund_result(temporal_client, booking_id, "r1")
+    assert (outcome.points_clawed_back, outcome.debt_recorded) == (0, 800)
+    # Nothing to take from the balance: the clawback row takes 0 points and the tier credit.
+    assert (await postings(engine, user))[-1] == ("clawback", 0, booking_id)
+    wallet = await api.wallet(user)
+    assert (wallet["balance"], wallet["debt_points"], wallet["lifetime_points"]) == (0, 800, 0)
+    assert wallet["tier_status"]["trailing_12m_points"] == 0
 
 
 async def test_cancellation_is_a_full_refund(

@@ -101,10 +101,13 @@ async def direct_decisions(
 ) -> dict[uuid.UUID, Decision]:
     """Every wallet's evaluation outcome, computed in Python from the raw rows."""
     trailing: dict[uuid.UUID, int] = {}
+    # Points kept: earn and clawback rows, less debt entries (loyalty.tiers.rules).
     for wallet_id, amount, created_at in await conn.execute(
         text(
             "SELECT wallet_id, amount, created_at FROM wallet_transactions "
-            "WHERE type IN ('earn', 'clawback')"
+            "WHERE type IN ('earn', 'clawback') "
+            "UNION ALL SELECT w.wallet_id, -d.points, d.created_at FROM points_debt_entries d "
+            "JOIN wallets w ON w.user_id = d.user_id"
         )
     ):
         if in_trailing_window(created_at, as_of):
