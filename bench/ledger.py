@@ -23,6 +23,11 @@ Wallets: by default each task posts to a wallet of its own (no row contention, l
 whose updates hit random rows of 100,000); `--wallets N` spreads every task over a shared pool of
 N wallets instead (fewer wallets than clients means row-lock contention).
 
+`--value-trigger-rounds N` measures what valuing every row costs (migration 0013's BEFORE INSERT
+trigger on wallet_transactions): after phase 2, N rounds of the module phase with the trigger
+off, then on, alternately (the value columns' NOT NULL is dropped for both, so rows posted with
+the trigger off may be inserted); only in the bench's own embedded PostgreSQL.
+
 `--variant source=DIR,runtime=...,client=...,workers=N,telemetry=MODE` (twice or more, with
 `--rounds`) alternates HTTP phases of several checkouts or settings in one run: old code against
 new, or telemetry's cost (bench/telemetry.py: `telemetry=off`, `metrics`, scraped every 5 s,
@@ -44,6 +49,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import dataclasses
 import functools
 import importlib.util
 import os
@@ -230,6 +236,45 @@ async def http_phases(
     return phases
 
 
+# --- what valuing every row costs ------------------------------------------------------------
+
+VALUE_TRIGGER = "wallet_transactions_value"
+VALUE_COLUMNS = ("value_amount", "value_rate", "value_currency", "rate_id")
+
+
+async def value_trigger_phases(
+    args: argparse.Namespace, stack: kit.Stack, engine: Any, run: Run, groups: kit.Groups
+) -> list[kit.Phase]:
+    """The module phase with the value trigger off and on, alternately, --value-trigger-rounds
+    times; fresh wallets and keys each time. Altered as the owner, in the bench's own database."""
+    owner = stack.owner_url
+    nullable = ", ".join(f"ALTER COLUMN {c} DROP NOT NULL" for c in VALUE_COLUMNS)
+    _psql(owner, f"ALTER TABLE wallet_transactions {nullable}")
+    phases = []
+    for round_ in range(args.value_trigger_rounds):
+        for state in ("off", "on"):
+            verb = "DISABLE" if state == "off" else "ENABLE"
+            _psql(owner, f"ALTER TABLE wallet_transactions {verb} TRIGGER {VALUE_TRIGGER}")
+            fresh = dataclasses.replace(run, run_id=f"{run.run_id}v{round_}{state}")
+            phase = await module_phase(engine, fresh, groups, args, None)
+            phases.append(dataclasses.replace(phase, name=f"{phase.name} [value {state} {round_}]"))
+    _psql(owner, f"ALTER TABLE wallet_transactions ENABLE TRIGGER {VALUE_TRIGGER}")
+    return phases
+
+
+async def module_phase(
+    engine: Any,
+    run: Run,
+    groups: kit.Groups,
+    args: argparse.Namespace,
+    profiler: cProfile.Profile | None,
+) -> kit.Phase:
+    processes = 1 if args.profile else args.module_processes or pgbench_threads(run.clients)
+    if processes > 1:
+        return await run_module_processes(engine, run, groups, processes=processes, loop=args.loop)
+    return await run_module(engine, run, groups, profiler)
+
+
 # --- main ------------------------------------------------------------------------------------
 
 
@@ -263,12 +308,9 @@ async def measure(args: argparse.Namespace, stack: kit.Stack, url: str) -> int:
     api_profile = stack.root / "api.prof" if args.profile else None
     try:
         statements = await count_statements(engine, run)
-        if processes > 1:
-            phases.append(
-                await run_module_processes(engine, run, groups, processes=processes, loop=args.loop)
-            )
-        else:
-            phases.append(await run_module(engine, run, groups, profiler))
+        phases.append(await module_phase(engine, run, groups, args, profiler))
+        if args.value_trigger_rounds:
+            phases += await value_trigger_phases(args, stack, engine, run, groups)
         phases += await http_phases(args, stack, run, groups, api_profile, sink, by_mode)
         phases.append(pgbench("pgbench -N (after)"))
         async with engine.connect() as conn:
@@ -376,6 +418,13 @@ def main() -> int:
     )
     option("--rounds", type=int, default=2, help="rounds of the variants")
     option(
+        "--value-trigger-rounds",
+        type=int,
+        default=0,
+        help="also the module phase with the value trigger off and on, alternately, this many "
+        "rounds (embedded PostgreSQL only)",
+    )
+    option(
         "--http-floor",
         action="store_true",
         help="also the earn refused before any SQL (422): the API's cost without the ledger",
@@ -383,6 +432,8 @@ def main() -> int:
     args = parser.parse_args()
     if not 1 <= args.clients <= 256 or not 1 <= args.seconds <= 600 or args.wallets < 0:
         parser.error("use 1..256 clients, 1..600 seconds and a non-negative wallet count")
+    if args.value_trigger_rounds and os.environ.get("DATABASE_URL"):
+        parser.error("--value-trigger-rounds alters the schema: only without DATABASE_URL")
     if not 0 <= args.module_processes <= args.clients:
         parser.error("--module-processes: 1 up to the client count (0: one per core)")
     with kit.workdir("ledger", keep=args.keep) as root, kit.Stack(root) as stack:

@@ -74,6 +74,23 @@ def test_ledger_benchmark_alternates_api_variants() -> None:
     assert "invariants after the run: OK" in out, out
 
 
+def test_ledger_benchmark_compares_the_value_trigger_off_and_on() -> None:
+    out = _run(
+        "bench/ledger.py", "--seconds", "1", "--clients", "1", "--warmup", "0.2",
+        "--module-processes", "1", "--value-trigger-rounds", "1", timeout=240,
+    )  # fmt: skip
+    for state in ("off", "on"):
+        assert f"ledger.earn (module) [value {state} 0]" in out, out
+    assert "invariants after the run: OK" in out, out
+
+
+def test_value_trigger_benchmark_runs() -> None:
+    out = _run("bench/value_trigger.py", "--postings", "20", "--rounds", "2", timeout=120)
+    for row in ("base earn, CPU", "campaign earn, wall"):
+        assert row in out, out
+    assert "rows posted with the trigger off (no value): 80" in out, out
+
+
 def test_ledger_parts_benchmark_runs() -> None:
     out = _run("bench/ledger_parts.py", "--postings", "40", "--rounds", "1", timeout=120)
     for part in ("pool checkout and return", "ledger.earn (module phase)", "raw asyncpg"):

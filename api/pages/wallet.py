@@ -4,6 +4,7 @@ a small chart of the balance. Reads through the same functions as GET /wallets/{
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any
 
@@ -57,7 +58,7 @@ def reason(tx: TransactionOut) -> str:
     }.get(tx.type, tx.type) + booking
 
 
-def balance_series(balance: int, items: list[TransactionOut]) -> list[int]:
+def balance_series(balance: int, items: Sequence[TransactionOut]) -> list[int]:
     """The balance after each of these postings, oldest first (walking back from today's)."""
     series = [balance]
     for tx in items:  # newest first

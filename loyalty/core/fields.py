@@ -8,9 +8,19 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Annotated, Any, TypeVar
 
-from pydantic import AfterValidator, AwareDatetime, BeforeValidator, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BeforeValidator,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    StringConstraints,
+    WithJsonSchema,
+)
 
 from loyalty.core.text import NO_NUL
 
@@ -89,4 +99,50 @@ def _without_null(schema: dict[str, Any]) -> None:
 # something, such as "no cap", declare `T | None` instead.)
 Omittable = Annotated[
     T | None, AfterValidator(_not_null), Field(default=None, json_schema_extra=_without_null)
+]
+
+
+# The value of one point in minor units of the currency (a rate of the ledger's book values):
+# a decimal written as a JSON string, never a float; positive, below 1,000,000 and with at most
+# six decimals (what the database's numeric(12, 6) holds; times the ledger's bound on points it
+# fits a bigint). The pattern says all of it, so the schema promises exactly what is taken.
+# Below 1: six decimals at most, not all of them zeros (spelled out; no lookahead in schemas).
+POINT_VALUE_PATTERN = (
+    r"^([1-9][0-9]{0,5}(\.[0-9]{1,6})?|0\.([1-9][0-9]{0,5}|0[1-9][0-9]{0,4}|00[1-9][0-9]{0,3}"
+    r"|000[1-9][0-9]{0,2}|0000[1-9][0-9]?|00000[1-9]))$"
+)
+_POINT_VALUE = re.compile(POINT_VALUE_PATTERN)
+
+
+def _point_value(value: Any) -> Decimal:
+    if not isinstance(value, str) or not _POINT_VALUE.fullmatch(value):
+        raise ValueError(
+            'a point\'s value is a decimal string such as "1" or "0.5": above 0, below 1000000, '
+            "at most 6 decimals"
+        )
+    return Decimal(value)
+
+
+def point_value_text(value: Decimal) -> str:
+    """A rate as the API writes it: plain decimal text without trailing zeros ("1", "0.5")."""
+    return format(value.normalize(), "f")
+
+
+_POINT_VALUE_SCHEMA = {
+    "type": "string",
+    "pattern": POINT_VALUE_PATTERN,
+    "description": "minor units of the currency per point, as decimal text",
+    "examples": ["1", "0.5"],
+}
+PointValue = Annotated[
+    Decimal,
+    PlainValidator(_point_value),
+    PlainSerializer(point_value_text, return_type=str),
+    WithJsonSchema(_POINT_VALUE_SCHEMA),
+]
+# The same in an answer (read from the database as a Decimal).
+PointValueOut = Annotated[
+    Decimal,
+    PlainSerializer(point_value_text, return_type=str),
+    WithJsonSchema({"type": "string", "description": _POINT_VALUE_SCHEMA["description"]}),
 ]

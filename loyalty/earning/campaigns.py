@@ -9,6 +9,7 @@ Functions take the caller's connection and never commit."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any, Literal
 
 from sqlalchemy import text
@@ -16,15 +17,25 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loyalty.core.errors import IdempotencyConflict, NotFound, ValidationFailed
+from loyalty.core.fields import point_value_text
 from loyalty.earning import rules as earning
 from loyalty.earning.schemas import CampaignIn, CampaignOut, CampaignPatch, check_shape
 
 _COLUMNS = (
     "campaign_id, name, kind, multiplier_pct, bonus_points, product_types, categories, "
-    "cap_points_per_booking, starts_at, ends_at, ended_at, created_by, created_at, updated_at, "
+    "cap_points_per_booking, starts_at, ends_at, ended_at, point_value_minor, created_by, "
+    "created_at, updated_at, "
     "CASE WHEN now() < starts_at THEN 'scheduled' WHEN now() < ends_at THEN 'running' "
     "ELSE 'finished' END AS status"
 )
+
+
+def _text(value: Decimal | None) -> str | None:
+    return None if value is None else point_value_text(value)
+
+
+def _decimal(value: str | None) -> Decimal | None:
+    return None if value is None else Decimal(value)
 
 
 def _out(row: RowMapping) -> CampaignOut:
@@ -48,6 +59,7 @@ def _stored(body: CampaignIn) -> dict[str, Any]:
         "cap": body.cap_points_per_booking,
         "starts_at": body.starts_at,
         "ends_at": body.ends_at,
+        "point_value": body.point_value_minor,
     }
 
 
@@ -63,8 +75,9 @@ async def create(
                 text(
                     "INSERT INTO campaigns (campaign_id, name, kind, multiplier_pct, bonus_points, "
                     "product_types, categories, cap_points_per_booking, starts_at, ends_at, "
-                    "created_by) VALUES (:id, :name, :kind, :multiplier_pct, :bonus_points, "
-                    ":product_types, :categories, :cap, :starts_at, :ends_at, :actor) "
+                    "point_value_minor, created_by) VALUES (:id, :name, :kind, :multiplier_pct, "
+                    ":bonus_points, :product_types, :categories, :cap, :starts_at, :ends_at, "
+                    ":point_value, :actor) "
                     f"ON CONFLICT (campaign_id) DO NOTHING RETURNING {_COLUMNS}"
                 ),
                 {**values, "actor": actor},
@@ -87,6 +100,7 @@ async def create(
         cap_points_per_booking=existing.cap_points_per_booking,
         starts_at=existing.starts_at,
         ends_at=existing.ends_at,
+        point_value_minor=_text(existing.point_value_minor),
     )
     if _stored(same) != values or existing.ended_at is not None:
         raise IdempotencyConflict(
@@ -129,7 +143,8 @@ async def list_campaigns(
 
 
 async def update(conn: AsyncConnection, campaign_id: str, patch: CampaignPatch) -> CampaignOut:
-    """Change a campaign that has not finished. Earns already posted keep what they got."""
+    """Change a campaign that has not finished. Earns already posted keep what they got, and
+    the value they were booked at (each ledger row holds its own rate)."""
     current = await get(conn, campaign_id)
     if current.status == "finished":
         raise ValidationFailed("a finished campaign cannot change", campaign_id=campaign_id)
@@ -148,7 +163,8 @@ async def update(conn: AsyncConnection, campaign_id: str, patch: CampaignPatch) 
                     "UPDATE campaigns SET name = :name, multiplier_pct = :multiplier_pct, "
                     "bonus_points = :bonus_points, product_types = :product_types, "
                     "categories = :categories, cap_points_per_booking = :cap, "
-                    "starts_at = :starts_at, ends_at = :ends_at, updated_at = now() "
+                    "starts_at = :starts_at, ends_at = :ends_at, "
+                    "point_value_minor = :point_value, updated_at = now() "
                     f"WHERE campaign_id = :id RETURNING {_COLUMNS}"
                 ),
                 {
@@ -161,6 +177,8 @@ async def update(conn: AsyncConnection, campaign_id: str, patch: CampaignPatch) 
                     "cap": merged["cap_points_per_booking"],
                     "starts_at": merged["starts_at"],
                     "ends_at": merged["ends_at"],
+                    # model_dump writes a rate as its text
+                    "point_value": _decimal(merged["point_value_minor"]),
                 },
             )
         )

@@ -22,6 +22,8 @@ from loyalty.core.fields import (
     Instant,
     Name,
     Omittable,
+    PointValue,
+    PointValueOut,
     Tag,
 )
 from loyalty.ledger.schemas import BalanceOut, TransactionOut
@@ -95,6 +97,11 @@ class CampaignIn(_Input):
     cap_points_per_booking: StrictInt | None = Field(default=None, ge=0, le=MAX_BONUS_POINTS)
     starts_at: Instant
     ends_at: Instant
+    point_value_minor: PointValue | None = Field(
+        default=None,
+        description="the campaign's own value of a point: earns issued under it are valued at "
+        "this rate instead of the rate in force (null: the rate in force)",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> CampaignIn:
@@ -117,6 +124,9 @@ class CampaignPatch(_Input):
     )
     starts_at: Omittable[Instant]
     ends_at: Omittable[Instant]
+    point_value_minor: PointValue | None = Field(
+        default=None, description="null: no own rate (earns are valued at the rate in force)"
+    )
 
 
 class CampaignOut(BaseModel):
@@ -132,6 +142,9 @@ class CampaignOut(BaseModel):
     ends_at: datetime
     ended_at: datetime | None = Field(description="set when an admin ended the campaign")
     status: Literal["scheduled", "running", "finished"]
+    point_value_minor: PointValueOut | None = Field(
+        description="the campaign's own value of a point; null: earns take the rate in force"
+    )
     created_by: str | None
     created_at: datetime
     updated_at: datetime

@@ -153,7 +153,8 @@ def check_points(points: int, *, signed: bool = False) -> None:
 
 
 def posting_result(row: Mapping[Any, Any]) -> PostingResult:
-    posting = Posting(**{k: row[k] for k in Posting.__dataclass_fields__})
+    # The functions' answer has the row's own columns; its value is read with the row later.
+    posting = Posting(**{k: row[k] for k in Posting.__dataclass_fields__ if k in row})
     wallet = WalletState(
         wallet_id=row["wallet_id"],
         user_id=row["user_id"],

@@ -77,6 +77,14 @@ CHECKS: dict[str, str] = {
         CROSS JOIN LATERAL (
             SELECT GREATEST(0, COALESCE(t.points, 0) - COALESCE(d.points, 0)) AS points) k
         WHERE w.lifetime_points <> k.points""",
+    # The book value (migration 0013): its points (held ones on a hold or release) at its rate.
+    "every row's value is its points at its rate": """
+        SELECT tx_id::text AS user_id, value_amount AS actual,
+               CAST(round(CASE WHEN amount <> 0 THEN amount ELSE held_delta END * value_rate)
+                    AS bigint) AS expected
+        FROM wallet_transactions
+        WHERE value_amount
+            <> round(CASE WHEN amount <> 0 THEN amount ELSE held_delta END * value_rate)""",
 }
 
 # Stuck money: every hold has an owner (a checkout saga) that resolves it by its expiry, so one

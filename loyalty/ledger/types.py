@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, Literal
 
 from loyalty.core.fields import MAX_POINTS as MAX_POINTS  # re-exported: the ledger's bound
@@ -68,6 +69,13 @@ class Posting:
     description: str | None
     metadata: dict[str, Any]
     created_at: datetime
+    # The row's book value (migration 0013's trigger values every row as it is inserted). Read
+    # with the row from the table; a posting function's answer does not carry it (None).
+    value_amount: int | None = None  # minor units of value_currency, signed like the points
+    value_rate: Decimal | None = None  # minor units per point
+    value_currency: str | None = None
+    rate_id: int | None = None  # the point rate in force at created_at
+    value_campaign_id: str | None = None  # valued at this campaign's own rate instead
 
 
 @dataclass(frozen=True)

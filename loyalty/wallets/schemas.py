@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from loyalty.core.fields import MAX_POINTS, ExternalId, Instant, Reason
 from loyalty.ledger.postings import MAX_VALIDITY_MONTHS
-from loyalty.ledger.schemas import BalanceOut, TransactionOut
+from loyalty.ledger.schemas import BalanceOut, ValuedTransactionOut
 from loyalty.ledger.types import TxType
 from loyalty.tiers.schemas import TierCode, TierStatusOut
 
@@ -74,7 +74,7 @@ class WalletOut(BalanceOut):
 
 
 class TransactionPage(BaseModel):
-    items: list[TransactionOut] = Field(description="newest first")
+    items: list[ValuedTransactionOut] = Field(description="newest first")
     next_cursor: str | None = Field(description="pass as `cursor` for the next page; null at end")
 
 

@@ -17,7 +17,7 @@ from loyalty import ledger
 from loyalty.core.errors import WalletNotFound
 from loyalty.core.settings import Settings
 from loyalty.ledger.accounts import enrol as open_for_enrolment
-from loyalty.ledger.schemas import BalanceOut, PostingOut, TransactionOut
+from loyalty.ledger.schemas import BalanceOut, PostingOut, TransactionOut, ValuedTransactionOut
 from loyalty.tiers import rules as tier_rules
 from loyalty.tiers import store as tier_store
 from loyalty.tiers.schemas import PendingDowngradeOut, TierStatusOut
@@ -137,7 +137,7 @@ async def transaction_page(
     page = rows[: query.limit]
     more = len(rows) > query.limit
     return TransactionPage(
-        items=[TransactionOut.model_validate(p) for p in page],
+        items=[ValuedTransactionOut.model_validate(p) for p in page],
         next_cursor=TRANSACTIONS.encode(page[-1].tx_id) if more else None,
     )
 

@@ -3,7 +3,7 @@ reconciliation's batches (a retried batch adds nothing: ON CONFLICT DO NOTHING) 
 operators (GET /reconciliation/findings). Append-only for the application role.
 
 Revision ID: 0014
-Revises: 0012
+Revises: 0013
 Create Date: 2026-12-03
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 from migrations import roles
 
 revision = "0014"
-down_revision = "0012"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 

@@ -50,6 +50,7 @@ EXPECTED_TABLE_PRIVILEGES: dict[str, set[str]] = {
     "voucher_customer_counts": {"SELECT", "INSERT", "UPDATE"},
     "vouchers": {"SELECT", "INSERT", "UPDATE"},
     "reconciliation_findings": {"SELECT", "INSERT"},
+    "point_rates": {"SELECT", "INSERT"},  # insert-only: admins add rates (0013)
 }
 # The functions of the schema the application role may call: the posting functions (SECURITY
 # DEFINER, run as the owner) and the earn's read.

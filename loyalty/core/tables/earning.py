@@ -21,6 +21,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 from loyalty.core.tables.base import TIMESTAMPTZ, metadata, now_column
+from loyalty.core.tables.ledger import RATE
 
 campaigns = Table(
     "campaigns",
@@ -39,12 +40,17 @@ campaigns = Table(
     Column("created_by", Text),
     now_column("created_at"),
     now_column("updated_at"),
+    # The campaign's own value of a point (0013): earns issued under it are valued at it.
+    Column("point_value_minor", RATE),
     PrimaryKeyConstraint("campaign_id", name="campaigns_pkey"),
     CheckConstraint("kind IN ('multiplier', 'bonus')", name="kind_known"),
     CheckConstraint("ends_at > starts_at", name="window"),
     CheckConstraint("kind <> 'multiplier' OR multiplier_pct > 100", name="multiplier"),
     CheckConstraint("kind <> 'bonus' OR bonus_points > 0", name="bonus"),
     CheckConstraint("cap_points_per_booking IS NULL OR cap_points_per_booking >= 0", name="cap"),
+    CheckConstraint(
+        "point_value_minor IS NULL OR point_value_minor > 0", name="point_value_positive"
+    ),
     Index("ix_campaigns_window", "starts_at", "ends_at"),
 )
 

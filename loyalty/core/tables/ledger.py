@@ -1,5 +1,6 @@
 """The ledger: wallets, holds and the append-only wallet_transactions (migration 0001; the
-indexes for tier evaluation and the backoffice lists come from 0004)."""
+indexes for tier evaluation and the backoffice lists come from 0004), and the insert-only table
+of point rates that values every row (0013)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from sqlalchemy import (
     ForeignKey,
     Identity,
     Index,
+    Numeric,
     PrimaryKeyConstraint,
     Table,
     Text,
@@ -18,6 +20,25 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
 from loyalty.core.tables.base import TIMESTAMPTZ, metadata, now_column
+
+# Minor units of the currency per point, up to 999,999.999999: times the ledger's bound on
+# points it still fits a bigint.
+RATE = Numeric(12, 6)
+
+# The value of one point from `starts_at` on (the latest start at or before an instant is in
+# force then). Insert-only: its trigger refuses UPDATE, DELETE, TRUNCATE and a start in the past.
+point_rates = Table(
+    "point_rates",
+    metadata,
+    Column("rate_id", BigInteger, Identity(always=True)),
+    Column("starts_at", TIMESTAMPTZ, nullable=False, unique=True),
+    Column("currency", Text, nullable=False),
+    Column("point_value_minor", RATE, nullable=False),
+    now_column("created_at"),
+    Column("created_by", Text, nullable=False),
+    PrimaryKeyConstraint("rate_id", name="point_rates_pkey"),
+    CheckConstraint("point_value_minor > 0", name="value_positive"),
+)
 
 wallets = Table(
     "wallets",
@@ -83,6 +104,13 @@ wallet_transactions = Table(
     Column("description", Text),
     Column("metadata", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     now_column("created_at"),
+    # The row's book value (0013), filled by a trigger: its points (the amount, or held_delta on
+    # a hold or release) at the rate in force (rate_id), or a campaign's own rate.
+    Column("value_amount", BigInteger, nullable=False),
+    Column("value_rate", RATE, nullable=False),
+    Column("value_currency", Text, nullable=False),
+    Column("rate_id", BigInteger, nullable=False),
+    Column("value_campaign_id", Text),
     PrimaryKeyConstraint("tx_id", name="wallet_transactions_pkey"),
     CheckConstraint(
         "type IN ('earn', 'burn', 'refund', 'adjustment', 'hold', 'capture', 'release', 'expire',"
