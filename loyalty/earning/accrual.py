@@ -112,6 +112,7 @@ async def accrue(conn: AsyncConnection, cmd: EarnCommand, settings: Settings) ->
             earn_multiplier_pct=multiplier,
             currency_per_point=settings.earn_rate_currency_per_point,
             amount_paid=cmd.amount_paid,
+            lot_validity_months=rules.lot_validity(facts.campaigns, breakdown),
         ),
     )
     if plan.status != "posted" or plan.net == 0:
@@ -271,6 +272,7 @@ async def _post(
         description=f"earned on booking {accrual.booking_id}",
         metadata=metadata,
         alongside=bookkeeping,
+        validity_months=rules.validity_of(metadata),
     )
     repaid = rules.debt_repayment(facts.debt, points)
     if repaid:

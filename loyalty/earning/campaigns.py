@@ -23,7 +23,8 @@ from loyalty.earning.schemas import CampaignIn, CampaignOut, CampaignPatch, chec
 
 _COLUMNS = (
     "campaign_id, name, kind, multiplier_pct, bonus_points, product_types, categories, "
-    "cap_points_per_booking, starts_at, ends_at, ended_at, point_value_minor, created_by, "
+    "cap_points_per_booking, starts_at, ends_at, ended_at, points_validity_months, "
+    "point_value_minor, created_by, "
     "created_at, updated_at, "
     "CASE WHEN now() < starts_at THEN 'scheduled' WHEN now() < ends_at THEN 'running' "
     "ELSE 'finished' END AS status"
@@ -60,6 +61,7 @@ def _stored(body: CampaignIn) -> dict[str, Any]:
         "starts_at": body.starts_at,
         "ends_at": body.ends_at,
         "point_value": body.point_value_minor,
+        "validity": body.points_validity_months,
     }
 
 
@@ -75,9 +77,9 @@ async def create(
                 text(
                     "INSERT INTO campaigns (campaign_id, name, kind, multiplier_pct, bonus_points, "
                     "product_types, categories, cap_points_per_booking, starts_at, ends_at, "
-                    "point_value_minor, created_by) VALUES (:id, :name, :kind, :multiplier_pct, "
-                    ":bonus_points, :product_types, :categories, :cap, :starts_at, :ends_at, "
-                    ":point_value, :actor) "
+                    "point_value_minor, points_validity_months, created_by) VALUES (:id, :name, "
+                    ":kind, :multiplier_pct, :bonus_points, :product_types, :categories, :cap, "
+                    ":starts_at, :ends_at, :point_value, :validity, :actor) "
                     f"ON CONFLICT (campaign_id) DO NOTHING RETURNING {_COLUMNS}"
                 ),
                 {**values, "actor": actor},
@@ -101,6 +103,7 @@ async def create(
         starts_at=existing.starts_at,
         ends_at=existing.ends_at,
         point_value_minor=_text(existing.point_value_minor),
+        points_validity_months=existing.points_validity_months,
     )
     if _stored(same) != values or existing.ended_at is not None:
         raise IdempotencyConflict(
@@ -164,7 +167,8 @@ async def update(conn: AsyncConnection, campaign_id: str, patch: CampaignPatch) 
                     "bonus_points = :bonus_points, product_types = :product_types, "
                     "categories = :categories, cap_points_per_booking = :cap, "
                     "starts_at = :starts_at, ends_at = :ends_at, "
-                    "point_value_minor = :point_value, updated_at = now() "
+                    "point_value_minor = :point_value, "
+                    "points_validity_months = :validity, updated_at = now() "
                     f"WHERE campaign_id = :id RETURNING {_COLUMNS}"
                 ),
                 {
@@ -179,6 +183,7 @@ async def update(conn: AsyncConnection, campaign_id: str, patch: CampaignPatch) 
                     "ends_at": merged["ends_at"],
                     # model_dump writes a rate as its text
                     "point_value": _decimal(merged["point_value_minor"]),
+                    "validity": merged["points_validity_months"],
                 },
             )
         )
@@ -224,4 +229,5 @@ def campaign_of(row: Mapping[Any, Any]) -> earning.Campaign:
         product_types=frozenset(row["product_types"]),
         categories=frozenset(row["categories"]),
         cap_points_per_booking=row["cap_points_per_booking"],
+        validity_months=row.get("points_validity_months"),
     )

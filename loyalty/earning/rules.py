@@ -38,6 +38,7 @@ class Campaign:
     product_types: frozenset[str] = field(default_factory=frozenset)  # empty: any
     categories: frozenset[str] = field(default_factory=frozenset)  # empty: any
     cap_points_per_booking: int | None = None
+    validity_months: int | None = None  # how long the points of its earns last; None: default
 
     def __post_init__(self) -> None:
         if self.ends_at <= self.starts_at:
@@ -217,6 +218,28 @@ def counter_account_of(trace: Mapping[str, object]) -> str:
     return CAMPAIGN_ACCOUNT if trace.get("rule") == "campaign" else BASE_ACCOUNT
 
 
+def lot_validity(campaigns: Iterable[Campaign], breakdown: EarnBreakdown) -> int | None:
+    """How many months the earn's points last (its lot's validity): the longest validity of the
+    campaigns that added to it and set one (0, never, is the longest); None (the service's
+    default) when none did. An earn is one posting and one lot, so the most generous campaign
+    sets it for the whole earn."""
+    applied = {line.rule.removeprefix("campaign:") for line in breakdown.lines}
+    set_ = [
+        c.validity_months
+        for c in campaigns
+        if c.campaign_id in applied and c.validity_months is not None
+    ]
+    if not set_:
+        return None
+    return 0 if 0 in set_ else max(set_)
+
+
+def validity_of(trace: Mapping[str, object]) -> int | None:
+    """The lot validity an earn's rule trace carries (lot_validity), if any."""
+    months = trace.get("lot_validity_months")
+    return months if isinstance(months, int) else None
+
+
 def rule_trace(
     breakdown: EarnBreakdown,
     *,
@@ -224,10 +247,13 @@ def rule_trace(
     earn_multiplier_pct: int,
     currency_per_point: int,
     amount_paid: int,
+    lot_validity_months: int | None = None,
 ) -> dict[str, object]:
     """The earn's explanation, kept in its ledger row's metadata: every rule line with its
-    points, the tier and rate it was computed at."""
+    points, the tier and rate it was computed at, and a campaign's validity for its points."""
+    validity = {} if lot_validity_months is None else {"lot_validity_months": lot_validity_months}
     return {
+        **validity,
         "rule": "campaign"
         if any(line.rule.startswith("campaign:") for line in breakdown.lines)
         else "base",

@@ -97,6 +97,13 @@ class CampaignIn(_Input):
     cap_points_per_booking: StrictInt | None = Field(default=None, ge=0, le=MAX_BONUS_POINTS)
     starts_at: Instant
     ends_at: Instant
+    points_validity_months: StrictInt | None = Field(
+        default=None,
+        ge=0,
+        le=1200,
+        description="points of an earn this campaign adds to expire this many months after "
+        "the earn (0: never; null: the default, POINTS_VALIDITY_MONTHS)",
+    )
     point_value_minor: PointValue | None = Field(
         default=None,
         description="the campaign's own value of a point: earns issued under it are valued at "
@@ -124,6 +131,9 @@ class CampaignPatch(_Input):
     )
     starts_at: Omittable[Instant]
     ends_at: Omittable[Instant]
+    points_validity_months: StrictInt | None = Field(
+        default=None, ge=0, le=1200, description="null: the default validity"
+    )
     point_value_minor: PointValue | None = Field(
         default=None, description="null: no own rate (earns are valued at the rate in force)"
     )
@@ -142,6 +152,9 @@ class CampaignOut(BaseModel):
     ends_at: datetime
     ended_at: datetime | None = Field(description="set when an admin ended the campaign")
     status: Literal["scheduled", "running", "finished"]
+    points_validity_months: int | None = Field(
+        default=None, description="months the points it adds last; null: the default"
+    )
     point_value_minor: PointValueOut | None = Field(
         description="the campaign's own value of a point; null: earns take the rate in force"
     )

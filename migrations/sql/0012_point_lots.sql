@@ -83,6 +83,11 @@ CREATE TRIGGER lot_movements_no_update_delete BEFORE UPDATE OR DELETE ON lot_mov
 CREATE TRIGGER lot_movements_no_truncate BEFORE TRUNCATE ON lot_movements
     FOR EACH STATEMENT EXECUTE FUNCTION wallet_transactions_append_only()
 ;
+-- A campaign may set how long the points of earns it adds to last (NULL: the default).
+ALTER TABLE campaigns ADD COLUMN points_validity_months integer,
+    ADD CONSTRAINT ck_campaigns_points_validity_within
+        CHECK (points_validity_months BETWEEN 0 AND 1200)
+;
 -- The points each wallet had available when lots began: one lot, with the default validity
 -- counted from the migration.
 INSERT INTO point_lots (wallet_id, points, remaining, expires_at)

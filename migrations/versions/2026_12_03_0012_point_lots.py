@@ -56,6 +56,7 @@ def downgrade() -> None:
         op.execute(f"DROP FUNCTION {function}")
     op.execute("DROP TABLE lot_movements")
     op.execute("DROP TABLE point_lots")
+    op.execute("ALTER TABLE campaigns DROP COLUMN points_validity_months")
     restored = ("ledger_post", "ledger_earn", "ledger_adjust", "ledger_expire", "ledger_refund")
     for statement in sql_files.statements(sql_files.read("0007_ledger_functions.sql")):
         if any(f"CREATE FUNCTION {name}(" in statement for name in restored):

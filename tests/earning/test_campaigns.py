@@ -6,6 +6,8 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import text
+
 from tests.earning.helpers import accrual_result, earn_rows, paid
 
 
@@ -61,6 +63,44 @@ async def test_campaign_bonus_on_accrual_is_recorded_in_metadata(
     other = f"bk-{uuid.uuid4().hex[:12]}"
     await paid(api, user, other, 150_500, product_type="flight")
     assert (await accrual_result(temporal_client, other)).outcome.points == 150
+
+
+async def test_a_campaigns_validity_sets_how_long_its_earns_points_last(
+    api, worker, temporal_client, engine, new_user_id, booking_id
+):
+    """The most generous campaign that added to an earn sets its lot's validity; an earn no
+    campaign with a validity added to gets the default."""
+    short = _campaign(points_validity_months=3)
+    product = short["product_types"][0]
+    longer = _campaign(
+        kind="bonus", bonus_points=10, product_types=[product], points_validity_months=6
+    )
+    longer.pop("multiplier_pct")
+    for body in (short, longer):
+        response = await api.http.post("/campaigns", headers=api.admin, json=body)
+        assert response.status_code == 201, response.text
+        assert response.json()["points_validity_months"] == body["points_validity_months"]
+    user = new_user_id()
+    await paid(api, user, booking_id, 100_000, product_type=product)
+    assert (await accrual_result(temporal_client, booking_id)).outcome.points == 210
+    other = f"bk-{uuid.uuid4().hex[:12]}"
+    await paid(api, user, other, 100_000, product_type="flight")
+    assert (await accrual_result(temporal_client, other)).outcome.points == 100
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            text(
+                "SELECT t.booking_id, l.points, "
+                "(SELECT min(m) FROM generate_series(0, 48) m "
+                " WHERE l.created_at + make_interval(months => m) = l.expires_at) AS months "
+                "FROM point_lots l JOIN wallet_transactions t ON t.tx_id = l.opened_by_tx_id "
+                "WHERE t.booking_id IN (:a, :b)"
+            ),
+            {"a": booking_id, "b": other},
+        )
+        lots = {b: (points, months) for b, points, months in rows}
+    assert lots == {booking_id: (210, 6), other: (100, 24)}
+    [(_, metadata)] = await earn_rows(engine, booking_id)
+    assert metadata["lot_validity_months"] == 6
 
 
 async def test_campaign_admin_lifecycle(api, worker, temporal_client, new_user_id):

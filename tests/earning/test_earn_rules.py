@@ -189,3 +189,41 @@ def test_prorata_rounds_down_and_rejects_nonsense():
         prorata(100, 4, 3)
     with pytest.raises(ValueError):
         prorata(100, 1, 0)
+
+
+def test_the_longest_validity_of_the_campaigns_that_added_points_sets_the_lot() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from loyalty.earning import rules
+
+    now = datetime.now(UTC)
+
+    def campaign(cid: str, months: int | None, product: str = "hotel") -> rules.Campaign:
+        return rules.Campaign(
+            campaign_id=cid,
+            name=cid,
+            starts_at=now - timedelta(hours=1),
+            ends_at=now + timedelta(hours=1),
+            kind="bonus",
+            bonus_points=5,
+            product_types=frozenset({product}),
+            validity_months=months,
+        )
+
+    booking = rules.BookingFacts(amount_paid=10_000, paid_at=now, product_type="hotel")
+    cases = [
+        ([campaign("a", 3), campaign("b", 12)], 12),
+        ([campaign("a", 3), campaign("b", 0)], 0),  # never is the longest
+        ([campaign("a", None)], None),
+        ([campaign("a", 3, product="flight"), campaign("b", None)], None),  # a did not apply
+        ([], None),
+    ]
+    for campaigns, expected in cases:
+        breakdown = rules.compute_earn(
+            booking,
+            currency_per_point=1000,
+            tier_code="bronze",
+            tier_multiplier_pct=100,
+            campaigns=campaigns,
+        )
+        assert rules.lot_validity(campaigns, breakdown) == expected, campaigns

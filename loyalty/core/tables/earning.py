@@ -40,6 +40,8 @@ campaigns = Table(
     Column("created_by", Text),
     now_column("created_at"),
     now_column("updated_at"),
+    # How long the points of earns it adds to last (0012; NULL: the default, 0: never).
+    Column("points_validity_months", Integer),
     # The campaign's own value of a point (0013): earns issued under it are valued at it.
     Column("point_value_minor", RATE),
     PrimaryKeyConstraint("campaign_id", name="campaigns_pkey"),
@@ -48,6 +50,10 @@ campaigns = Table(
     CheckConstraint("kind <> 'multiplier' OR multiplier_pct > 100", name="multiplier"),
     CheckConstraint("kind <> 'bonus' OR bonus_points > 0", name="bonus"),
     CheckConstraint("cap_points_per_booking IS NULL OR cap_points_per_booking >= 0", name="cap"),
+    CheckConstraint(
+        "points_validity_months >= 0 AND points_validity_months <= 1200",
+        name="points_validity_within",
+    ),
     CheckConstraint(
         "point_value_minor IS NULL OR point_value_minor > 0", name="point_value_positive"
     ),
