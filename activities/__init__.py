@@ -25,6 +25,7 @@ class Dependencies:
 def build_activities(deps: Dependencies) -> list[Callable[..., Any]]:
     # Imported here: activity modules import Dependencies from this package.
     from activities.earning import EarningActivities
+    from activities.expiry import ExpiryActivities
     from activities.ledger import LedgerActivities
     from activities.notifications import NotificationActivities
     from activities.redemption import RedemptionActivities, StripePaymentActivities
@@ -41,6 +42,7 @@ def build_activities(deps: Dependencies) -> list[Callable[..., Any]]:
     vouchers = VoucherActivities(deps.engine)
     tiers = TierActivities(deps.engine, notify_url)
     earning = EarningActivities(deps.engine, deps.settings)
+    expiry = ExpiryActivities(deps.engine)
     return [
         ledger.check_invariants,
         redemption.place_hold,
@@ -61,4 +63,7 @@ def build_activities(deps: Dependencies) -> list[Callable[..., Any]]:
         earning.activate,
         earning.return_burned,
         earning.claw_back,
+        expiry.start,
+        expiry.expire_batch,
+        expiry.remind_batch,
     ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from workflows.earning import AccrualWorkflow, RefundWorkflow
+from workflows.expiry import PointsExpiryWorkflow
 from workflows.ledger import InvariantCheckWorkflow
 from workflows.redemption import RedemptionWorkflow
 from workflows.tiers import TierEvaluationWorkflow
@@ -15,4 +16,5 @@ WORKFLOWS: list[type] = [
     TierEvaluationWorkflow,
     AccrualWorkflow,
     RefundWorkflow,
+    PointsExpiryWorkflow,
 ]
