@@ -12,6 +12,7 @@ from datetime import timedelta
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.api.enums.v1 import EventType, PendingActivityState
 from temporalio.client import Client
 
 from bench import seed_ledger
@@ -58,7 +59,13 @@ async def test_a_killed_worker_resumes_the_run_and_expires_each_lot_once(
         return progress if progress is not None and progress.lots_expired >= 30 else None
 
     await eventually(under_way, seconds=60, every=0.05)
-    worker_process.kill(first)
+
+    async def batch_running() -> bool:
+        pending = (await handle.describe()).raw_description.pending_activities
+        return any(a.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED for a in pending)
+
+    await eventually(batch_running, seconds=30, every=0.01)
+    worker_process.kill(first)  # in the middle of a batch
     async with engine.connect() as conn:
         at_kill = (
             await conn.execute(
@@ -81,3 +88,20 @@ async def test_a_killed_worker_resumes_the_run_and_expires_each_lot_once(
     assert progress.wallets_touched == len({lot.wallet_id for lot in due.values()})
     after = await helpers.lots(engine)
     assert all(after[lot].remaining == 0 for lot in due)
+    assert await _retried_batches(temporal_client, handle.id, handle.first_execution_run_id) == 1
+
+
+async def _retried_batches(client: Client, workflow_id: str, run_id: str | None) -> int:
+    """Batches of the whole continue-as-new chain that took more than one attempt."""
+    retried = 0
+    while run_id:
+        history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
+        retried += sum(
+            1
+            for e in history.events
+            if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
+            and e.activity_task_started_event_attributes.attempt > 1
+        )
+        last = history.events[-1]
+        run_id = last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
+    return retried

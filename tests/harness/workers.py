@@ -65,7 +65,8 @@ class WorkerProcess:
             [sys.executable, str(PROJECT_ROOT / "worker.py")], log_file=log, env=self.env
         )
         self.procs.append(proc)
-        async with asyncio.timeout(30):
+        # Generous: on a busy 2-core machine a worker process takes long to import and connect.
+        async with asyncio.timeout(90):
             while "started on task queue" not in (log.read_text() if log.exists() else ""):
                 assert proc.poll() is None, log.read_text()
                 await asyncio.sleep(0.1)
