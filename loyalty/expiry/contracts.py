@@ -57,11 +57,12 @@ class ExpiryProgress(BaseModel):
 
     def line(self) -> str:
         share = f" of ~{self.due_estimate}" if self.due_estimate else ""
+        cursor = self.reminder_cursor if self.phase == "reminding" else self.cursor
         return (
             f"{self.status} ({self.phase}): {self.lots_expired}{share} lots expired, "
             f"{self.points_expired} points, {self.wallets_touched} wallets; "
             f"{self.customers_reminded} customers reminded of {self.lots_reminded} lots; "
-            f"after {self.cursor or 'start'} ({self.batches} batches, run {self.runs})"
+            f"after {cursor or 'start'} ({self.batches} batches, run {self.runs})"
         )
 
 

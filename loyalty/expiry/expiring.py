@@ -28,8 +28,9 @@ _DUE_COUNT = text(
     "SELECT count(*) FROM point_lots "
     "WHERE remaining > 0 AND expires_at IS NOT NULL AND expires_at <= :as_of"
 )
-# Lots this run expired after the keyset: its expire postings follow the watermark (the ledger's
-# key index leads from each to its lot). Read only when a batch is retried.
+# Lots this run expired after the keyset: its expire postings follow the watermark (a range of
+# the ledger's primary key, then each posting's lot by its own). Read only when a batch is
+# retried: the range grows with the run.
 _EXPIRED_BY_RUN = text("""
     SELECT l.lot_id, l.wallet_id, l.opened_by_tx_id, l.points, l.remaining, l.expires_at,
            l.expired_tx_id, l.created_at

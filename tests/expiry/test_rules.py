@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from loyalty.expiry import rules
-from loyalty.expiry.contracts import Keyset, ReminderLot
+from loyalty.expiry.contracts import ExpiryProgress, Keyset, ReminderLot
 from loyalty.notifications.models import NotificationKind
 
 T0 = datetime(2026, 12, 3, 3, 0, tzinfo=UTC)
@@ -108,3 +108,14 @@ def test_a_reminder_key_is_per_customer_and_run() -> None:
     assert rules.reminder_key("ann", "r1") != rules.reminder_key("ann", "r2")
     assert rules.reminder_key("ann", "r1") != rules.reminder_key("bob", "r1")
     assert len(rules.reminder_key("u" * 128, str(uuid.uuid4()))) <= 255
+
+
+def test_the_progress_line_names_the_current_phase_and_its_cursor() -> None:
+    progress = ExpiryProgress(
+        expiry_id="r", as_of=T0, started_at=T0, tx_watermark=7, due_estimate=40, lots_expired=12
+    )
+    progress.cursor = Keyset(expires_at=T0, lot_id=9)
+    assert progress.line().startswith("running (expiring): 12 of ~40 lots expired")
+    assert "after lot 9 (" in progress.line()
+    progress.phase, progress.reminder_cursor = "reminding", Keyset(expires_at=T0, lot_id=31)
+    assert "after lot 31 (" in progress.line()
