@@ -38,6 +38,7 @@ from loyalty.core.payload_encryption import PayloadKeyError
 from loyalty.core.settings import Settings
 from loyalty.core.stripe_client import async_stripe_client
 from loyalty.core.temporal import connect, data_converter, precompile_for_sandbox
+from loyalty.expiry.schedule import ensure_expiry_schedule
 from loyalty.ledger.schedule import ensure_invariants_schedule
 from loyalty.observability import logs, tracing
 from loyalty.reconciliation.schedule import ensure_reconciliation_schedule
@@ -126,6 +127,11 @@ async def run(settings: Settings) -> int:
         _say(
             f"schedule tier-evaluation {outcome} (daily at {settings.tier_evaluation_time} "
             f"{settings.tier_evaluation_timezone})"
+        )
+        outcome = await ensure_expiry_schedule(client, settings)
+        _say(
+            f"schedule points-expiry {outcome} (daily at {settings.points_expiry_time} "
+            f"{settings.points_expiry_timezone})"
         )
         outcome = await ensure_invariants_schedule(client, settings)
         _say(

@@ -25,6 +25,7 @@ class Dependencies:
 def build_activities(deps: Dependencies) -> list[Callable[..., Any]]:
     # Imported here: activity modules import Dependencies from this package.
     from activities.earning import EarningActivities
+    from activities.expiry import ExpiryActivities
     from activities.ledger import LedgerActivities
     from activities.notifications import NotificationActivities
     from activities.reconciliation import ReconciliationActivities
@@ -44,6 +45,7 @@ def build_activities(deps: Dependencies) -> list[Callable[..., Any]]:
     tiers = TierActivities(deps.engine, notify_url)
     earning = EarningActivities(deps.engine, deps.settings)
     reconciliation = ReconciliationActivities(deps.engine, deps.settings, stripe_client)
+    expiry = ExpiryActivities(deps.engine)
     return [
         ledger.check_invariants,
         redemption.place_hold,
@@ -67,4 +69,7 @@ def build_activities(deps: Dependencies) -> list[Callable[..., Any]]:
         reconciliation.reconcile_payments,
         reconciliation.reconcile_holds,
         reconciliation.reconcile_vouchers,
+        expiry.start,
+        expiry.expire_batch,
+        expiry.remind_batch,
     ]

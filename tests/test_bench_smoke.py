@@ -103,6 +103,17 @@ def test_tier_evaluation_benchmark_runs() -> None:
     assert "counts match baseline:   yes" in out, out
 
 
+def test_expiry_benchmark_runs() -> None:
+    out = _run(
+        "bench/expiry.py", "--wallets", "300", "--transactions", "1500", "--due-share", "0.2",
+        "--batch-size", "50", timeout=180,
+    )  # fmt: skip
+    for line in ("baseline (one SQL statement, read-only): ", "expiry phase: ", "worker memory: "):
+        assert line in out, out
+    assert "invariants after:        OK" in out, out
+    assert "counts match baseline:   yes" in out, out
+
+
 def test_payload_codec_benchmark_runs() -> None:
     out = _run("bench/payload_codec.py", "--payloads", "400", "--rounds", "2", timeout=120)
     assert "all rounds" in out, out

@@ -74,6 +74,13 @@ BATCH_TIMEOUT = timedelta(minutes=5)
 EVALUATION_START_TIMEOUT = timedelta(minutes=2)
 BATCH_NOTIFY_TIMEOUT = timedelta(minutes=2)
 
+# Points expiry: each batch posts one expiry per lot (each its own statement, idempotent per
+# lot), retried until it passes. It heartbeats after every posting, so a batch whose worker died
+# is retried on another within the input's heartbeat timeout rather than after the whole
+# timeout; a reminder batch is one transaction.
+EXPIRY_BATCH_TIMEOUT = timedelta(minutes=10)
+EXPIRY_START_TIMEOUT = timedelta(minutes=2)
+
 # The invariant check reads the whole ledger; a failing one is worth a few tries, not more.
 INVARIANT_CHECK = RetryPolicy(maximum_attempts=3)
 INVARIANT_CHECK_TIMEOUT = timedelta(minutes=5)

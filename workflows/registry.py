@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from workflows.earning import AccrualWorkflow, RefundWorkflow
+from workflows.expiry import PointsExpiryWorkflow
 from workflows.ledger import InvariantCheckWorkflow
 from workflows.reconciliation import ReconciliationWorkflow
 from workflows.redemption import RedemptionWorkflow
@@ -17,4 +18,5 @@ WORKFLOWS: list[type] = [
     AccrualWorkflow,
     RefundWorkflow,
     ReconciliationWorkflow,
+    PointsExpiryWorkflow,
 ]

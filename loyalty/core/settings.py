@@ -160,6 +160,14 @@ class Settings(BaseSettings):
     tier_downgrade_grace_days: int = Field(default=30, ge=0, le=3650)
     tier_evaluation_batch_size: int = Field(default=2000, ge=1, le=50_000)
 
+    # Points expiry (the `points-expiry` Temporal Schedule the worker creates or updates at
+    # start-up): daily at this time, due lots expire to breakage in batches; customers are
+    # reminded of lots due within POINTS_EXPIRY_REMINDER_DAYS (0: no reminders).
+    points_expiry_time: str = Field(default="03:00", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+    points_expiry_timezone: str = "UTC"  # IANA name
+    points_expiry_batch_size: int = Field(default=1000, ge=1, le=10_000)
+    points_expiry_reminder_days: int = Field(default=30, ge=0, le=366)
+
     # How often the `ledger-invariants` Schedule (created by the worker) runs the invariant check.
     ledger_invariants_interval_seconds: int = Field(default=300, ge=60, le=86400)
     # How often the `ledger-reconciliation` Schedule (created by the worker) compares the ledger

@@ -17,6 +17,7 @@ class NotificationKind(StrEnum):
     POINTS_CLAWED_BACK = "points_clawed_back"  # points earned, taken back on a refund
     POINTS_REDEEMED = "points_redeemed"  # a checkout's held points spent (captured)
     HOLD_RELEASED = "hold_released"  # a checkout's held points available again (released)
+    POINTS_EXPIRING = "points_expiring"  # points of lots due soon (the expiry run's reminder)
 
 
 class Notification(BaseModel):

@@ -59,7 +59,7 @@ class WorkerProcess:
         self.log_dir = log_dir
         self.procs: list[subprocess.Popen[bytes]] = []
 
-    async def start(self, within: float = 30) -> subprocess.Popen[bytes]:
+    async def start(self, within: float = 90) -> subprocess.Popen[bytes]:
         """Start one and wait until it says it has started (`within` seconds: its imports alone
         take most of 30 on a 2-core machine that other test runs keep busy)."""
         log = self.log_dir / f"worker-{len(self.procs)}.log"

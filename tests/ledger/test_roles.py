@@ -33,6 +33,7 @@ EXPECTED_TABLE_PRIVILEGES: dict[str, set[str]] = {
     "holds": {"SELECT"},
     "point_lots": {"SELECT"},
     "lot_movements": {"SELECT"},
+    "point_lot_reminders": {"SELECT", "INSERT"},  # append-only: which lots were reminded (0016)
     "wallets": {"SELECT", "UPDATE (tier)", "UPDATE (updated_at)"},
     "loyalty_tiers": {"SELECT", "INSERT", "UPDATE"},
     "tier_history": {"SELECT", "INSERT"},

@@ -22,6 +22,8 @@ from temporalio.client import Client
 from loyalty.core.db import transaction
 from loyalty.core.settings import PROJECT_ROOT, Settings
 from loyalty.earning.refunds import _clawed, _returned
+from loyalty.expiry import rules as expiry_rules
+from loyalty.expiry.contracts import ReminderLot
 from loyalty.notifications import outbox
 from loyalty.notifications.models import NotificationKind
 from loyalty.redemption.contracts import SettleHold
@@ -201,16 +203,31 @@ async def test_outbound_events_validate_against_their_schemas(
         *_returned(refund, 40).notifications,  # type: ignore[arg-type]
         *_clawed({**refund, **clawed}).notifications,  # type: ignore[arg-type]
         delivery_notification(voucher),
+        *[
+            reminder.notification
+            for reminder in expiry_rules.reminders(
+                [
+                    ReminderLot(
+                        lot_id=1,
+                        wallet_id=uuid.uuid4(),
+                        user_id=user,
+                        remaining=120,
+                        expires_at=datetime.now(UTC),
+                    )
+                ],
+                expiry_id=str(uuid.uuid4()),
+            )
+        ],
     ]
     async with transaction(engine) as conn:
         await outbox.enqueue(conn, notes)
     events = await _rows(engine, user, "event")
-    assert len(events) == 7
+    assert len(events) == 8
     async with relaying(settings, engine):
         records = await read_all(
             settings,
             settings.kafka_events_topic,
-            until=lambda got: sum(r.key == user.encode() for r in got) >= 7,
+            until=lambda got: sum(r.key == user.encode() for r in got) >= 8,
         )
     mine = [json.loads(r.value) for r in records if r.key == user.encode()]
     assert [m["type"] for m in mine] == [e["kind"] for e in events]

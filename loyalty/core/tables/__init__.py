@@ -3,7 +3,7 @@ schema; this mirrors it as Alembic's autogenerate target (and for queries that w
 tests/test_schema_matches_tables.py proves the two agree. Functions, triggers and composite types
 live only in the migrations."""
 
-from loyalty.core.tables import earning, events, ledger, reconciliation, tiers, vouchers
+from loyalty.core.tables import earning, events, expiry, ledger, reconciliation, tiers, vouchers
 from loyalty.core.tables.base import AUTOGENERATE_OPTIONS, NAMING_CONVENTION, metadata
 
 __all__ = [
@@ -11,6 +11,7 @@ __all__ = [
     "NAMING_CONVENTION",
     "earning",
     "events",
+    "expiry",
     "ledger",
     "metadata",
     "reconciliation",

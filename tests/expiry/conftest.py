@@ -1,0 +1,94 @@
+"""Expiry fixtures on top of the shared harness: the time-skipping test server's client and a
+worker on it, `expire` (one PointsExpiryWorkflow run to its end), and `clock`, which moves the
+test server's time (the workflow's `as_of`) to where the database's lots fall due.
+
+The database's clock stays where it is: lots a test makes expire some months after the
+database's now, and the test skips the workflow's clock past them. The time-skipping server is
+shared by the session and only moves forward, so a test asks `clock.months_ahead()` for a
+validity that is still in the workflow's future."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.client import Client, WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
+
+from loyalty.core.settings import Settings
+from loyalty.expiry.contracts import ExpiryInput, ExpiryResult
+from tests.expiry.helpers import Expire
+from tests.harness import workers
+from tests.harness.histories import SaveHistory, history_saver
+from workflows.expiry import PointsExpiryWorkflow
+
+
+@pytest.fixture
+def client(time_skipping: WorkflowEnvironment) -> Client:
+    """Waiting on a result through this client lets the server skip time."""
+    return time_skipping.client
+
+
+@pytest.fixture
+async def skipping_worker(
+    client: Client, engine: AsyncEngine, settings: Settings
+) -> AsyncIterator[None]:
+    async with workers.in_process(client, engine, settings):
+        yield
+
+
+@pytest.fixture
+def save_history(client: Client) -> SaveHistory:
+    return history_saver(client, Path(__file__).parent / "histories")
+
+
+@pytest.fixture
+def expire(client: Client, settings: Settings, skipping_worker: None) -> Expire:
+    """`await expire(batch_size=..., ...)` runs one PointsExpiryWorkflow to its end on the
+    time-skipping server; returns its result and handle."""
+
+    async def run(**fields: Any) -> tuple[ExpiryResult, WorkflowHandle[Any, Any]]:
+        handle = await client.start_workflow(
+            PointsExpiryWorkflow.run,
+            ExpiryInput(**fields),
+            id=f"points-expiry-test-{uuid.uuid4()}",
+            task_queue=settings.temporal_task_queue,
+            execution_timeout=timedelta(days=3),
+        )
+        return await handle.result(), handle
+
+    return run
+
+
+class Clock:
+    def __init__(self, env: WorkflowEnvironment, engine: AsyncEngine) -> None:
+        self.env, self.engine = env, engine
+
+    async def database_now(self) -> datetime:
+        async with self.engine.connect() as conn:
+            now: datetime = (await conn.execute(text("SELECT now()"))).scalar_one()
+        return now
+
+    async def months_ahead(self) -> int:
+        """A validity in months whose lots, opened now, expire after the workflow's clock plus
+        two months (31-day months: the skew covered whatever the calendar)."""
+        skew = await self.env.get_current_time() - await self.database_now()
+        return max(0, math.ceil(skew / timedelta(days=28))) + 2
+
+    async def skip_to(self, moment: datetime) -> None:
+        """Move the workflow's clock to `moment` (it must lie ahead)."""
+        ahead = moment - await self.env.get_current_time()
+        assert ahead > timedelta(0), f"the test server's clock is already past {moment}"
+        await self.env.sleep(ahead)
+
+
+@pytest.fixture
+def clock(time_skipping: WorkflowEnvironment, engine: AsyncEngine) -> Clock:
+    return Clock(time_skipping, engine)
