@@ -13,7 +13,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from loyalty import ledger
 from loyalty.core import db
@@ -67,3 +67,17 @@ async def make_wallet(
                 text("UPDATE wallets SET tier = :t WHERE user_id = :u"), {"t": tier, "u": user}
             )
     return user
+
+
+# Backdated earn rows that a test writes as the owner (the posting functions date rows now) need
+# the lots an earn opens, or the invariant "available equals the points left in lots" breaks.
+_OPEN_LOTS = text(
+    "INSERT INTO point_lots (wallet_id, opened_by_tx_id, points, remaining, expires_at, "
+    "created_at) SELECT wallet_id, tx_id, amount, amount, created_at + interval '24 months', "
+    "created_at FROM wallet_transactions WHERE idempotency_key = ANY(CAST(:keys AS text[]))"
+)
+
+
+async def open_lots_of_seeded_earns(conn: AsyncConnection, keys: list[str]) -> None:
+    """Open the lot of each earn row written under `keys` (as the owner, on `conn`)."""
+    await conn.execute(_OPEN_LOTS, {"keys": keys})

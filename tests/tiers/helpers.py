@@ -20,6 +20,7 @@ from temporalio.client import WorkflowHandle
 
 from loyalty.tiers.contracts import TierEvaluationResult
 from loyalty.tiers.rules import Decision, Ladder, decide, in_trailing_window
+from tests.harness.wallets import open_lots_of_seeded_earns
 
 # Silver on lifetime points, gold on the trailing 12 months: both bases in every run.
 TEST_LADDER = {
@@ -79,6 +80,7 @@ async def seed(engine: AsyncEngine, wallets: Sequence[SeedWallet]) -> dict[str, 
                 "k": [e[3] for e in earns],
             },
         )
+        await open_lots_of_seeded_earns(conn, [e[3] for e in earns])
         pending = [w for w in wallets if w.pending_since is not None]
         if pending:
             await conn.execute(

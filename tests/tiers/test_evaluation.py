@@ -16,6 +16,7 @@ from temporalio.client import Client
 
 from loyalty.tiers.rules import Ladder, notification_key, trailing_window_start
 from tests.harness.histories import SaveHistory
+from tests.harness.wallets import open_lots_of_seeded_earns
 from tests.tiers.helpers import Evaluate, SeedWallet, direct_decisions, seed, tiers_of
 
 GRACE = timedelta(days=30)
@@ -164,6 +165,7 @@ async def test_downgrade_with_and_without_grace(
             ),
             {"w": requal, "k": f"seed:{requal}:requalify", "at": t0 + timedelta(days=10)},
         )
+        await open_lots_of_seeded_earns(conn, [f"seed:{requal}:requalify"])
         await conn.execute(
             text(
                 "UPDATE wallets SET balance = balance + 20000, "
