@@ -14,6 +14,7 @@ from api.routers import (
     health,
     outbox,
     redemption,
+    reports,
     tiers,
     vouchers,
     wallets,
@@ -32,4 +33,5 @@ ROUTERS: list[APIRouter] = [
     booking_events.router,
     codec.router,
     outbox.router,
+    reports.router,
 ]
