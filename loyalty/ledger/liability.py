@@ -31,7 +31,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-EXPIRY_WINDOWS_DAYS = (30, 90, 365)
+EXPIRY_WINDOWS_DAYS = (30, 90, 365)  # the windows _REPORT sums (d30, d90, d365)
 
 
 def value_of(points: int, point_value_minor: int) -> int:
@@ -49,8 +49,8 @@ def kind_of(counter_account: str) -> str:
 
 _KINDS = frozenset({"issuance", "adjustment", "redemption", "voucher_sales", "breakage"})
 
-# `{upto}` is the cutoff on a table's created_at (TRUE when the report is of now: everything
-# the snapshot sees, so the total is exactly the wallets' balances in the same snapshot).
+# `{upto_tx}` and `{upto_lot}` are the cutoff on a table's created_at (TRUE when the report is
+# of now: everything the snapshot sees, so the total is exactly the wallets' balances then).
 # Lots: a lot's points at the cutoff are what it holds now less what moved in or out of it
 # since, so only the lots still holding points and the movements after the cutoff are read,
 # not the whole history of movements.
