@@ -164,3 +164,14 @@ def test_streams_benchmark_runs() -> None:
     for line in ("HTTP POST /booking-events", "Kafka consumer (1 process)"):
         assert line in out, out
     assert "relay commit-to-publish at 20/s: 20 events" in out, out
+
+
+def test_liability_benchmark_runs() -> None:
+    out = _run(
+        "bench/liability.py", "--wallets", "300", "--transactions", "3000", "--rounds", "1",
+        "--past-days", "30", timeout=120,
+    )  # fmt: skip
+    assert "invariants after seeding: OK" in out, out
+    for row in ("now ", "30 days ago "):
+        assert re.search(rf"^{row} +[\d,]+ +[\d,]+ +\d+%$", out, re.MULTILINE), out
+    assert "figures match: yes" in out, out

@@ -8,6 +8,7 @@ a grace longer than any session; the stuck hold here expired long before that.""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable
@@ -17,6 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from loyalty.core.settings import PROJECT_ROOT
+from loyalty.ledger.invariants import LIABILITY
 from tests.ledger.stuck import stuck_hold
 
 LONGER_THAN_A_SESSION = timedelta(days=365)
@@ -64,9 +66,17 @@ async def test_corrupted_balance_fails(
 
     assert result.returncode == 1, result.stdout + result.stderr
     violations = [line for line in result.stdout.splitlines() if line.startswith("VIOLATION")]
-    assert violations == [
-        f"VIOLATION balance equals the sum of posted amounts: {user}: is 255, expected 250"
+    assert violations[:2] == [
+        f"VIOLATION balance equals the sum of posted amounts: {user}: is 255, expected 250",
+        f"VIOLATION available equals the points left in lots: {user}: is 250, expected 255",
     ]
+    # The liability report's totals, over the whole database: 5 points short of the wallets.
+    pattern = rf"VIOLATION {re.escape(LIABILITY)}: (.+): is (\d+), expected (\d+)"
+    totals = [re.fullmatch(pattern, line) for line in violations[2:]]
+    assert [(m[1], int(m[3]) - int(m[2])) for m in totals if m] == [
+        ("outstanding points", 5),
+        ("points in lots", 5),
+    ], violations
     assert _invariants(database_url).returncode == 0
 
 

@@ -16,6 +16,7 @@ from api.routers import (
     rates,
     reconciliation,
     redemption,
+    reports,
     tiers,
     vouchers,
     wallets,
@@ -36,4 +37,5 @@ ROUTERS: list[APIRouter] = [
     codec.router,
     outbox.router,
     reconciliation.router,
+    reports.router,
 ]

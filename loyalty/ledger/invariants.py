@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loyalty.core.db import make_engine
 from loyalty.core.settings import get_settings
+from loyalty.ledger import liability
 
 # Each check returns the rows that break it; an empty result means the invariant holds.
 CHECKS: dict[str, str] = {
@@ -87,6 +88,31 @@ CHECKS: dict[str, str] = {
             <> round(CASE WHEN amount <> 0 THEN amount ELSE held_delta END * value_rate)""",
 }
 
+# The liability report (loyalty.ledger.liability) adds up the ledger by counter account: its
+# total must be what the wallets hold, its held points their held points, and its points in
+# lots their available points. Computed in Python from the report itself, hence apart.
+LIABILITY = "the liability report's totals equal the wallets' sums"
+
+
+async def liability_violations(conn: AsyncConnection) -> list[Violation]:
+    """The report of now against the wallets table (one statement, one snapshot)."""
+    found = await liability.reconcile(conn, liability.Valuation("", 1))
+    report = found.report
+    pairs = {
+        "outstanding points": (report.outstanding.points, found.wallets_balance),
+        "held points": (report.held.points, found.wallets_held),
+        "points in lots": (
+            report.expiring.in_lots.points,
+            found.wallets_balance - found.wallets_held,
+        ),
+    }
+    return [
+        Violation(LIABILITY, subject, actual, expected)
+        for subject, (actual, expected) in pairs.items()
+        if actual != expected
+    ]
+
+
 # Stuck money: every hold has an owner (a checkout saga) that resolves it by its expiry, so one
 # still open well past it will not be resolved by anyone. Depends on the clock, hence apart.
 STUCK_HOLDS = "no hold is open past its expiry plus the grace"
@@ -101,7 +127,7 @@ _STUCK_HOLDS_SQL = """
 
 def check_names(*, stuck_holds: bool) -> list[str]:
     """The names of the checks find_violations runs (with or without the stuck-hold check)."""
-    return [*CHECKS, *([STUCK_HOLDS] if stuck_holds else [])]
+    return [*CHECKS, LIABILITY, *([STUCK_HOLDS] if stuck_holds else [])]
 
 
 @dataclass(frozen=True)
@@ -132,6 +158,7 @@ async def find_violations(
     for name, sql in CHECKS.items():
         rows = (await conn.execute(text(f"{sql} LIMIT {limit}"))).all()
         violations += [Violation(name, str(r[0]), r[1], r[2]) for r in rows]
+    violations += await liability_violations(conn)
     if hold_grace is not None:
         stuck = text(f"{_STUCK_HOLDS_SQL} LIMIT {limit}")
         rows = (await conn.execute(stuck, {"grace": hold_grace, "now": now})).all()

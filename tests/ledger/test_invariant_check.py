@@ -26,7 +26,7 @@ from loyalty.core.search_attributes import LEDGER_ALERT
 from loyalty.core.settings import Settings
 from loyalty.ledger import stuck_checkouts
 from loyalty.ledger.contracts import InvariantCheckInput, InvariantReport
-from loyalty.ledger.invariants import CHECKS, STUCK_HOLDS
+from loyalty.ledger.invariants import CHECKS, LIABILITY, STUCK_HOLDS
 from loyalty.ledger.schedule import SCHEDULE_ID
 from tests.harness.api import Api
 from tests.harness.histories import SaveHistory
@@ -179,7 +179,7 @@ async def test_a_running_checkout_whose_hold_was_resolved_is_reported(
             (stuck_checkouts.CHECK, "running, RedemptionStatus held")
         ]
         assert mine[0].expected.startswith(f"released, as its hold {hold_id} since ")
-        assert report.checks == [*CHECKS, STUCK_HOLDS, stuck_checkouts.CHECK]
+        assert report.checks == [*CHECKS, LIABILITY, STUCK_HOLDS, stuck_checkouts.CHECK]
         alert = await _alert(temporal_client, workflow_id)
         assert alert is not None and stuck_checkouts.CHECK in alert.split("; ")
         await save_history("violations", workflow_id)
@@ -207,7 +207,7 @@ async def test_a_clean_check_sets_no_alert(
         temporal_client, settings, InvariantCheckInput(stuck_money=False)
     )
     assert report.ok, report.violations
-    assert report.checks == list(CHECKS)
+    assert report.checks == [*CHECKS, LIABILITY]
     assert report.failed_checks == []
     assert await _alert(temporal_client, workflow_id) is None
     await save_history("clean", workflow_id)
