@@ -15,7 +15,10 @@ lot and lot movement of one posting shares it) is at or before `as_of`.
 - pending: earned on a paid booking but not posted yet (`booking_accruals` waiting for the end
   of their pending period, EARN_PENDING_SECONDS); not in any balance.
 
-Points are valued at the base rate (POINT_VALUE_MINOR minor units a point) by `value_of`.
+Values: an account's (and so the outstanding total's) is the sum of its rows' book values, each
+row valued when it was posted at the rate then in force or its campaign's (migration 0013,
+`value_amount`). Held, available, pending and lot figures are points not yet booked to an
+account, valued at the base rate (POINT_VALUE_MINOR minor units a point) by `value_of`.
 The whole report is one statement, so one snapshot, one round trip (docs/finance.md says how
 to read it)."""
 
@@ -60,7 +63,11 @@ ledger AS (
     SELECT counter_account,
            COALESCE(SUM(amount) FILTER (WHERE amount > 0), 0)::bigint AS credited,
            COALESCE(-SUM(amount) FILTER (WHERE amount < 0), 0)::bigint AS debited,
-           COALESCE(SUM(held_delta), 0)::bigint AS held
+           COALESCE(SUM(held_delta), 0)::bigint AS held,
+           -- Each row's book value (migration 0013); hold and release rows value held points,
+           -- which move no posted points.
+           COALESCE(SUM(value_amount) FILTER (WHERE type NOT IN ('hold', 'release')),
+                    0)::bigint AS value
     FROM wallet_transactions WHERE {upto_tx}
     GROUP BY counter_account
 ), standing AS (
@@ -84,6 +91,7 @@ SELECT a.t AS as_of,
        (SELECT array_agg(counter_account ORDER BY counter_account) FROM ledger) AS accounts,
        (SELECT array_agg(credited ORDER BY counter_account) FROM ledger) AS credited,
        (SELECT array_agg(debited ORDER BY counter_account) FROM ledger) AS debited,
+       (SELECT array_agg(value ORDER BY counter_account) FROM ledger) AS booked,
        (SELECT COALESCE(SUM(held), 0)::bigint FROM ledger) AS held,
        l.in_lots, l.overdue, l.d30, l.d90, l.d365, l.never, p.pending
 FROM asof a, lots l, pending p"""
@@ -217,20 +225,25 @@ def _report_of(row: Any, valuation: Valuation) -> LiabilityReport:
             credited_points=credited,
             debited_points=debited,
             points=credited - debited,
-            value_minor=value_of(credited - debited, valuation.point_value_minor),
+            value_minor=booked,
         )
-        for name, credited, debited in zip(
-            row["accounts"] or [], row["credited"] or [], row["debited"] or [], strict=True
+        for name, credited, debited, booked in zip(
+            row["accounts"] or [],
+            row["credited"] or [],
+            row["debited"] or [],
+            row["booked"] or [],
+            strict=True,
         )
     ]
     outstanding = sum(line.points for line in accounts)
+    booked_value = sum(line.value_minor for line in accounts)
     fig = valuation.figure
     return LiabilityReport(
         as_of=row["as_of"],
         currency=valuation.currency,
         point_value_minor=valuation.point_value_minor,
         accounts=accounts,
-        outstanding=fig(outstanding),
+        outstanding=Figure(points=outstanding, value_minor=booked_value),
         held=fig(row["held"]),
         available=fig(outstanding - row["held"]),
         pending=fig(row["pending"]),
