@@ -83,6 +83,11 @@ CREATE TRIGGER lot_movements_no_update_delete BEFORE UPDATE OR DELETE ON lot_mov
 CREATE TRIGGER lot_movements_no_truncate BEFORE TRUNCATE ON lot_movements
     FOR EACH STATEMENT EXECUTE FUNCTION wallet_transactions_append_only()
 ;
+-- A release (and a refund of a capture) finds the hold's own row, whose draws it gives back: one
+-- per hold, so unique, and partial, so only hold rows pay for it.
+CREATE UNIQUE INDEX uq_wallet_transactions_hold_placed ON wallet_transactions (hold_id)
+    WHERE type = 'hold'
+;
 -- A campaign may set how long the points of earns it adds to last (NULL: the default).
 ALTER TABLE campaigns ADD COLUMN points_validity_months integer,
     ADD CONSTRAINT ck_campaigns_points_validity_within

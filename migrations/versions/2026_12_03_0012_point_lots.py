@@ -54,6 +54,7 @@ def downgrade() -> None:
     in metadata; the lots themselves go)."""
     for function in (*POSTING_FUNCTIONS, *INTERNAL_FUNCTIONS):
         op.execute(f"DROP FUNCTION {function}")
+    op.execute("DROP INDEX uq_wallet_transactions_hold_placed")
     op.execute("DROP TABLE lot_movements")
     op.execute("DROP TABLE point_lots")
     op.execute("ALTER TABLE campaigns DROP COLUMN points_validity_months")

@@ -131,6 +131,13 @@ wallet_transactions = Table(
         unique=True,
         postgresql_where=text("type IN ('capture', 'release')"),
     ),
+    # A hold's own row, which a release or a capture's refund gives its lots back from (0012).
+    Index(
+        "uq_wallet_transactions_hold_placed",
+        "hold_id",
+        unique=True,
+        postgresql_where=text("type = 'hold'"),
+    ),
     # Trailing-window sums read only this index (index-only scan per wallet).
     Index(
         "ix_wallet_transactions_qualifying",
