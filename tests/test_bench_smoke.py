@@ -103,17 +103,6 @@ def test_tier_evaluation_benchmark_runs() -> None:
     assert "counts match baseline:   yes" in out, out
 
 
-def test_expiry_benchmark_runs() -> None:
-    out = _run(
-        "bench/expiry.py", "--wallets", "300", "--transactions", "1500", "--due-share", "0.2",
-        "--batch-size", "50", timeout=180,
-    )  # fmt: skip
-    for line in ("baseline (one SQL statement, read-only): ", "expiry phase: ", "worker memory: "):
-        assert line in out, out
-    assert "invariants after:        OK" in out, out
-    assert "counts match baseline:   yes" in out, out
-
-
 def test_payload_codec_benchmark_runs() -> None:
     out = _run("bench/payload_codec.py", "--payloads", "400", "--rounds", "2", timeout=120)
     assert "all rounds" in out, out
@@ -164,14 +153,3 @@ def test_streams_benchmark_runs() -> None:
     for line in ("HTTP POST /booking-events", "Kafka consumer (1 process)"):
         assert line in out, out
     assert "relay commit-to-publish at 20/s: 20 events" in out, out
-
-
-def test_liability_benchmark_runs() -> None:
-    out = _run(
-        "bench/liability.py", "--wallets", "300", "--transactions", "3000", "--rounds", "1",
-        "--past-days", "30", timeout=120,
-    )  # fmt: skip
-    assert "invariants after seeding: OK" in out, out
-    for row in ("now ", "30 days ago "):
-        assert re.search(rf"^{row} +[\d,]+ +[\d,]+ +\d+%$", out, re.MULTILINE), out
-    assert "figures match: yes" in out, out
