@@ -47,7 +47,7 @@ async def test_clean_ledger_passes(
     assert result.returncode == 0, result.stdout + result.stderr
     assert "VIOLATION" not in result.stdout
     assert result.stdout.rstrip().endswith(": OK")
-    assert "checked 11 invariants" in result.stdout
+    assert "checked 12 invariants" in result.stdout
 
 
 async def test_corrupted_balance_fails(

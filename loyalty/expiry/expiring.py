@@ -33,7 +33,7 @@ _DUE_COUNT = text(
 # retried: the range grows with the run.
 _EXPIRED_BY_RUN = text("""
     SELECT l.lot_id, l.wallet_id, l.opened_by_tx_id, l.points, l.remaining, l.expires_at,
-           l.expired_tx_id, l.created_at
+           l.expired_tx_id, l.closed_at, l.created_at
     FROM wallet_transactions t
     JOIN point_lots l ON l.lot_id = CAST(t.metadata ->> 'lot_id' AS bigint)
                      AND l.expired_tx_id = t.tx_id

@@ -9,6 +9,7 @@ validity that is still in the workflow's future."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import math
 import uuid
 from collections.abc import AsyncIterator
@@ -22,12 +23,49 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
+import devstack
+from loyalty.core.db import make_engine
 from loyalty.core.settings import Settings
 from loyalty.expiry.contracts import ExpiryInput, ExpiryResult
 from tests.expiry.helpers import Expire
 from tests.harness import workers
 from tests.harness.histories import SaveHistory, history_saver
 from workflows.expiry import PointsExpiryWorkflow
+
+
+# An expiry run walks every due lot of its database, so these tests get a database of their own
+# per module: the lots of other tests (and what their workflows still post) stay out of their
+# counts. The fixtures of that name in tests/conftest.py are overridden here.
+@pytest.fixture(scope="module")
+def service_database(embedded_postgres: devstack.EmbeddedPostgres) -> devstack.ServiceDatabase:
+    # Migrating runs its own event loop: off the tests' loop, in a thread.
+    name = f"loyalty_expiry_{uuid.uuid4().hex[:12]}"
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(embedded_postgres.service_database, name).result()
+
+
+@pytest.fixture(scope="module")
+def database_url(service_database: devstack.ServiceDatabase) -> str:
+    return service_database.app_url
+
+
+@pytest.fixture(scope="module")
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    eng = make_engine(database_url, pool_size=10)
+    yield eng
+    await eng.dispose()
+
+
+@pytest.fixture(scope="module")
+def owner_database_url(service_database: devstack.ServiceDatabase) -> str:
+    return service_database.owner_url
+
+
+@pytest.fixture(scope="module")
+async def owner_engine(owner_database_url: str) -> AsyncIterator[AsyncEngine]:
+    eng = make_engine(owner_database_url, pool_size=2)
+    yield eng
+    await eng.dispose()
 
 
 @pytest.fixture

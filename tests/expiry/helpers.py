@@ -26,16 +26,21 @@ class LotRow:
     remaining: int
     expires_at: datetime | None
     expired_tx_id: int | None
+    closed_at: datetime | None = None
 
 
 async def lots(engine: AsyncEngine) -> dict[int, LotRow]:
     """Every lot of the database (the run walks them all, not only a test's)."""
     async with engine.connect() as conn:
         rows = await conn.execute(
-            text("SELECT lot_id, wallet_id, remaining, expires_at, expired_tx_id FROM point_lots")
+            text(
+                "SELECT lot_id, wallet_id, remaining, expires_at, expired_tx_id, closed_at "
+                "FROM point_lots"
+            )
         )
         return {
-            r.lot_id: LotRow(r.wallet_id, r.remaining, r.expires_at, r.expired_tx_id) for r in rows
+            r.lot_id: LotRow(r.wallet_id, r.remaining, r.expires_at, r.expired_tx_id, r.closed_at)
+            for r in rows
         }
 
 
@@ -45,6 +50,16 @@ def due(before: dict[int, LotRow], as_of: datetime) -> dict[int, LotRow]:
         lot_id: lot
         for lot_id, lot in before.items()
         if lot.remaining > 0 and lot.expires_at is not None and lot.expires_at <= as_of
+    }
+
+
+def visited(before: dict[int, LotRow], as_of: datetime) -> dict[int, LotRow]:
+    """The lots a run at `as_of` pages through: due and not closed, spent ones included (the
+    run closes them without a posting)."""
+    return {
+        lot_id: lot
+        for lot_id, lot in before.items()
+        if lot.closed_at is None and lot.expires_at is not None and lot.expires_at <= as_of
     }
 
 

@@ -8,6 +8,7 @@ before) or only the wallets a test made. After each test the ledger invariants a
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 
 from sqlalchemy import text
@@ -49,19 +50,26 @@ async def test_expires_exactly_the_due_lots_over_batches_and_runs(
     assert progress.lots_expired == len(due)
     assert progress.points_expired == sum(lot.remaining for lot in due.values())
     assert progress.wallets_touched == len({lot.wallet_id for lot in due.values()})
-    # Pages of 5 up to a short last one, two batches per run.
-    assert progress.batches == len(due) // 5 + 1
+    # Pages of 5 of every due lot not closed (the spent ones too) up to a short last one, two
+    # batches per run.
+    visited = helpers.visited(before, progress.as_of)
+    assert len(visited) == len(due) + 6
+    assert progress.batches == len(visited) // 5 + 1
     assert progress.runs == (progress.batches + 1) // 2
 
     after = await helpers.lots(engine)
+    # Every lot it visited is closed now, and a second run would not page through them again.
+    assert all(after[lot_id].closed_at is not None for lot_id in visited)
     postings = await helpers.expire_postings(engine, progress.tx_watermark)
     assert set(postings) == set(due)  # one expire posting for each due lot, and no other
     for lot_id, lot in before.items():
         if lot_id in due:
             assert after[lot_id].remaining == 0 and after[lot_id].expired_tx_id is not None
             assert postings[lot_id] == (-lot.remaining, "breakage", f"expire:lot:{lot_id}")
+        elif lot_id in visited:  # due but spent: closed, nothing posted
+            assert after[lot_id] == dataclasses.replace(lot, closed_at=after[lot_id].closed_at)
         else:
-            assert after[lot_id] == lot  # not due, spent or never expiring: untouched
+            assert after[lot_id] == lot  # not due or never expiring: untouched
 
     for n, user in enumerate(users):
         was, now = before_wallets[user], await helpers.wallet(engine, user)

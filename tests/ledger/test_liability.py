@@ -5,6 +5,7 @@ first posting; as JSON and CSV over the API; and the invariant that ties it to t
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import uuid
@@ -30,9 +31,26 @@ VALUATION = liability.Valuation("VND", 3)  # 3 minor units a point: every value 
 
 
 @pytest.fixture
-def report_database(embedded_postgres: devstack.EmbeddedPostgres) -> devstack.ServiceDatabase:
-    """A fresh database for each test, migrated to the head: its ledger is the test's alone."""
-    return embedded_postgres.service_database(f"loyalty_liability_{uuid.uuid4().hex[:12]}")
+async def report_database(
+    embedded_postgres: devstack.EmbeddedPostgres,
+) -> devstack.ServiceDatabase:
+    """A fresh database for each test, migrated to the head: its ledger is the test's alone.
+    Its rate is 3 minor units a point from now on, so the accounts' booked values (each row's
+    value_amount) and the report's base-rate figures are both points x 3."""
+    database = embedded_postgres.service_database(f"loyalty_liability_{uuid.uuid4().hex[:12]}")
+    owner = make_engine(database.owner_url, pool_size=1)
+    try:
+        async with owner.begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO point_rates (starts_at, currency, point_value_minor, created_by) "
+                    "VALUES (clock_timestamp() + interval '5 milliseconds', 'VND', 3, 'test')"
+                )
+            )
+    finally:
+        await owner.dispose()
+    await asyncio.sleep(0.01)  # the rate is in force for every posting of the test
+    return database
 
 
 @pytest.fixture

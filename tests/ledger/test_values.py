@@ -106,7 +106,18 @@ async def test_every_posting_kind_is_valued_at_the_rate_in_force(engine, user_id
             idempotency_key=f"cb:{user_id}",
             reverses_tx_id=earn.posting.tx_id,
         )
-        await ledger.expire(conn, user_id=user_id, points=3, idempotency_key=f"x:{user_id}")
+        await ledger.adjust(
+            conn,
+            user_id=user_id,
+            points=3,
+            reason="short-lived",
+            idempotency_key=f"a3:{user_id}",
+            validity_months=1,
+        )
+        wallet = await ledger.get_wallet(conn, user_id)
+        lots = [lot for lot in await ledger.lots_of(conn, wallet.wallet_id) if lot.remaining]
+        soonest = min(lots, key=lambda lot: lot.expires_at or later)
+        await ledger.expire_lot(conn, lot_id=soonest.lot_id, as_of=later + timedelta(days=40))
     rows = await rows_of(engine, user_id)
     kinds = [(r["type"], r["amount"], r["held_delta"]) for r in rows]
     assert kinds == [
@@ -121,6 +132,7 @@ async def test_every_posting_kind_is_valued_at_the_rate_in_force(engine, user_id
         ("refund", 53, 0),
         ("refund", 11, 0),
         ("clawback", -9, 0),
+        ("adjustment", 3, 0),
         ("expire", -3, 0),
     ]
     for row in rows:
