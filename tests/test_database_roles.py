@@ -85,6 +85,6 @@ def test_the_migration_refuses_an_application_role_missing_or_with_powers(
         embedded_postgres,
         database.owner_url,
         f"SELECT has_function_privilege('{role}', 'ledger_earn(text, bigint, text, text, text, "
-        "text, bigint, text, text, text, jsonb)', 'EXECUTE')",
+        "text, bigint, text, text, text, jsonb, integer)', 'EXECUTE')",  # 0012's signature
     )
     assert granted == "t"

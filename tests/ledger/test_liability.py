@@ -37,7 +37,9 @@ async def report_database(
     """A fresh database for each test, migrated to the head: its ledger is the test's alone.
     Its rate is 3 minor units a point from now on, so the accounts' booked values (each row's
     value_amount) and the report's base-rate figures are both points x 3."""
-    database = embedded_postgres.service_database(f"loyalty_liability_{uuid.uuid4().hex[:12]}")
+    # Migrating runs its own event loop: off the tests' loop, in a thread.
+    name = f"loyalty_liability_{uuid.uuid4().hex[:12]}"
+    database = await asyncio.to_thread(embedded_postgres.service_database, name)
     owner = make_engine(database.owner_url, pool_size=1)
     try:
         async with owner.begin() as conn:
