@@ -120,6 +120,19 @@ class Clock:
         skew = await self.env.get_current_time() - await self.database_now()
         return max(0, math.ceil(skew / timedelta(days=28))) + 2
 
+    async def months_from_now(self, months: int, *, days: int = 0) -> datetime:
+        """The database's now plus `months` calendar months (as a lot's validity counts them)
+        and `days`: a fixed number of days per month drifts by weeks when the shared
+        time-skipping server is years ahead and `months` runs into the hundreds."""
+        async with self.engine.connect() as conn:
+            moment: datetime = (
+                await conn.execute(
+                    text("SELECT now() + make_interval(months => :m, days => :d)"),
+                    {"m": months, "d": days},
+                )
+            ).scalar_one()
+        return moment
+
     async def skip_to(self, moment: datetime) -> None:
         """Move the workflow's clock to `moment` (it must lie ahead)."""
         ahead = moment - await self.env.get_current_time()

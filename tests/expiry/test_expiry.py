@@ -38,7 +38,7 @@ async def test_expires_exactly_the_due_lots_over_batches_and_runs(
         if n % 4 == 3:
             await helpers.earn(engine, user, 7, 0)  # never expires
     before_wallets = {u: await helpers.wallet(engine, u) for u in users}
-    await clock.skip_to(await clock.database_now() + timedelta(days=31 * months + 2))
+    await clock.skip_to(await clock.months_from_now(months, days=2))
     before = await helpers.lots(engine)
 
     result, handle = await expire(batch_size=5, batches_per_run=2, reminder_days=0)
@@ -105,7 +105,7 @@ async def test_reminds_each_customer_once_per_run_and_each_lot_once(
     await helpers.earn(engine, later, 500, months + 6)
     await helpers.earn(engine, spent, 60, months + 1)
     await helpers.burn(engine, spent, 60)
-    await clock.skip_to(await clock.database_now() + timedelta(days=31 * months + 2))
+    await clock.skip_to(await clock.months_from_now(months, days=2))
     before = await helpers.lots(engine)
 
     # Pages of two lots: `two`'s lots may fall in different pages, still one reminder.
