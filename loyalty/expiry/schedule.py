@@ -14,21 +14,17 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from temporalio.client import (
     Client,
     Schedule,
     ScheduleActionStartWorkflow,
-    ScheduleCalendarSpec,
     ScheduleOverlapPolicy,
     SchedulePolicy,
-    ScheduleRange,
-    ScheduleSpec,
     ScheduleState,
 )
 
-from loyalty.core.schedules import ensure_schedule
+from loyalty.core.schedules import daily_spec, ensure_schedule
 from loyalty.core.settings import Settings
 from loyalty.expiry.contracts import WORKFLOW_NAME, ExpiryInput
 
@@ -39,14 +35,6 @@ WORKFLOW_TIMEOUT = timedelta(hours=20)
 
 def build_schedule(settings: Settings) -> Schedule:
     """The schedule as these settings describe it, on settings.temporal_task_queue."""
-    try:
-        ZoneInfo(settings.points_expiry_timezone)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ValueError(
-            f"POINTS_EXPIRY_TIMEZONE {settings.points_expiry_timezone!r} is not a known IANA "
-            "time zone"
-        ) from exc
-    hour, minute = (int(part) for part in settings.points_expiry_time.split(":"))
     inp = ExpiryInput(
         batch_size=settings.points_expiry_batch_size,
         reminder_days=settings.points_expiry_reminder_days,
@@ -66,15 +54,10 @@ def build_schedule(settings: Settings) -> Schedule:
                 "lots and points expired, wallets touched and where the walk is."
             ),
         ),
-        spec=ScheduleSpec(
-            calendars=[
-                ScheduleCalendarSpec(
-                    hour=[ScheduleRange(hour)],
-                    minute=[ScheduleRange(minute)],
-                    comment=f"daily at {settings.points_expiry_time}",
-                )
-            ],
-            time_zone_name=settings.points_expiry_timezone,
+        spec=daily_spec(
+            settings.points_expiry_time,
+            settings.points_expiry_timezone,
+            setting="POINTS_EXPIRY_TIMEZONE",
         ),
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP, catchup_window=CATCHUP_WINDOW),
         state=ScheduleState(note="points expiry: created by the worker at start-up"),

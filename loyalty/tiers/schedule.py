@@ -14,21 +14,17 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from temporalio.client import (
     Client,
     Schedule,
     ScheduleActionStartWorkflow,
-    ScheduleCalendarSpec,
     ScheduleOverlapPolicy,
     SchedulePolicy,
-    ScheduleRange,
-    ScheduleSpec,
     ScheduleState,
 )
 
-from loyalty.core.schedules import ensure_schedule
+from loyalty.core.schedules import daily_spec, ensure_schedule
 from loyalty.core.settings import Settings
 from loyalty.tiers.contracts import WORKFLOW_NAME, TierEvaluationInput
 
@@ -39,14 +35,6 @@ WORKFLOW_TIMEOUT = timedelta(hours=12)
 
 def build_schedule(settings: Settings) -> Schedule:
     """The schedule as these settings describe it, on settings.temporal_task_queue."""
-    try:
-        ZoneInfo(settings.tier_evaluation_timezone)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ValueError(
-            f"TIER_EVALUATION_TIMEZONE {settings.tier_evaluation_timezone!r} is not a known "
-            "IANA time zone"
-        ) from exc
-    hour, minute = (int(part) for part in settings.tier_evaluation_time.split(":"))
     inp = TierEvaluationInput(
         batch_size=settings.tier_evaluation_batch_size,
         downgrade_grace_days=settings.tier_downgrade_grace_days,
@@ -65,15 +53,10 @@ def build_schedule(settings: Settings) -> Schedule:
                 f"{inp.downgrade_grace_days} days. Query `progress` for counts so far."
             ),
         ),
-        spec=ScheduleSpec(
-            calendars=[
-                ScheduleCalendarSpec(
-                    hour=[ScheduleRange(hour)],
-                    minute=[ScheduleRange(minute)],
-                    comment=f"daily at {settings.tier_evaluation_time}",
-                )
-            ],
-            time_zone_name=settings.tier_evaluation_timezone,
+        spec=daily_spec(
+            settings.tier_evaluation_time,
+            settings.tier_evaluation_timezone,
+            setting="TIER_EVALUATION_TIMEZONE",
         ),
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP, catchup_window=CATCHUP_WINDOW),
         state=ScheduleState(note="tier evaluation: created by the worker at start-up"),
