@@ -35,8 +35,9 @@ class ExpiryActivities:
 
     @activity.defn(name="expire_points_batch")
     async def expire_batch(self, batch: ExpiryBatchInput) -> ExpiryBatchResult:
-        """Expire the next page of due lots to the breakage account."""
-        async with contextlib.AsyncExitStack() as stack:
+        """Expire the next page of due lots to the breakage account. A ledger refusal (a lot
+        expired under another key) is final: a retry would get the same answer."""
+        async with refusals_final(), contextlib.AsyncExitStack() as stack:
             conns = [
                 await stack.enter_async_context(autocommit(self._engine))
                 for _ in range(batch.concurrency)
@@ -48,5 +49,5 @@ class ExpiryActivities:
     @activity.defn(name="remind_points_expiring")
     async def remind_batch(self, batch: ReminderBatchInput) -> ReminderBatchResult:
         """Remind the next page's customers of their points due within the window."""
-        async with transaction(self._engine) as conn:
+        async with refusals_final(), transaction(self._engine) as conn:
             return await reminders.remind_batch(conn, batch)
