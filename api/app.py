@@ -62,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        telemetry=telemetry.fastapi_telemetry(settings),
     )
     app.state.settings = settings
     app.state.token_verifier = TokenVerifier(settings)

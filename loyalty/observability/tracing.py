@@ -13,9 +13,14 @@ import threading
 from collections.abc import Sequence
 
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
+from opentelemetry.trace import Link, SpanKind
+from opentelemetry.trace.span import TraceState
+from opentelemetry.util.types import Attributes
 from temporalio.client import Interceptor
 
 from loyalty.core.settings import Settings
@@ -40,6 +45,9 @@ def configure(settings: Settings, service: str, *, exporter: SpanExporter | None
         provider = TracerProvider(
             resource=Resource.create({"service.name": settings.otel_service_name or service})
         )
+        # The sampler OpenTelemetry's settings chose (OTEL_TRACES_SAMPLER: all by default),
+        # without the transactions' BEGIN and COMMIT.
+        provider.sampler = WithoutTransactionControl(provider.sampler)
         if exporter is not None:
             provider.add_span_processor(SimpleSpanProcessor(exporter))
         else:
@@ -54,6 +62,40 @@ def configure(settings: Settings, service: str, *, exporter: SpanExporter | None
         _instrument_libraries(provider)
         _provider = provider
         return True
+
+
+class WithoutTransactionControl(Sampler):
+    """Drops the spans of BEGIN and COMMIT, and asks `sampler` about every other span.
+
+    asyncpg's instrumentation makes a span of every statement, so each transaction adds two
+    spans that tell little: the enclosing span (the request, the activity) already covers their
+    time, and a failed COMMIT fails it too. At two of the four SQL spans of an HTTP earn, they
+    were a third of tracing's cost there (bench/README.md, "Telemetry"). A dropped span is not
+    recorded, and the statements after it keep their parent."""
+
+    _DROPPED = frozenset({"BEGIN", "BEGIN;", "COMMIT", "COMMIT;"})
+
+    def __init__(self, sampler: Sampler) -> None:
+        self.sampler = sampler
+
+    def should_sample(
+        self,
+        parent_context: Context | None,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        trace_state: TraceState | None = None,
+    ) -> SamplingResult:
+        if name in self._DROPPED:
+            return SamplingResult(Decision.DROP)
+        return self.sampler.should_sample(
+            parent_context, trace_id, name, kind, attributes, links, trace_state
+        )
+
+    def get_description(self) -> str:
+        return f"WithoutTransactionControl{{{self.sampler.get_description()}}}"
 
 
 def provider() -> TracerProvider | None:

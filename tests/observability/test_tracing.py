@@ -12,6 +12,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 
+from api.app import create_app
 from loyalty.core.settings import Settings
 from loyalty.core.temporal import connect
 from loyalty.observability import tracing
@@ -74,8 +75,14 @@ async def test_one_trace_from_the_http_request_to_the_capture(
         "RunActivity:capture_redemption_hold",
     ):
         assert expected in names, (expected, sorted(set(names)))
+    # One server span for the request (one layer traces requests), with its route and status.
+    assert names.count("POST /wallets/{userId}/redeem") == 1, names
+    assert request.attributes.get("http.route") == "/wallets/{userId}/redeem"
+    assert request.attributes.get("http.response.status_code") == 200
     sql = [s for s in in_trace if (s.attributes or {}).get("db.system") == "postgresql"]
     assert any("ledger_capture" in str(s.attributes.get("db.statement")) for s in sql), names
+    # Statements, without the transactions' BEGIN and COMMIT.
+    assert not {"BEGIN", "BEGIN;", "COMMIT", "COMMIT;"} & set(names), sorted(set(names))
     stripe_calls = [
         s
         for s in in_trace
@@ -97,3 +104,15 @@ async def test_one_trace_from_the_http_request_to_the_capture(
         while top.parent is not None and top.parent.span_id in by_id:
             top = by_id[top.parent.span_id]
         assert top is request, (span.name, top.name)
+
+
+async def test_scrapes_and_liveness_probes_make_no_trace(
+    spans: InMemorySpanExporter, settings: Settings
+) -> None:
+    app = create_app(settings.model_copy(update={"metrics_enabled": True}))
+    async with harness_api.in_process(app) as http:
+        for path in ("/metrics", "/health/live", "/health/live"):
+            assert (await http.get(path)).status_code == 200, path
+        assert (await http.get("/no-such-page")).status_code == 404
+    # The 404 is traced (so tracing is on in this app); the scrape and the probes are not.
+    assert [s.name for s in spans.get_finished_spans() if s.kind.name == "SERVER"] == ["GET"]
