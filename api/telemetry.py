@@ -71,6 +71,22 @@ class RequestTelemetry:
             logs.reset(token)
 
 
+class SampledOnly:
+    """With tracing on: a request whose trace is sampled out (its server span not recorded)
+    runs with the libraries' instrumentation suppressed (`tracing.only_if_sampled`), and so do
+    the scrapes and probes that make no span."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":  # the lifespan: what it starts must not inherit this
+            await self.app(scope, receive, send)
+            return
+        with tracing.only_if_sampled():
+            await self.app(scope, receive, send)
+
+
 def _request_id(scope: Scope) -> str:
     for name, value in scope["headers"]:
         if name == b"x-request-id":
@@ -132,6 +148,8 @@ def install(app: FastAPI, settings: Settings) -> None:
     """Wire the API's request ids, request metrics and /metrics into `app` (the engine's state
     collector joins at start-up, `start`; the server spans come with the app,
     `fastapi_telemetry`)."""
+    if tracing.provider() is not None:
+        app.add_middleware(SampledOnly)
     app.add_middleware(RequestTelemetry, metrics_enabled=settings.metrics_enabled)
     if settings.metrics_enabled:
         app.include_router(metrics_router)

@@ -199,12 +199,14 @@ async def http_phases(
 ) -> list[kit.Phase]:
     """Without --variant, one HTTP phase against this checkout's API as configured (and the
     floor with --http-floor); with variants, each in turn for --rounds rounds (alternating, so
-    drift hits them alike), each against an API process of its own."""
+    drift hits them alike; every other round in reverse order), each against an API process of its
+    own."""
     variants = args.variant or [{}]
     labelled = len(variants) > 1
     phases = []
     for round_ in range(args.rounds if labelled else 1):
-        for number, variant in enumerate(variants, 1):
+        numbered = list(enumerate(variants, 1))
+        for number, variant in numbered if round_ % 2 == 0 else numbered[::-1]:
             loop, http = API_RUNTIMES[variant.get("runtime", args.api_runtime)]
             mode = variant.get("telemetry")
             extra, _ = telemetry.env_for(mode, sink) if mode else ({}, [])
@@ -230,7 +232,9 @@ async def http_phases(
                 async with telemetry.scraping(scrape):
                     phases.append(await earn(label=label))
                 if mode and by_mode is not None:
-                    by_mode.setdefault(mode, []).append(phases[-1])
+                    # Another checkout's rounds apart from this one's: `tracing@../old`.
+                    key = f"{mode}@{variant['source']}" if "source" in variant else mode
+                    by_mode.setdefault(key, []).append(phases[-1])
                 if args.http_floor and not labelled:
                     phases.append(await earn(refused=True))
     return phases

@@ -145,6 +145,12 @@ def test_ledger_benchmark_measures_telemetry() -> None:
     assert "invariants after the run: OK" in out, out
 
 
+def test_span_cost_benchmark_runs() -> None:
+    out = _run("bench/span_cost.py", "--spans", "200", "--rounds", "2", timeout=120)
+    for way in ("off", "dropped", "recorded", "exported"):
+        assert re.search(rf"^{way} +[0-9.]+ +[-+][0-9.]+ ", out, re.MULTILINE), out
+
+
 def test_streams_benchmark_runs() -> None:
     out = _run(
         "bench/event_streams.py", "--events", "20", "--clients", "4", "--relay-rate", "20",

@@ -4,11 +4,17 @@ and workflow ids on the spans. An in-memory exporter collects what would go over
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+import uuid
+from collections.abc import AsyncIterator, Iterator, Sequence
 
 import pytest
 import stripe
+from opentelemetry.context import Context
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
+from opentelemetry.trace import Link, SpanKind
+from opentelemetry.trace.span import TraceState
+from opentelemetry.util.types import Attributes
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 
@@ -18,6 +24,7 @@ from loyalty.core.temporal import connect
 from loyalty.observability import tracing
 from tests.harness import api as harness_api
 from tests.harness import workers
+from tests.harness.wallets import new_user
 from tests.redemption.helpers import pay, redeem, wait_for_end
 
 
@@ -116,3 +123,48 @@ async def test_scrapes_and_liveness_probes_make_no_trace(
         assert (await http.get("/no-such-page")).status_code == 404
     # The 404 is traced (so tracing is on in this app); the scrape and the probes are not.
     assert [s.name for s in spans.get_finished_spans() if s.kind.name == "SERVER"] == ["GET"]
+
+
+class _Asked(Sampler):
+    """Drops every span, and notes the name of each it was asked about."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def should_sample(
+        self,
+        parent_context: Context | None,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        trace_state: TraceState | None = None,
+    ) -> SamplingResult:
+        self.names.append(name)
+        return SamplingResult(Decision.DROP)
+
+    def get_description(self) -> str:
+        return "Asked"
+
+
+async def test_a_sampled_out_request_starts_no_statement_span(settings: Settings) -> None:
+    """The request's own span is asked about and dropped; the statements it runs are not even
+    started (their instrumentation is suppressed), though they would have been dropped too."""
+    asked = _Asked()
+    exporter = InMemorySpanExporter()
+    assert tracing.configure(settings, "loyalty-test", exporter=exporter, sampler=asked)
+    try:
+        app = create_app(settings)
+        booking = {"booking_id": f"b-{uuid.uuid4().hex[:8]}", "amount_paid": 100_000}
+        async with harness_api.in_process(app) as http:
+            answer = await http.post(
+                f"/wallets/{new_user()}/earn",
+                headers=harness_api.Auth(settings).service(),
+                json={**booking, "currency": "VND"},
+            )
+        assert answer.status_code == 201, answer.text
+        assert asked.names == ["POST"], asked.names
+        assert exporter.get_finished_spans() == ()
+    finally:
+        tracing.disable()
