@@ -4,9 +4,9 @@ per request, whatever the instrumentation around it.
     .venv/bin/python bench/span_cost.py [--spans 20000] [--rounds 3]
 
 Each way starts and ends `--spans` spans carrying the attributes asyncpg's instrumentation puts
-on a statement's span (seven, the statement's text among them), then waits for the batch
-processor's thread to drain; CPU is this process's (time.process_time: every thread, the
-export thread too) per span:
+on a statement's span over a Unix socket (six, the statement's text among them), then waits
+for the batch processor's thread to drain; CPU is this process's (time.process_time: every
+thread, the export thread too) per span:
 - `off` (the baseline): the OpenTelemetry API's no-op tracer, which is what traced code pays
   with tracing off;
 - `dropped`: the SDK's span that its sampler drops (a BEGIN or COMMIT, or a trace left out by
