@@ -9,7 +9,7 @@ validity that is still in the workflow's future."""
 
 from __future__ import annotations
 
-import concurrent.futures
+import asyncio
 import math
 import uuid
 from collections.abc import AsyncIterator
@@ -37,11 +37,12 @@ from workflows.expiry import PointsExpiryWorkflow
 # per module: the lots of other tests (and what their workflows still post) stay out of their
 # counts. The fixtures of that name in tests/conftest.py are overridden here.
 @pytest.fixture(scope="module")
-def service_database(embedded_postgres: devstack.EmbeddedPostgres) -> devstack.ServiceDatabase:
+async def service_database(
+    embedded_postgres: devstack.EmbeddedPostgres,
+) -> devstack.ServiceDatabase:
     # Migrating runs its own event loop: off the tests' loop, in a thread.
     name = f"loyalty_expiry_{uuid.uuid4().hex[:12]}"
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(embedded_postgres.service_database, name).result()
+    return await asyncio.to_thread(embedded_postgres.service_database, name)
 
 
 @pytest.fixture(scope="module")
